@@ -1,0 +1,1 @@
+//! Chord symbols (note_seq grammar) and voicings. Filled in by the music-core work.

@@ -1,0 +1,12 @@
+//! Comper: chord accompaniment for a melody, from a ReaLchords-style transformer on the CPU.
+//!
+//! Data flows one way: MIDI capture → [`quantize`] → melody [`frames`] → [`tokens`] →
+//! [`model`] → [`sample`] → chord frames → voicing ([`chord`]) → MIDI out / [`midi_file`].
+
+pub mod chord;
+pub mod frames;
+pub mod midi_file;
+pub mod model;
+pub mod quantize;
+pub mod sample;
+pub mod tokens;

@@ -1,0 +1,1 @@
+//! The ReaLchords decoder in candle. Filled in by the model work.

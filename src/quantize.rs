@@ -1,0 +1,1 @@
+//! Real-time melody quantizer. Filled in by the music-core work.

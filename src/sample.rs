@@ -1,0 +1,1 @@
+//! Sampling, five options and live continuation. Filled in by the model work.
