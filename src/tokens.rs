@@ -66,14 +66,20 @@ pub enum TokenError {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FrameError {
     /// Onset or offset is NaN, infinite, or falls on a frame before the phrase start.
-    #[error("event {index} (onset {onset_beat} beats, offset {offset_beat} beats) lies before the phrase start or is not a finite time")]
+    #[error(
+        "event {index} (onset {onset_beat} beats, offset {offset_beat} beats) lies before \
+         the phrase start or is not a finite time"
+    )]
     InvalidTime {
         index: usize,
         onset_beat: f64,
         offset_beat: f64,
     },
     /// The event starts on or after the last frame; ReaLchords raises here too.
-    #[error("event {index} starts at beat {onset_beat}, at or past the end of the {num_frames}-frame phrase")]
+    #[error(
+        "event {index} starts at beat {onset_beat}, at or past the end of the \
+         {num_frames}-frame phrase"
+    )]
     OnsetPastEnd {
         index: usize,
         onset_beat: f64,
