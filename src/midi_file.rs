@@ -10,6 +10,7 @@
 //! Writing produces format 1, 480 PPQ: a conductor track (tempo, time signature), a chord track
 //! (one note group per chord) and an optional melody track.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use midly::num::{u15, u24, u28, u4, u7};
@@ -24,6 +25,9 @@ pub const WRITE_PPQ: u16 = 480;
 pub const DEFAULT_TEMPO_BPM: f64 = 120.0;
 /// The General MIDI percussion channel (channel 10, zero-based 9): never a melody candidate.
 pub const DRUM_CHANNEL: u8 = 9;
+/// Notes ending later than this (about 14 hours at 120 BPM) mark a corrupt file; refusing them
+/// keeps later per-frame work bounded.
+pub const MAX_SONG_BEATS: f64 = 100_000.0;
 /// Track-name fragments (lowercase) that mark a melody part.
 const MELODY_NAME_HINTS: [&str; 4] = ["melody", "lead", "vocal", "voice"];
 /// Two notes overlapping by less than this many beats still count as monophonic (legato slop).
@@ -45,6 +49,8 @@ pub enum MidiFileError {
     ZeroPpq,
     #[error("format 2 (sequential songs) MIDI files are not supported; use format 0 or 1")]
     SequentialFormat,
+    #[error("a note ends at beat {beat}, beyond the {MAX_SONG_BEATS}-beat limit; the file is likely corrupt")]
+    TooLong { beat: f64 },
     #[error("the file has no pitched notes outside the drum channel to use as a melody")]
     NoMelody,
     #[error("part {index} does not exist; the file has {count} parts")]
@@ -269,6 +275,14 @@ pub fn parse_midi(bytes: &[u8]) -> Result<MidiSong, MidiFileError> {
         }
         parts.extend(builder.finish(track_index, tick, ticks_per_beat));
     }
+    let last_beat = parts
+        .iter()
+        .flat_map(|p: &MidiPart| &p.notes)
+        .map(|n| n.offset_beat)
+        .fold(0.0, f64::max);
+    if last_beat > MAX_SONG_BEATS {
+        return Err(MidiFileError::TooLong { beat: last_beat });
+    }
     tempo_ticks.sort_by_key(|&(tick, _)| tick);
     time_signatures.sort_by_key(|&(tick, _)| tick);
     let tempo_map: Vec<TempoPoint> = tempo_ticks
@@ -324,6 +338,8 @@ struct TrackNotes {
     name: Option<String>,
     /// Per channel: notes in onset order, with `None` offsets while sounding.
     channels: [Vec<(u8, u64, Option<u64>)>; 16],
+    /// Indices into `channels` of the notes still sounding, per (channel, pitch), oldest first.
+    sounding: HashMap<(u8, u8), VecDeque<usize>>,
 }
 
 impl TrackNotes {
@@ -333,15 +349,20 @@ impl TrackNotes {
         };
         match message {
             MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
-                notes.push((key.as_int(), tick, None));
+                let pitch = key.as_int();
+                self.sounding
+                    .entry((channel, pitch))
+                    .or_default()
+                    .push_back(notes.len());
+                notes.push((pitch, tick, None));
             }
             MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
                 // The earliest still-sounding note of this pitch ends (first in, first out).
-                let pitch = key.as_int();
-                if let Some(note) = notes
-                    .iter_mut()
-                    .find(|(p, _, off)| *p == pitch && off.is_none())
-                {
+                let oldest = self
+                    .sounding
+                    .get_mut(&(channel, key.as_int()))
+                    .and_then(VecDeque::pop_front);
+                if let Some(note) = oldest.and_then(|i| notes.get_mut(i)) {
                     note.2 = Some(tick);
                 }
             }

@@ -69,6 +69,10 @@ pub const DEFAULT_TEMPO_BPM: f64 = 120.0;
 /// still treated as the same timeline (about 8 ms at 120 BPM): absorbs host rounding and
 /// in-block tempo ramps the host does not report.
 pub const JUMP_TOLERANCE_BEATS: f64 = 1.0 / 64.0;
+/// Largest song position (in beats, either sign) accepted from a host or an offline caller;
+/// beyond it (or non-finite) the transport counts as stopped, keeping frame indices far from
+/// integer overflow.
+pub const MAX_BEAT_POSITION: f64 = 1e12;
 /// Loop wraps followed inside one block; a pathological host loop cannot stall the audio thread.
 pub const MAX_LOOP_WRAPS_PER_BLOCK: u32 = 8;
 
@@ -94,7 +98,8 @@ impl Default for TimeSignature {
 pub struct Transport {
     /// Tempo at the block start, in quarter notes per minute.
     pub tempo_bpm: f64,
-    /// Song position at the block start, in quarter-note beats.
+    /// Song position at the block start, in quarter-note beats. A value beyond
+    /// [`MAX_BEAT_POSITION`] (or non-finite) is treated like a stopped transport.
     pub beat_position: f64,
     /// Whether the transport is rolling; a stopped transport produces no frames.
     pub playing: bool,
@@ -363,7 +368,9 @@ impl Quantizer {
         let timeless = !(block.sample_rate.is_finite() && block.sample_rate > 0.0);
         match block.transport {
             _ if timeless => self.track_keys(events),
-            Some(transport) if transport.playing && transport.beat_position.is_finite() => {
+            Some(transport)
+                if transport.playing && transport.beat_position.abs() <= MAX_BEAT_POSITION =>
+            {
                 self.process_host_block(block, &transport, tempo_changes, events, sink);
             }
             Some(_) => {
@@ -384,7 +391,9 @@ impl Quantizer {
     ) {
         let host_beat = transport.beat_position;
         let loop_range = transport.loop_range.filter(|&(start, end)| {
-            start.is_finite() && end.is_finite() && end - start >= 1.0 / FRAMES_PER_BEAT_F64
+            start.abs() <= MAX_BEAT_POSITION
+                && end.abs() <= MAX_BEAT_POSITION
+                && end - start >= 1.0 / FRAMES_PER_BEAT_F64
         });
         match self.phrase {
             Some(phrase) if phrase.clock == ClockSource::Host => {
@@ -525,23 +534,17 @@ impl Quantizer {
         for event in events {
             let sample = (event.offset as f64).min(last_sample).max(previous_sample);
             previous_sample = sample;
+            if self.phrase.is_some() {
+                self.advance_free(segment.beat_at(sample), sink);
+            }
             if self.phrase.is_none() && event.kind == NoteEventKind::On {
-                self.start_phrase(
-                    0.0,
-                    ClockSource::Free,
-                    TimeSignature::default(),
-                    false,
-                    sink,
-                );
+                let signature = TimeSignature::default();
+                self.start_phrase(0.0, ClockSource::Free, signature, false, sink);
                 segment.sample = sample;
                 segment.beat = 0.0;
             }
-            if self.phrase.is_some() {
-                let beat = segment.beat_at(sample);
-                self.advance_free(beat, sink);
-                if let Some(phrase) = self.phrase.as_mut() {
-                    phrase.last_activity_beat = self.line.position;
-                }
+            if let Some(phrase) = self.phrase.as_mut() {
+                phrase.last_activity_beat = self.line.position;
             }
             self.apply_event(event, sink);
         }
@@ -919,7 +922,8 @@ pub struct IndexedFrame {
 /// Events are taken in beat order (stable, so simultaneous events keep their order). Events
 /// before `start_beat` only set which keys are down (a key still down at the start is carried
 /// in as an onset); events at or after `end_beat`, with a non-finite beat or a pitch above 127
-/// are ignored. Returns frames `floor(4·start)` up to the last frame the phrase touches.
+/// are ignored. Returns frames `floor(4·start)` up to the last frame the phrase touches; nothing
+/// when a bound is beyond [`MAX_BEAT_POSITION`] or not finite.
 pub fn quantize_timeline(
     events: &[TimedNoteEvent],
     start_beat: f64,
@@ -932,7 +936,7 @@ pub fn quantize_timeline(
         .collect();
     sorted.sort_by(|a, b| a.beat.total_cmp(&b.beat));
     let mut frames = Vec::new();
-    if !(start_beat.is_finite() && end_beat.is_finite()) {
+    if !(start_beat.abs() <= MAX_BEAT_POSITION && end_beat.abs() <= MAX_BEAT_POSITION) {
         return frames;
     }
     let mut emit = |index, frame| frames.push(IndexedFrame { index, frame });
@@ -1261,6 +1265,16 @@ mod tests {
             4,
             "frames up to beat 1 after the release: {later:?}"
         );
+        let again = run(&mut q, block, &[NoteEvent::on(3, 64)]);
+        assert!(matches!(
+            again[0],
+            QuantizerOutput::PhraseStart {
+                phrase: 1,
+                first_frame: 0,
+                ..
+            }
+        ));
+        assert_eq!(frames(&again), vec![(0, Onset(64))]);
     }
 
     #[test]
