@@ -7,6 +7,7 @@ pub mod chord;
 pub mod frames;
 pub mod midi_file;
 pub mod model;
+pub mod progression;
 pub mod quantize;
 pub mod sample;
 pub mod tokens;
