@@ -230,8 +230,22 @@ impl MidiSong {
     }
 }
 
+/// midly 0.5.3 negates the SMPTE frame-rate byte as an `i8`, which overflows (and panics in
+/// builds with overflow checks) when that byte is 0x80. Such a header is refused before midly sees
+/// it. Every `MThd` chunk is checked because midly also reads files wrapped in a RIFF container.
+fn has_unrepresentable_smpte_rate(bytes: &[u8]) -> bool {
+    bytes
+        .windows(13)
+        .any(|w| &w[..4] == b"MThd" && w[12] == 0x80)
+}
+
 /// Parses a MIDI file from memory.
 pub fn parse_midi(bytes: &[u8]) -> Result<MidiSong, MidiFileError> {
+    if has_unrepresentable_smpte_rate(bytes) {
+        return Err(MidiFileError::Parse(
+            "the header's SMPTE frame rate byte is -128, which is not a frame rate".into(),
+        ));
+    }
     let smf = Smf::parse(bytes).map_err(|e| MidiFileError::Parse(e.to_string()))?;
     let ppq = match smf.header.timing {
         Timing::Metrical(ppq) if ppq.as_int() == 0 => return Err(MidiFileError::ZeroPpq),

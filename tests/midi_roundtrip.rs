@@ -465,3 +465,12 @@ fn committed_assets_match_their_source() {
         assert_eq!(total % 4.0, 0.0, "{file} fills whole 4/4 bars");
     }
 }
+
+/// midly 0.5.3 overflows negating an SMPTE rate byte of 0x80 (found by the `midi_reader` fuzz
+/// target); the reader must answer with an error instead.
+#[test]
+fn smpte_rate_of_minus_128_is_an_error_not_a_panic() {
+    let mut bytes = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x80\x00".to_vec();
+    bytes.extend_from_slice(b"MTrk\x00\x00\x00\x04\x00\xff\x2f\x00");
+    assert!(comper::midi_file::parse_midi(&bytes).is_err());
+}
