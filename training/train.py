@@ -80,7 +80,8 @@ def loss_on(model, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 @torch.no_grad()
 def valid_nll(model, data: TokenSet, indices: list[int], batch_size: int) -> float:
-    """Token-weighted mean NLL (nats) over the given validation examples (whole sequences)."""
+    """Token-weighted mean NLL (nats) over the given validation examples (whole sequences);
+    None when there are none."""
     model.eval()
     total, count = 0.0, 0
     order = sorted(indices, key=lambda i: data.offsets[i + 1] - data.offsets[i])
@@ -90,7 +91,11 @@ def valid_nll(model, data: TokenSet, indices: list[int], batch_size: int) -> flo
         total += float(loss) * n
         count += n
     model.train()
-    return total / max(1, count)
+    return total / count if count else None
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -103,7 +108,10 @@ def save_checkpoint(path: Path, state: dict) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already fixed in this process (e.g. a second run under pytest)
+        pass
     args.run.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.run / "ckpt.pt"
     log_path = args.run / "log.jsonl"
@@ -184,19 +192,19 @@ def main(argv=None) -> int:
         optimizer.step()
         step += 1
         calib_steps += 1
-        window_loss += float(loss)
+        window_loss += loss.item()
         window_n += 1
         if step % args.log_every == 0:
             log({"step": step, "train_loss": round(window_loss / window_n, 4), "lr": round(lr, 6),
                  "elapsed_s": round(elapsed_before + time.time() - start, 1)})
             window_loss, window_n = 0.0, 0
         if step % args.valid_every == 0:
-            log({"step": step, "valid_nll": round(valid_nll(model, valid, valid_subset, args.batch_size), 4)})
+            log({"step": step, "valid_nll": rounded(valid_nll(model, valid, valid_subset, args.batch_size))})
         if step % args.ckpt_every == 0:
             checkpoint(elapsed_before + time.time() - start)
 
     checkpoint(elapsed_before + time.time() - start)
-    log({"step": step, "valid_nll_full": round(valid_nll(model, valid, list(range(len(valid))), args.batch_size), 4),
+    log({"step": step, "valid_nll_full": rounded(valid_nll(model, valid, list(range(len(valid))), args.batch_size)),
          "event": "end", "elapsed_s": round(elapsed_before + time.time() - start, 1)})
     return 0
 
