@@ -149,16 +149,29 @@ def parse_nottingham(label: str) -> Chord:
 # --- MusicXML harmony via music21 --------------------------------------------------------
 
 
+# Pitch classes that above the octave can only be a misplaced 3rd, 5th or 7th, never a
+# 9th/11th/13th extension.
+_NEVER_EXTENSIONS = {4, 7, 10, 11}
+
+
+def _fold(offset: int) -> int:
+    """Register of one tone relative to the root: 0..11, or 12..23 for an extension."""
+    if offset < 12 or offset % 12 in _NEVER_EXTENSIONS:
+        return offset % 12
+    return 12 + offset % 12
+
+
 def chord_from_offsets(root: int, offsets: list[int]) -> Chord:
     """Build a chord from semitone offsets of its tones relative to the root.
 
     Tones voiced below the root (inversions, slash basses) are folded into the octave above
-    it; tones already above the octave (9ths, 11ths, 13ths) keep their register, like in a
-    stacked root-position voicing. Pitch classes already present are dropped.
+    it; extensions above the octave (9ths, 11ths, 13ths) keep their register, like in a
+    stacked root-position voicing, while a 3rd, 5th or 7th voiced high comes down. Pitch
+    classes already present are dropped.
     """
     seen_pcs = {0}
     stacked = [0]
-    folded = [o % 12 if o < 0 else (o if o < 24 else 12 + o % 12) for o in offsets]
+    folded = [_fold(o) for o in offsets]
     for off in sorted(folded):
         if off % 12 in seen_pcs:
             continue

@@ -53,6 +53,8 @@ def test_offsets_fold_inversions_and_keep_extensions():
     assert chord_from_offsets(9, [-9, -5, 0]) == Chord(9, MINOR)
     # C9 voiced C3 E3 G3 Bb3 D4
     assert chord_from_offsets(0, [0, 4, 7, 10, 14]) == Chord(0, (4, 3, 3, 4))
+    # a seventh voiced two octaves up is still a seventh, not an extension
+    assert chord_from_offsets(0, [0, 5, 7, 22]) == Chord(0, (5, 2, 3))
     with pytest.raises(ChordParseError):
         chord_from_offsets(0, [0, 12])
 
