@@ -5,7 +5,8 @@
 
 Loss: cross-entropy on every target position except PAD (chords, melody and EOS, as
 ReaLchords), with the key mask ReaLchords uses (PAD and the EOS-target position masked).
-AdamW, linear warmup then cosine decay to 10 %, gradient clipping. The run folder gets
+AdamW, linear warmup then cosine decay to 10 % (over --max-steps, or over the --minutes
+budget by wall-clock time), gradient clipping. The run folder gets
 ckpt.pt (every --ckpt-every steps and on exit, including Ctrl-C/SIGTERM), log.jsonl
 (train loss, valid NLL, lr, time) and a copy of chord_names.json; --resume continues it.
 """
@@ -47,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--warmup", type=int, default=200)
-    ap.add_argument("--max-steps", type=int, default=0, help="schedule length; 0 = estimate from --minutes after the first steps")
+    ap.add_argument("--max-steps", type=int, default=0, help="schedule length in steps; 0 = the cosine follows wall-clock time over --minutes")
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget of this invocation")
     ap.add_argument("--threads", type=int, default=1)
@@ -59,13 +60,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def lr_at(step: int, args, max_steps: int) -> float:
-    """Linear warmup to --lr (at most a tenth of the schedule), then cosine decay to 10 %
-    of it at `max_steps`."""
-    warmup = max(1, min(args.warmup, max_steps // 10))
+def lr_at(step: int, args, max_steps: int, time_progress: float) -> float:
+    """Linear warmup to --lr, then cosine decay to 10 % of it: over `max_steps` steps when
+    that is set, else over the time budget (`time_progress` = elapsed / budget), so a
+    time-limited run ends its schedule on time whatever the machine's load."""
+    warmup = max(1, min(args.warmup, max_steps // 10)) if max_steps else args.warmup
     if step < warmup:
         return args.lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+    if max_steps:
+        progress = (step - warmup) / max(1, max_steps - warmup)
+    else:
+        progress = time_progress
+    progress = min(1.0, max(0.0, progress))
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -129,7 +135,7 @@ def main(argv=None) -> int:
     model = OnlineDecoder(config["num_tokens"], args.dim, args.depth, args.heads, args.dropout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=args.weight_decay)
     rng = np.random.default_rng(args.seed)
-    step, max_steps, elapsed_before = 0, args.max_steps, 0.0
+    step, max_steps, elapsed_before, schedule_s = 0, args.max_steps, 0.0, args.minutes * 60
     if args.resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if state["config"] != config:
@@ -139,9 +145,10 @@ def main(argv=None) -> int:
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         step, max_steps, elapsed_before = state["step"], state["max_steps"], state["elapsed"]
+        schedule_s = state["schedule_s"]
         if args.max_steps:
             max_steps = args.max_steps
-        print(f"resumed at step {step} (schedule {max_steps} steps)", flush=True)
+        print(f"resumed at step {step} (schedule: {max_steps or f'{schedule_s:.0f} s'})", flush=True)
 
     valid_rng = np.random.default_rng(12345)
     valid_subset = list(range(len(valid)))
@@ -158,7 +165,7 @@ def main(argv=None) -> int:
     def checkpoint(elapsed: float) -> None:
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(), "step": step, "max_steps": max_steps, "elapsed": elapsed,
+            "torch_rng": torch.get_rng_state(), "step": step, "max_steps": max_steps, "elapsed": elapsed, "schedule_s": schedule_s,
             "config": config, "args": {k: str(v) for k, v in vars(args).items()},
         })
 
@@ -169,18 +176,15 @@ def main(argv=None) -> int:
 
     budget = args.minutes * 60
     start = time.time()
-    window_loss, window_n, calib_steps = 0.0, 0, 0
+    window_loss, window_n = 0.0, 0
     model.train()
     while not stop["now"]:
         now = time.time() - start
         if now >= budget:
             break
-        if max_steps == 0 and calib_steps == 20:
-            max_steps = step + int((budget - now) / (now / calib_steps))
-            log({"event": "schedule", "max_steps": max_steps, "sec_per_step": round(now / calib_steps, 3)})
         if max_steps and step >= max_steps:
             break
-        lr = lr_at(step, args, max_steps or 10**9)
+        lr = lr_at(step, args, max_steps, (elapsed_before + now) / schedule_s)
         for group in optimizer.param_groups:
             group["lr"] = lr
         idx = rng.integers(len(train), size=args.batch_size)
@@ -191,7 +195,6 @@ def main(argv=None) -> int:
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         optimizer.step()
         step += 1
-        calib_steps += 1
         window_loss += loss.item()
         window_n += 1
         if step % args.log_every == 0:
