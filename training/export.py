@@ -1,0 +1,89 @@
+"""Export a training checkpoint as a Comper weights folder.
+
+    python training/export.py --run /work/runs/online-256 --name online-256 --out weights
+
+Writes OUT/NAME/model.safetensors (the state dict with its `decoder.` key names, f32,
+including `decoder.attn_layers.rotary_pos_emb.inv_freq`), config.json and
+chord_names.json (the vocabulary in id order, copied from the run folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from comper_data.model import OnlineDecoder  # noqa: E402
+
+INV_FREQ = "decoder.attn_layers.rotary_pos_emb.inv_freq"
+
+
+def last_valid_nll(log_path: Path) -> float | None:
+    """The most recent validation NLL in a run's log.jsonl, if any."""
+    if not log_path.exists():
+        return None
+    value = None
+    for line in log_path.read_text().splitlines():
+        entry = json.loads(line)
+        value = entry.get("valid_nll_full", entry.get("valid_nll", value))
+    return value
+
+
+def export(run: Path, name: str, out: Path) -> Path:
+    """Write the weights folder and return its path."""
+    state = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=False)
+    config = state["config"]
+    names = json.loads((run / "chord_names.json").read_text())
+    if config["num_tokens"] != 260 + 2 * len(names):
+        raise SystemExit(f"num_tokens {config['num_tokens']} does not match {len(names)} chord names")
+
+    # Rebuild the model so the exported names are exactly what x-transformers produces.
+    model = OnlineDecoder(config["num_tokens"], config["dim"], config["depth"], config["heads"])
+    model.load_state_dict(state["model"])
+    tensors = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
+    if INV_FREQ not in tensors:
+        raise SystemExit(f"{INV_FREQ} missing from the state dict")
+
+    from safetensors.torch import save_file
+
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / "model.safetensors"))
+    meta = {
+        "name": name,
+        "dim": config["dim"],
+        "depth": config["depth"],
+        "heads": config["heads"],
+        "dim_head": config["dim_head"],
+        "num_tokens": config["num_tokens"],
+        "max_seq_len": config["max_seq_len"],
+        "num_chords": len(names),
+        "train_steps": state["step"],
+        "train_seconds": round(state["elapsed"]),
+        "valid_nll": last_valid_nll(run / "log.jsonl"),
+        "architecture": "ReaLchords online decoder (x-transformers 2.11.23 TransformerWrapper+Decoder)",
+        "training_data": "POP909 (MIT), Nottingham (GPL-3), OpenEWLD (MIT); see training/DATA_REPORT.md",
+    }
+    (folder / "config.json").write_text(json.dumps(meta, indent=1) + "\n")
+    (folder / "chord_names.json").write_text(json.dumps(names, indent=1, ensure_ascii=False) + "\n")
+    return folder
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True, help="run folder with ckpt.pt and chord_names.json")
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--out", type=Path, default=Path("weights"))
+    args = ap.parse_args(argv)
+    folder = export(args.run, args.name, args.out)
+    print(f"wrote {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""End to end on a fake dataset folder: convert -> crop batches -> train a few steps -> export."""
+
+import json
+
+import numpy as np
+import pytest
+
+import convert
+from comper_data.batches import TokenSet, crop, pad_batch
+from comper_data.tokens import BOS, CHORD_BASE, EOS, NOTE_ON_BASE, PAD, num_tokens
+from fixtures import write_nottingham, write_pop909_song
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("datasets")
+    for name in [f"{i:03d}" for i in range(1, 11)]:
+        write_pop909_song(root / "pop909" / "POP909", name)
+    write_nottingham(root / "nottingham")
+    out = root / "out"
+    split_file = root / "splits.json"
+    assert convert.main(["--datasets", str(root), "--only", "pop909", "nottingham", "--out", str(out),
+                         "--split-file", str(split_file), "--min-chord-count", "3"]) == 0
+    return out, split_file
+
+
+def test_split_file_is_song_level_and_stable(converted):
+    out, split_file = converted
+    split = json.loads(split_file.read_text())
+    pop = split["pop909"]
+    assert sorted(pop["train"] + pop["valid"] + pop["test"]) == [f"{i:03d}" for i in range(1, 11)]
+    assert (len(pop["train"]), len(pop["valid"]), len(pop["test"])) == (8, 1, 1)
+    assert convert.make_split({"pop909": []}, 1) == {"pop909": {"train": [], "valid": [], "test": []}}
+
+
+def test_vocabulary_and_token_ranges(converted):
+    out, _ = converted
+    names = json.loads((out / "chord_names.json").read_text())
+    assert names == sorted(set(names))
+    # every kept quality appears on all 12 roots
+    assert len(names) % 12 == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["vocabulary_size"] == len(names)
+    # the Nottingham "Fa7" (aug7, seen twice) is rarer than --min-chord-count 3: it becomes
+    # an augmented triad; the equally rare dim triad cannot be simplified and stays
+    assert report["chord_qualities"]["C+7"] == 2
+    assert report["simplified_qualities (as on C)"] == {"C+7": {"count": 2, "to": "C+"}}
+    assert "C+7" not in names and "Co" in names
+    train = TokenSet(out / "train.npz")
+    per_song = sum(d.get("examples train", 0) for d in report["datasets"].values())
+    assert len(train) == report["splits"]["train"]["examples"] == 13 * per_song
+    for i in range(len(train)):
+        seq = train.sequence(i)
+        assert seq[0] == BOS and seq[-1] == EOS
+        assert len(seq) % 2 == 0 and len(seq) <= 514
+        assert seq.min() > PAD and seq.max() < num_tokens(len(names))
+        chords, melody = seq[1:-1:2], seq[2:-1:2]
+        assert ((chords == 3) | (chords >= CHORD_BASE)).all()
+        assert (melody < CHORD_BASE).all()
+
+
+def test_crop_restarts_holds_and_drops_eos():
+    c = 5
+    # 300 frames: chord 0 onset then holds; melody pitch 60 onset then holds
+    frames = 300
+    seq = [BOS]
+    for t in range(frames):
+        seq += [CHORD_BASE + (c if t == 0 else 0), (NOTE_ON_BASE if t == 0 else 4) + 60]
+    seq = np.array(seq + [EOS])
+    rng = np.random.default_rng(0)
+    window = crop(seq, np.array([0, 16, 32]), 128, c, rng)
+    assert window[0] == BOS and len(window) == 1 + 2 * 128
+    assert window[1] == CHORD_BASE + c and window[2] == NOTE_ON_BASE + 60
+    assert EOS not in window
+    assert (crop(seq[:21], np.array([0]), 128, c, rng) == seq[:21]).all()
+    batch = pad_batch([np.array([1, 2]), np.array([1, 3, 4])])
+    assert batch.tolist() == [[1, 2, PAD], [1, 3, 4]]
+
+
+def test_train_resume_and_export(converted, tmp_path):
+    import train
+    import export
+    from safetensors.torch import load_file
+
+    out, _ = converted
+    run = tmp_path / "run"
+    common = ["--data", str(out), "--run", str(run), "--dim", "32", "--depth", "1", "--heads", "2",
+              "--batch-size", "4", "--minutes", "5", "--log-every", "1", "--valid-every", "2", "--ckpt-every", "2"]
+    assert train.main(common + ["--max-steps", "3"]) == 0
+    assert train.main(common + ["--max-steps", "5", "--resume"]) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if "train_loss" in e] == [1, 2, 3, 4, 5]
+    assert all(np.isfinite(e["valid_nll"]) for e in log if "valid_nll" in e)
+
+    folder = export.export(run, "tiny", tmp_path / "weights")
+    config = json.loads((folder / "config.json").read_text())
+    names = json.loads((folder / "chord_names.json").read_text())
+    assert {k: config[k] for k in ("name", "dim", "depth", "heads", "dim_head", "max_seq_len")} == {
+        "name": "tiny", "dim": 32, "depth": 1, "heads": 2, "dim_head": 64, "max_seq_len": 514}
+    assert config["num_tokens"] == 260 + 2 * len(names)
+    tensors = load_file(str(folder / "model.safetensors"))
+    assert tensors["decoder.token_emb.emb.weight"].shape == (config["num_tokens"], 32)
+    assert tensors["decoder.to_logits.weight"].shape == (config["num_tokens"], 32)
+    assert tensors["decoder.attn_layers.rotary_pos_emb.inv_freq"].shape == (16,)
+    assert tensors["decoder.attn_layers.layers.0.1.qk_norm_q_scale"].shape == (2, 1, 64)
+    assert tensors["decoder.attn_layers.layers.1.1.ff.2.weight"].shape == (32, 128)
+    assert all(str(t.dtype) == "torch.float32" for t in tensors.values())
