@@ -1,5 +1,5 @@
 //! The ReaLchords online decoder (x-transformers 2.11.23 `TransformerWrapper(Decoder(...))` with
-//! ReaLJam's kwargs) in candle, f32 on the CPU.
+//! ReaLJam's kwargs), f32 on the CPU.
 //!
 //! Per block: SimpleRMSNorm (no gain, ×√dim) → attention with qk l2-norm × learned per-head scales,
 //! fixed scale 10, partial interleaved RoPE from the stored `inv_freq` → residual → SimpleRMSNorm →
@@ -10,15 +10,24 @@
 //! whole-sequence forward is one step on an empty cache. Keys are cached after qk-norm *and*
 //! RoPE at their absolute positions, which equals x-transformers' "cache un-rotated keys, rotate the
 //! whole window" as long as the sequence never exceeds `max_seq_len` (enforced here).
+//!
+//! Weights are loaded with candle; the arithmetic runs on plain `f32` buffers: chunks of many rows
+//! (prompt prefill) use candle's gemm, chunks of a few rows (incremental decoding) use
+//! [`super::kernels`], which read every weight once per step.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Storage, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 
 use super::config::{ModelConfig, QK_NORM_SCALE};
+use super::kernels::{self, Rows};
 use super::ModelError;
 
 /// Clamp for L2 norms (`F.normalize`'s eps).
-const NORM_EPS: f64 = 1e-12;
+const NORM_EPS: f32 = 1e-12;
+
+/// From this many rows on, a linear layer is compute-bound and goes to candle's gemm.
+const GEMM_MIN_ROWS: usize = 32;
 
 /// Which positions of a chunk [`Decoder::step`] turns into logits. Logits cost a `[dim × vocab]`
 /// product per row, so callers ask only for what they sample from.
@@ -31,10 +40,11 @@ pub enum LogitRows {
 }
 
 /// Keys and values of every layer for a batch of sequences, preallocated to `max_seq_len` so
-/// incremental decoding never reallocates.
+/// incremental decoding never reallocates. Keys are stored `[batch][head][position][dim_head]`,
+/// values transposed `[batch][head][dim_head][position]` so both attention products stream rows.
 pub struct KvCache {
-    keys: Vec<Tensor>,
-    values: Vec<Tensor>,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
     batch: usize,
     len: usize,
     capacity: usize,
@@ -67,74 +77,93 @@ impl KvCache {
     }
 }
 
-/// One transformer block's weights, stored matmul-ready (`[in, out]`).
-struct Block {
-    /// `[dim, 3 · heads · dim_head]`: q, k and v projections side by side.
-    qkv: Tensor,
-    /// `[1, heads, 1, dim_head]`: learned q scale × [`QK_NORM_SCALE`].
-    q_scale: Tensor,
-    /// `[1, heads, 1, dim_head]`: learned k scale.
-    k_scale: Tensor,
-    /// `[heads · dim_head, dim]`.
-    attn_out: Tensor,
-    /// `[dim, 2 · ff_inner]`: value half then gate half.
-    ff_in: Tensor,
-    /// `[2 · ff_inner]`.
-    ff_in_bias: Tensor,
-    /// `[ff_inner, dim]`.
-    ff_out: Tensor,
-    /// `[dim]`.
-    ff_out_bias: Tensor,
+/// A weight matrix in PyTorch layout `[out, in]`: `y = x · Wᵀ`.
+struct Linear {
+    weight: Tensor,
+    out_dim: usize,
+    in_dim: usize,
 }
 
-/// Cos/sin tables for every position up to `max_seq_len`, built from the stored `inv_freq`.
+impl Linear {
+    fn new(weight: Tensor) -> candle_core::Result<Self> {
+        let weight = weight.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.contiguous()?;
+        let (out_dim, in_dim) = weight.dims2()?;
+        Ok(Self { weight, out_dim, in_dim })
+    }
+
+    /// `x[rows, in] · Wᵀ → [rows, out]`.
+    fn forward(&self, x: &[f32], rows: usize) -> candle_core::Result<Vec<f32>> {
+        if rows >= GEMM_MIN_ROWS {
+            let x = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
+            return x.matmul(&self.weight.t()?)?.flatten_all()?.to_vec1();
+        }
+        let (storage, layout) = self.weight.storage_and_layout();
+        let Storage::Cpu(cpu) = &*storage else {
+            candle_core::bail!("decoder weights must live on the CPU")
+        };
+        let data = cpu.as_slice::<f32>()?;
+        let data = data.get(layout.start_offset()..).unwrap_or_default();
+        if data.len() < self.out_dim * self.in_dim || x.len() < rows * self.in_dim {
+            candle_core::bail!("linear layer buffers are smaller than their shapes")
+        }
+        Ok(kernels::linear(x, rows, data, self.out_dim, self.in_dim))
+    }
+
+    fn elem_count(&self) -> usize {
+        self.out_dim * self.in_dim
+    }
+}
+
+/// One transformer block.
+struct Block {
+    /// q, k and v projections stacked: `[3 · heads · dim_head, dim]`.
+    qkv: Linear,
+    /// `[heads · dim_head]`: learned q scale × [`QK_NORM_SCALE`].
+    q_scale: Vec<f32>,
+    /// `[heads · dim_head]`: learned k scale.
+    k_scale: Vec<f32>,
+    attn_out: Linear,
+    /// `[2 · ff_inner, dim]`: value half then gate half.
+    ff_in: Linear,
+    ff_in_bias: Vec<f32>,
+    ff_out: Linear,
+    ff_out_bias: Vec<f32>,
+}
+
+/// Cos/sin tables `[max_seq_len][rotary_dim / 2]`, built from the stored `inv_freq`.
 struct Rope {
-    /// `[max_seq_len, rotary_dim / 2]`.
-    cos: Tensor,
-    /// `[max_seq_len, rotary_dim / 2]`.
-    sin: Tensor,
-    rotary_dim: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    half: usize,
 }
 
 /// A loaded decoder, ready to run.
 pub struct Decoder {
     config: ModelConfig,
-    token_emb: Tensor,
+    /// `[num_tokens, dim]`.
+    token_emb: Vec<f32>,
     blocks: Vec<Block>,
-    /// `[dim, num_tokens]`.
-    to_logits: Tensor,
+    to_logits: Linear,
     rope: Rope,
-    device: Device,
 }
 
-/// `W[out, in]` (PyTorch layout) → `[in, out]`, contiguous, so `x · W` runs as a plain gemm.
-fn matmul_ready(w: Tensor) -> candle_core::Result<Tensor> {
-    w.t()?.contiguous()
-}
-
-/// `x / max(‖x‖₂, eps)` over the last axis (PyTorch's `F.normalize`).
-fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
-    let norm = x
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .sqrt()?
-        .clamp(NORM_EPS, f64::MAX)?;
-    x.broadcast_div(&norm)
+fn to_vec(t: Tensor) -> candle_core::Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
 }
 
 impl Decoder {
     /// Loads the weights from a VarBuilder rooted at the PyTorch state-dict root (names such as
     /// `decoder.token_emb.emb.weight`, spec §2.1). Shapes are checked against `config`; any stored
-    /// float dtype is upcast to f32 by the VarBuilder.
+    /// float dtype is upcast to f32.
     pub fn load(config: &ModelConfig, vb: VarBuilder) -> Result<Self, ModelError> {
         let vb = vb.pp("decoder");
         let (dim, heads, dim_head) = (config.dim, config.heads, config.dim_head);
         let inner = config.attn_inner_dim();
         let ff = config.ff_inner_dim();
-        let token_emb = vb.get((config.num_tokens, dim), "token_emb.emb.weight")?;
-        let to_logits = matmul_ready(vb.get((config.num_tokens, dim), "to_logits.weight")?)?;
-        let inv_freq = vb.get_unchecked("attn_layers.rotary_pos_emb.inv_freq")?;
-        let rope = Rope::new(config, &inv_freq, vb.device())?;
+        let token_emb = to_vec(vb.get((config.num_tokens, dim), "token_emb.emb.weight")?)?;
+        let to_logits = Linear::new(vb.get((config.num_tokens, dim), "to_logits.weight")?)?;
+        let inv_freq = to_vec(vb.get_unchecked("attn_layers.rotary_pos_emb.inv_freq")?)?;
+        let rope = Rope::new(config, &inv_freq)?;
 
         let layers = vb.pp("attn_layers").pp("layers");
         let mut blocks = Vec::with_capacity(config.depth);
@@ -143,34 +172,21 @@ impl Decoder {
             let q = attn.get((inner, dim), "to_q.weight")?;
             let k = attn.get((inner, dim), "to_k.weight")?;
             let v = attn.get((inner, dim), "to_v.weight")?;
-            let qkv = matmul_ready(Tensor::cat(&[q, k, v], 0)?)?;
-            let q_scale = (attn.get((heads, 1, dim_head), "qk_norm_q_scale")?
-                * QK_NORM_SCALE as f64)?
-                .reshape((1, heads, 1, dim_head))?;
-            let k_scale = attn
-                .get((heads, 1, dim_head), "qk_norm_k_scale")?
-                .reshape((1, heads, 1, dim_head))?;
-            let attn_out = matmul_ready(attn.get((dim, inner), "to_out.weight")?)?;
+            let q_scale = to_vec((attn.get((heads, 1, dim_head), "qk_norm_q_scale")? * QK_NORM_SCALE as f64)?)?;
+            let k_scale = to_vec(attn.get((heads, 1, dim_head), "qk_norm_k_scale")?)?;
             let ffb = layers.pp(2 * l + 1).pp(1).pp("ff");
             blocks.push(Block {
-                qkv,
+                qkv: Linear::new(Tensor::cat(&[q, k, v], 0)?)?,
                 q_scale,
                 k_scale,
-                attn_out,
-                ff_in: matmul_ready(ffb.get((2 * ff, dim), "0.proj.weight")?)?,
-                ff_in_bias: ffb.get(2 * ff, "0.proj.bias")?,
-                ff_out: matmul_ready(ffb.get((dim, ff), "2.weight")?)?,
-                ff_out_bias: ffb.get(dim, "2.bias")?,
+                attn_out: Linear::new(attn.get((dim, inner), "to_out.weight")?)?,
+                ff_in: Linear::new(ffb.get((2 * ff, dim), "0.proj.weight")?)?,
+                ff_in_bias: to_vec(ffb.get(2 * ff, "0.proj.bias")?)?,
+                ff_out: Linear::new(ffb.get((dim, ff), "2.weight")?)?,
+                ff_out_bias: to_vec(ffb.get(dim, "2.bias")?)?,
             });
         }
-        Ok(Self {
-            config: config.clone(),
-            token_emb,
-            blocks,
-            to_logits,
-            rope,
-            device: vb.device().clone(),
-        })
+        Ok(Self { config: config.clone(), token_emb, blocks, to_logits, rope })
     }
 
     /// The hyper-parameters this decoder was loaded with.
@@ -180,7 +196,7 @@ impl Decoder {
 
     /// Channels per head rotated by RoPE (twice the stored `inv_freq` length).
     pub fn rotary_dim(&self) -> usize {
-        self.rope.rotary_dim
+        2 * self.rope.half
     }
 
     /// Bytes of weights one decoding step streams from memory (all matrices except the embedding,
@@ -189,33 +205,17 @@ impl Decoder {
         let per_block: usize = self
             .blocks
             .iter()
-            .map(|b| {
-                b.qkv.elem_count()
-                    + b.attn_out.elem_count()
-                    + b.ff_in.elem_count()
-                    + b.ff_out.elem_count()
-            })
+            .map(|b| b.qkv.elem_count() + b.attn_out.elem_count() + b.ff_in.elem_count() + b.ff_out.elem_count())
             .sum();
-        (per_block + self.to_logits.elem_count()) * DType::F32.size_in_bytes()
+        (per_block + self.to_logits.elem_count()) * std::mem::size_of::<f32>()
     }
 
     /// An empty cache for `batch` parallel sequences of up to `max_seq_len` tokens.
     pub fn new_cache(&self, batch: usize) -> Result<KvCache, ModelError> {
-        let shape = (
-            batch,
-            self.config.heads,
-            self.config.max_seq_len,
-            self.config.dim_head,
-        );
-        let mut keys = Vec::with_capacity(self.config.depth);
-        let mut values = Vec::with_capacity(self.config.depth);
-        for _ in 0..self.config.depth {
-            keys.push(Tensor::zeros(shape, DType::F32, &self.device)?);
-            values.push(Tensor::zeros(shape, DType::F32, &self.device)?);
-        }
+        let size = batch * self.config.attn_inner_dim() * self.config.max_seq_len;
         Ok(KvCache {
-            keys,
-            values,
+            keys: (0..self.config.depth).map(|_| vec![0.0; size]).collect(),
+            values: (0..self.config.depth).map(|_| vec![0.0; size]).collect(),
             batch,
             len: 0,
             capacity: self.config.max_seq_len,
@@ -230,198 +230,224 @@ impl Decoder {
 
     /// Pushes one chunk of tokens per batch row (all rows the same length) through the decoder,
     /// appending their keys/values to `cache`, and returns logits for the requested positions.
-    pub fn step(
-        &self,
-        cache: &mut KvCache,
-        chunk: &[Vec<u32>],
-        rows: LogitRows,
-    ) -> Result<Tensor, ModelError> {
+    pub fn step(&self, cache: &mut KvCache, chunk: &[Vec<u32>], rows: LogitRows) -> Result<Tensor, ModelError> {
         let batch = chunk.len();
         let n = chunk.first().map_or(0, Vec::len);
         if batch != cache.batch {
-            return Err(ModelError::BatchMismatch {
-                cache: cache.batch,
-                chunk: batch,
-            });
+            return Err(ModelError::BatchMismatch { cache: cache.batch, chunk: batch });
         }
-        if cache.keys.len() != self.blocks.len() || cache.capacity != self.config.max_seq_len {
+        let cache_size = batch * self.config.attn_inner_dim() * self.config.max_seq_len;
+        if cache.keys.len() != self.blocks.len()
+            || cache.capacity != self.config.max_seq_len
+            || cache.keys.iter().chain(&cache.values).any(|layer| layer.len() != cache_size)
+        {
             return Err(ModelError::ForeignCache);
         }
         if n == 0 || chunk.iter().any(|row| row.len() != n) {
             return Err(ModelError::RaggedChunk);
         }
         if cache.len + n > cache.capacity {
-            return Err(ModelError::ContextOverflow {
-                requested: cache.len + n,
-                max_seq_len: cache.capacity,
-            });
+            return Err(ModelError::ContextOverflow { requested: cache.len + n, max_seq_len: cache.capacity });
         }
+        let dim = self.config.dim;
         let num_tokens = self.config.num_tokens as u32;
-        let mut ids = Vec::with_capacity(batch * n);
+        let mut h = Vec::with_capacity(batch * n * dim);
         for &id in chunk.iter().flatten() {
-            if id >= num_tokens {
-                return Err(ModelError::TokenOutOfRange { id, num_tokens });
-            }
-            ids.push(id);
+            let row = (id < num_tokens)
+                .then(|| self.token_emb.get(id as usize * dim..(id as usize + 1) * dim))
+                .flatten()
+                .ok_or(ModelError::TokenOutOfRange { id, num_tokens })?;
+            h.extend_from_slice(row);
         }
-        let ids = Tensor::from_vec(ids, batch * n, &self.device)?;
-        let mut h = self.token_emb.index_select(&ids, 0)?;
-        let mask = causal_mask(cache.len, n, &self.device)?;
+        let shape = StepShape { batch, n, start: cache.len };
         for (layer, block) in self.blocks.iter().enumerate() {
-            h = (&h
-                + self.attention(
-                    block,
-                    &self.simple_rms_norm(&h)?,
-                    cache,
-                    layer,
-                    batch,
-                    n,
-                    mask.as_ref(),
-                )?)?;
-            h = (&h + feed_forward(block, &self.simple_rms_norm(&h)?)?)?;
+            let (Some(keys), Some(values)) = (cache.keys.get_mut(layer), cache.values.get_mut(layer)) else {
+                return Err(ModelError::ForeignCache);
+            };
+            let attn = self.attention(block, &self.simple_rms_norm(&h), keys, values, shape)?;
+            add_assign(&mut h, &attn);
+            let ff = self.feed_forward(block, &self.simple_rms_norm(&h), batch * n)?;
+            add_assign(&mut h, &ff);
         }
         cache.len += n;
-        let h = match rows {
-            LogitRows::Last => h
-                .reshape((batch, n, self.config.dim))?
-                .narrow(1, n - 1, 1)?
-                .squeeze(1)?,
+        let selected = match rows {
+            LogitRows::Last => h.chunks_exact(n * dim).flat_map(|seq| &seq[(n - 1) * dim..]).copied().collect(),
             LogitRows::All => h,
         };
-        let logits = self.simple_rms_norm(&h)?.matmul(&self.to_logits)?;
-        Ok(match rows {
-            LogitRows::Last => logits,
-            LogitRows::All => logits.reshape((batch, n, self.config.num_tokens))?,
-        })
+        let out_rows = selected.len() / dim;
+        let logits = self.to_logits.forward(&self.simple_rms_norm(&selected), out_rows)?;
+        let tensor = match rows {
+            LogitRows::Last => Tensor::from_vec(logits, (batch, self.config.num_tokens), &Device::Cpu)?,
+            LogitRows::All => Tensor::from_vec(logits, (batch, n, self.config.num_tokens), &Device::Cpu)?,
+        };
+        Ok(tensor)
     }
 
-    /// x-transformers' `SimpleRMSNorm`: `x / max(‖x‖₂, 1e-12) · √dim`, no learned gain.
-    fn simple_rms_norm(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        l2_normalize(x)? * (self.config.dim as f32).sqrt() as f64
+    /// x-transformers' `SimpleRMSNorm` per row: `x / max(‖x‖₂, 1e-12) · √dim`, no learned gain.
+    fn simple_rms_norm(&self, x: &[f32]) -> Vec<f32> {
+        let dim = self.config.dim;
+        let scale = (dim as f32).sqrt();
+        let mut out = x.to_vec();
+        for row in out.chunks_exact_mut(dim) {
+            l2_normalize(row);
+            row.iter_mut().for_each(|v| *v *= scale);
+        }
+        out
     }
 
-    /// Self-attention of one block for `x: [batch · n, dim]` (already normed).
-    #[allow(clippy::too_many_arguments)]
+    /// Self-attention of one block for `x: [batch · n, dim]` (already normed); appends this
+    /// chunk's keys/values to the layer's cache buffers.
     fn attention(
         &self,
         block: &Block,
-        x: &Tensor,
-        cache: &mut KvCache,
-        layer: usize,
-        batch: usize,
-        n: usize,
-        mask: Option<&Tensor>,
-    ) -> candle_core::Result<Tensor> {
-        let (heads, dim_head) = (self.config.heads, self.config.dim_head);
+        x: &[f32],
+        keys: &mut [f32],
+        values: &mut [f32],
+        shape: StepShape,
+    ) -> Result<Vec<f32>, ModelError> {
+        let StepShape { batch, n, start } = shape;
+        let (heads, dim_head, cap) = (self.config.heads, self.config.dim_head, self.config.max_seq_len);
         let inner = heads * dim_head;
-        let qkv = x.matmul(&block.qkv)?;
-        let split = |i: usize| -> candle_core::Result<Tensor> {
-            qkv.narrow(1, i * inner, inner)?
-                .reshape((batch, n, heads, dim_head))?
-                .transpose(1, 2)
-        };
-        let q = l2_normalize(&split(0)?)?.broadcast_mul(&block.q_scale)?;
-        let k = l2_normalize(&split(1)?)?.broadcast_mul(&block.k_scale)?;
-        let v = split(2)?.contiguous()?;
-        let start = cache.len;
-        let q = self.rope.apply(&q, start)?;
-        let k = self.rope.apply(&k, start)?;
-        let (Some(keys), Some(values)) = (cache.keys.get(layer), cache.values.get(layer)) else {
-            candle_core::bail!("cache has no layer {layer}")
-        };
-        keys.slice_set(&k, 2, start)?;
-        values.slice_set(&v, 2, start)?;
         let total = start + n;
-        let keys = keys.narrow(2, 0, total)?;
-        let values = values.narrow(2, 0, total)?;
-        let mut scores = q.matmul(&keys.t()?)?;
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = probs
-            .matmul(&values)?
-            .transpose(1, 2)?
-            .reshape((batch * n, inner))?;
-        out.matmul(&block.attn_out)
-    }
-}
-
-/// SwiGLU: `z = x·W1 + b1`, value = first half, gate = second half, `(value ⊙ silu(gate))·W2 + b2`.
-fn feed_forward(block: &Block, x: &Tensor) -> candle_core::Result<Tensor> {
-    let z = x.matmul(&block.ff_in)?.broadcast_add(&block.ff_in_bias)?;
-    let half = z.dim(1)? / 2;
-    let value = z.narrow(1, 0, half)?;
-    let gate = candle_nn::ops::silu(&z.narrow(1, half, half)?)?;
-    (value * gate)?
-        .matmul(&block.ff_out)?
-        .broadcast_add(&block.ff_out_bias)
-}
-
-/// Additive mask `[n, start + n]` letting query `i` (absolute position `start + i`) see keys
-/// `0 ..= start + i`; `None` for a single token, which may see everything cached.
-fn causal_mask(start: usize, n: usize, device: &Device) -> candle_core::Result<Option<Tensor>> {
-    if n == 1 {
-        return Ok(None);
-    }
-    let total = start + n;
-    let mask: Vec<f32> = (0..n)
-        .flat_map(|i| {
-            (0..total).map(move |j| {
-                if j <= start + i {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
+        let qkv = block.qkv.forward(x, batch * n)?;
+        // Queries laid out [batch][head][n][dim_head]; keys/values go straight into the cache.
+        let mut queries = vec![0.0f32; batch * heads * n * dim_head];
+        for (row, proj) in qkv.chunks_exact(3 * inner).enumerate() {
+            let (b, t) = (row / n, row % n);
+            let pos = start + t;
+            for head in 0..heads {
+                let hd = head * dim_head..(head + 1) * dim_head;
+                let bh = b * heads + head;
+                let q = &mut queries[(bh * n + t) * dim_head..(bh * n + t + 1) * dim_head];
+                q.copy_from_slice(&proj[hd.clone()]);
+                l2_normalize(q);
+                q.iter_mut().zip(&block.q_scale[hd.clone()]).for_each(|(v, s)| *v *= s);
+                self.rope.rotate(q, pos);
+                let k = &mut keys[(bh * cap + pos) * dim_head..(bh * cap + pos + 1) * dim_head];
+                k.copy_from_slice(&proj[inner + hd.start..inner + hd.end]);
+                l2_normalize(k);
+                k.iter_mut().zip(&block.k_scale[hd.clone()]).for_each(|(v, s)| *v *= s);
+                self.rope.rotate(k, pos);
+                let v = &proj[2 * inner + hd.start..2 * inner + hd.end];
+                for (d, &value) in v.iter().enumerate() {
+                    values[(bh * dim_head + d) * cap + pos] = value;
                 }
-            })
-        })
-        .collect();
-    Tensor::from_vec(mask, (n, total), device).map(Some)
+            }
+        }
+        // One task per (batch row, head): scores = q·Kᵀ, causal softmax, out = P·V.
+        let mut heads_out = vec![0.0f32; batch * heads * n * dim_head];
+        let keys: &[f32] = keys;
+        let values: &[f32] = values;
+        heads_out.par_chunks_mut(n * dim_head).enumerate().for_each(|(bh, out)| {
+            let q = Rows::dense(&queries[bh * n * dim_head..(bh + 1) * n * dim_head], n, dim_head);
+            let k = Rows::dense(&keys[bh * cap * dim_head..(bh * cap + total) * dim_head], total, dim_head);
+            let mut scores_t = vec![0.0f32; total * n];
+            kernels::matmul_t(q, k, &mut scores_t);
+            let mut probs = vec![0.0f32; n * total];
+            for (t, p) in probs.chunks_exact_mut(total).enumerate() {
+                let visible = start + t + 1;
+                let mut max = f32::NEG_INFINITY;
+                for (j, slot) in p.iter_mut().enumerate().take(visible) {
+                    *slot = scores_t[j * n + t];
+                    max = max.max(*slot);
+                }
+                let mut sum = 0.0;
+                for slot in p.iter_mut().take(visible) {
+                    *slot = (*slot - max).exp();
+                    sum += *slot;
+                }
+                p.iter_mut().take(visible).for_each(|slot| *slot /= sum);
+            }
+            let v = Rows { data: &values[bh * dim_head * cap..(bh + 1) * dim_head * cap], rows: dim_head, cols: total, stride: cap };
+            let mut out_t = vec![0.0f32; dim_head * n];
+            kernels::matmul_t(Rows::dense(&probs, n, total), v, &mut out_t);
+            for (d, column) in out_t.chunks_exact(n).enumerate() {
+                for (t, &value) in column.iter().enumerate() {
+                    out[t * dim_head + d] = value;
+                }
+            }
+        });
+        // Merge heads: [batch][head][n][d] → [batch][n][head · d].
+        let mut merged = vec![0.0f32; batch * n * inner];
+        for (bh, block_out) in heads_out.chunks_exact(n * dim_head).enumerate() {
+            let (b, head) = (bh / heads, bh % heads);
+            for (t, row) in block_out.chunks_exact(dim_head).enumerate() {
+                let at = (b * n + t) * inner + head * dim_head;
+                merged[at..at + dim_head].copy_from_slice(row);
+            }
+        }
+        Ok(block.attn_out.forward(&merged, batch * n)?)
+    }
+
+    /// SwiGLU: `z = x·W1ᵀ + b1`, value = first half, gate = second half,
+    /// `(value ⊙ silu(gate))·W2ᵀ + b2`.
+    fn feed_forward(&self, block: &Block, x: &[f32], rows: usize) -> Result<Vec<f32>, ModelError> {
+        let z = block.ff_in.forward(x, rows)?;
+        let inner = block.ff_in_bias.len() / 2;
+        let mut hidden = Vec::with_capacity(rows * inner);
+        for row in z.chunks_exact(2 * inner) {
+            let (value, gate) = row.split_at(inner);
+            let (value_bias, gate_bias) = block.ff_in_bias.split_at(inner);
+            hidden.extend(value.iter().zip(value_bias).zip(gate.iter().zip(gate_bias)).map(|((v, vb), (g, gb))| {
+                let g = g + gb;
+                (v + vb) * (g / (1.0 + (-g).exp()))
+            }));
+        }
+        let mut out = block.ff_out.forward(&hidden, rows)?;
+        for row in out.chunks_exact_mut(block.ff_out_bias.len()) {
+            add_assign(row, &block.ff_out_bias);
+        }
+        Ok(out)
+    }
+}
+
+/// Geometry of one [`Decoder::step`].
+#[derive(Clone, Copy)]
+struct StepShape {
+    batch: usize,
+    n: usize,
+    /// Tokens already in the cache (position of the chunk's first token).
+    start: usize,
+}
+
+/// `x / max(‖x‖₂, eps)` in place (PyTorch's `F.normalize`).
+fn l2_normalize(x: &mut [f32]) {
+    let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
+    x.iter_mut().for_each(|v| *v /= norm);
+}
+
+fn add_assign(acc: &mut [f32], other: &[f32]) {
+    acc.iter_mut().zip(other).for_each(|(a, b)| *a += b);
 }
 
 impl Rope {
     /// Builds the tables `θ[p, i] = p · inv_freq[i]` (f32 product, as PyTorch) for all positions.
-    fn new(config: &ModelConfig, inv_freq: &Tensor, device: &Device) -> Result<Self, ModelError> {
-        let inv_freq: Vec<f32> = inv_freq.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let rotary_dim = 2 * inv_freq.len();
-        if inv_freq.is_empty() || rotary_dim > config.dim_head {
-            return Err(ModelError::BadRotary {
-                len: inv_freq.len(),
-                dim_head: config.dim_head,
-            });
-        }
+    fn new(config: &ModelConfig, inv_freq: &[f32]) -> Result<Self, ModelError> {
         let half = inv_freq.len();
+        if half == 0 || 2 * half > config.dim_head {
+            return Err(ModelError::BadRotary { len: half, dim_head: config.dim_head });
+        }
         let mut cos = Vec::with_capacity(config.max_seq_len * half);
         let mut sin = Vec::with_capacity(config.max_seq_len * half);
         for p in 0..config.max_seq_len {
-            for &f in &inv_freq {
+            for &f in inv_freq {
                 let theta = p as f32 * f;
                 cos.push(theta.cos());
                 sin.push(theta.sin());
             }
         }
-        Ok(Self {
-            cos: Tensor::from_vec(cos, (config.max_seq_len, half), device)?,
-            sin: Tensor::from_vec(sin, (config.max_seq_len, half), device)?,
-            rotary_dim,
-        })
+        Ok(Self { cos, sin, half })
     }
 
-    /// Rotates channels `0..rotary_dim` of `x: [b, heads, n, dim_head]` (GPT-J interleaved pairs)
-    /// for positions `start..start + n`; the other channels pass through.
-    fn apply(&self, x: &Tensor, start: usize) -> candle_core::Result<Tensor> {
-        let (_, _, n, dim_head) = x.dims4()?;
-        let cos = self.cos.narrow(0, start, n)?;
-        let sin = self.sin.narrow(0, start, n)?;
-        if self.rotary_dim == dim_head {
-            return candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin);
+    /// Rotates channel pairs `(2j, 2j+1)`, `j < rotary_dim / 2`, of one head vector at position
+    /// `pos` (GPT-J interleaved convention); the remaining channels pass through.
+    fn rotate(&self, x: &mut [f32], pos: usize) {
+        let cos = &self.cos[pos * self.half..(pos + 1) * self.half];
+        let sin = &self.sin[pos * self.half..(pos + 1) * self.half];
+        for ((pair, &c), &s) in x.chunks_exact_mut(2).zip(cos).zip(sin) {
+            let (x0, x1) = (pair[0], pair[1]);
+            pair[0] = x0 * c - x1 * s;
+            pair[1] = x1 * c + x0 * s;
         }
-        let rotated = candle_nn::rotary_emb::rope_i(
-            &x.narrow(3, 0, self.rotary_dim)?.contiguous()?,
-            &cos,
-            &sin,
-        )?;
-        let rest = x.narrow(3, self.rotary_dim, dim_head - self.rotary_dim)?;
-        Tensor::cat(&[rotated, rest], 3)?.contiguous()
     }
 }

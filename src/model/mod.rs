@@ -4,6 +4,7 @@
 pub mod config;
 pub mod decoder;
 pub mod import;
+mod kernels;
 pub mod weights;
 
 pub use config::ModelConfig;
