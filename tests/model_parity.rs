@@ -293,3 +293,92 @@ fn live_context_is_trimmed_to_fit_the_model() {
     .unwrap();
     assert_eq!(plan.chords.len(), 8);
 }
+
+// ---- importing official checkpoint layouts -------------------------------------------------------
+
+use comper::model::import::{import_checkpoint, max_logit_difference};
+
+fn import_dir(case: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("comper-import-{}-{case}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn lightning_and_actor_checkpoints_import_losslessly() {
+    let src = folder("import");
+    let chords = folder(CONFIGS[1]).join("chord_names.json");
+    let fixture = folder(CONFIGS[1]).join("fixture.safetensors");
+    for (file, args) in [
+        ("step=3.ckpt", Some(src.join("args.yml"))),
+        ("actor.pth", None),
+    ] {
+        let out = import_dir(file);
+        let report = import_checkpoint(&src.join(file), &chords, args.as_deref(), &out).unwrap();
+        assert_eq!(
+            (
+                report.config.dim,
+                report.config.depth,
+                report.config.heads,
+                report.config.dim_head
+            ),
+            (32, 3, 2, 24)
+        );
+        assert_eq!(
+            report.config.max_seq_len,
+            if args.is_some() { 96 } else { 514 }
+        );
+        let model = LoadedModel::load(&out).unwrap();
+        let diff = max_logit_difference(&model.decoder, &fixture).unwrap();
+        assert!(diff < TOLERANCE, "{file}: {diff}");
+    }
+}
+
+#[test]
+fn import_cli_checks_parity_and_fails_on_mismatch() {
+    let src = folder("import");
+    let out = import_dir("cli");
+    let run = |fixture: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_comper"))
+            .args([
+                "import",
+                src.join("actor.pth").to_str().unwrap(),
+                "--chords",
+            ])
+            .arg(folder(CONFIGS[1]).join("chord_names.json"))
+            .arg("--args")
+            .arg(src.join("args.yml"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--check")
+            .arg(fixture)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&folder(CONFIGS[1]).join("fixture.safetensors"));
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout.contains("max |logit difference|"), "{stdout}");
+    let bad = run(&folder(CONFIGS[0]).join("fixture.safetensors"));
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn args_disagreeing_with_the_tensors_fail_the_import() {
+    let src = folder("import");
+    let args = import_dir("args").with_extension("yml");
+    std::fs::write(&args, "DecoderTransformer.depth: 8\n").unwrap();
+    let err = import_checkpoint(
+        &src.join("actor.pth"),
+        &folder(CONFIGS[1]).join("chord_names.json"),
+        Some(&args),
+        &import_dir("args-out"),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("depth"), "{err}");
+}

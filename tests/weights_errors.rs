@@ -11,7 +11,9 @@ const SOURCE: &str = "bf16_d32_h2_dh24";
 
 /// A fresh copy of a parity weights folder in the temp dir.
 fn scratch_copy(case: &str) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(SOURCE);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity")
+        .join(SOURCE);
     let dir = std::env::temp_dir().join(format!("comper-weights-{}-{case}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -59,19 +61,34 @@ fn truncated_safetensors_is_reported() {
 #[test]
 fn garbage_safetensors_is_reported() {
     let dir = scratch_copy("garbage");
-    std::fs::write(dir.join(MODEL_FILE), b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a header").unwrap();
-    assert!(matches!(load_err(&dir), WeightsError::BadSafetensors { .. }));
+    std::fs::write(
+        dir.join(MODEL_FILE),
+        b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a header",
+    )
+    .unwrap();
+    assert!(matches!(
+        load_err(&dir),
+        WeightsError::BadSafetensors { .. }
+    ));
 }
 
 #[test]
 fn wrong_shape_names_the_tensor() {
     let dir = scratch_copy("shape");
     let mut t = tensors(&dir);
-    t.insert(Q_KEY.into(), Tensor::zeros((48, 31), DType::F32, &Device::Cpu).unwrap());
+    t.insert(
+        Q_KEY.into(),
+        Tensor::zeros((48, 31), DType::F32, &Device::Cpu).unwrap(),
+    );
     save(&dir, &t);
     let err = load_err(&dir);
     match &err {
-        WeightsError::WrongShape { name, actual, expected, .. } => {
+        WeightsError::WrongShape {
+            name,
+            actual,
+            expected,
+            ..
+        } => {
             assert_eq!(name, Q_KEY);
             assert_eq!(actual, &vec![48, 31]);
             assert_eq!(expected, &vec![48, 32]);
@@ -107,10 +124,16 @@ fn missing_inv_freq_is_named() {
 fn unexpected_key_is_named() {
     let dir = scratch_copy("unexpected");
     let mut t = tensors(&dir);
-    t.insert("decoder.attn_layers.layers.6.1.to_q.weight".into(), t[Q_KEY].clone());
+    t.insert(
+        "decoder.attn_layers.layers.6.1.to_q.weight".into(),
+        t[Q_KEY].clone(),
+    );
     save(&dir, &t);
     let err = load_err(&dir);
-    assert!(matches!(&err, WeightsError::UnexpectedTensor { name, .. } if name.contains("layers.6")), "{err}");
+    assert!(
+        matches!(&err, WeightsError::UnexpectedTensor { name, .. } if name.contains("layers.6")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -131,8 +154,11 @@ fn bad_config_json_is_reported() {
     assert!(matches!(err, WeightsError::BadConfig { .. }), "{err}");
     assert!(err.to_string().contains(CONFIG_FILE));
 
-    std::fs::write(dir.join(CONFIG_FILE), r#"{"name":"x","dim":32,"depth":3,"heads":2,"dim_head":24,"num_tokens":276}"#)
-        .unwrap();
+    std::fs::write(
+        dir.join(CONFIG_FILE),
+        r#"{"name":"x","dim":32,"depth":3,"heads":2,"dim_head":24,"num_tokens":276}"#,
+    )
+    .unwrap();
     let err = load_err(&dir);
     assert!(err.to_string().contains("max_seq_len"), "{err}");
 
@@ -163,16 +189,31 @@ fn config_disagreeing_with_tensors_is_a_shape_error() {
         r#"{"name":"x","dim":32,"depth":2,"heads":2,"dim_head":24,"num_tokens":276,"max_seq_len":96}"#,
     )
     .unwrap();
-    assert!(matches!(load_err(&dir), WeightsError::UnexpectedTensor { .. }));
+    assert!(matches!(
+        load_err(&dir),
+        WeightsError::UnexpectedTensor { .. }
+    ));
 }
 
 #[test]
 fn vocabulary_size_mismatch_is_reported() {
     let dir = scratch_copy("vocab");
-    std::fs::write(dir.join(CHORD_NAMES_FILE), r#"["C","Dm","Em","F","G","Am","Bdim","G7","A7"]"#).unwrap();
+    std::fs::write(
+        dir.join(CHORD_NAMES_FILE),
+        r#"["C","Dm","Em","F","G","Am","Bdim","G7","A7"]"#,
+    )
+    .unwrap();
     let err = load_err(&dir);
     assert!(
-        matches!(err, WeightsError::VocabularyMismatch { num_tokens: 276, chords: 9, expected: 278, .. }),
+        matches!(
+            err,
+            WeightsError::VocabularyMismatch {
+                num_tokens: 276,
+                chords: 9,
+                expected: 278,
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -180,7 +221,11 @@ fn vocabulary_size_mismatch_is_reported() {
 #[test]
 fn missing_or_bad_chord_names_are_reported() {
     let dir = scratch_copy("names");
-    std::fs::write(dir.join(CHORD_NAMES_FILE), r#"["C","C","Em","F","G","Am","Bdim","G7"]"#).unwrap();
+    std::fs::write(
+        dir.join(CHORD_NAMES_FILE),
+        r#"["C","C","Em","F","G","Am","Bdim","G7"]"#,
+    )
+    .unwrap();
     assert!(matches!(load_err(&dir), WeightsError::BadChordNames { .. }));
     std::fs::remove_file(dir.join(CHORD_NAMES_FILE)).unwrap();
     let err = load_err(&dir);
@@ -197,12 +242,21 @@ fn bf16_and_f16_weights_are_upcast() {
     };
     for dtype in [DType::BF16, DType::F16] {
         let dir = scratch_copy(&format!("{dtype:?}"));
-        let t: HashMap<String, Tensor> =
-            tensors(&dir).into_iter().map(|(k, v)| (k, v.to_dtype(dtype).unwrap())).collect();
+        let t: HashMap<String, Tensor> = tensors(&dir)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_dtype(dtype).unwrap()))
+            .collect();
         save(&dir, &t);
         let model = LoadedModel::load(&dir).unwrap();
         let logits = model.decoder.forward(&[vec![1, 270, 140, 262, 3]]).unwrap();
-        let diff = (logits - &reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (logits - &reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         let tolerance = if dtype == DType::BF16 { 1e-5 } else { 0.05 };
         assert!(diff < tolerance, "{dtype:?}: {diff}");
     }
