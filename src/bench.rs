@@ -18,7 +18,9 @@ use serde::Serialize;
 use crate::frames::{ChordFrame, MelodyFrame};
 use crate::model::weights::{expected_shapes, INV_FREQ_KEY};
 use crate::model::{Decoder, ModelConfig, ModelError};
-use crate::sample::{generate_options, plan_live, LiveRequest, OptionsRequest, SampleError, SamplingParams};
+use crate::sample::{
+    generate_options, plan_live, LiveRequest, OptionsRequest, SampleError, SamplingParams,
+};
 use crate::tokens::{Vocabulary, CHORD_BASE};
 
 /// Frames of the five-options job and of the live context.
@@ -53,8 +55,16 @@ pub fn default_sizes() -> Vec<BenchSize> {
         max_seq_len: 514,
     };
     vec![
-        BenchSize { config: realchords, option_runs: 3, live_runs: 15 },
-        BenchSize { config: shipped, option_runs: 10, live_runs: 50 },
+        BenchSize {
+            config: realchords,
+            option_runs: 3,
+            live_runs: 15,
+        },
+        BenchSize {
+            config: shipped,
+            option_runs: 10,
+            live_runs: 50,
+        },
     ]
 }
 
@@ -94,8 +104,9 @@ pub fn random_decoder(config: &ModelConfig) -> Result<Decoder, ModelError> {
     let mut tensors = HashMap::new();
     for (name, shape) in expected_shapes(config, rotary_half) {
         let tensor = if name == INV_FREQ_KEY {
-            let freqs: Vec<f32> =
-                (0..rotary_half).map(|i| 10000f32.powf(-((2 * i) as f32) / (2 * rotary_half) as f32)).collect();
+            let freqs: Vec<f32> = (0..rotary_half)
+                .map(|i| 10000f32.powf(-((2 * i) as f32) / (2 * rotary_half) as f32))
+                .collect();
             Tensor::from_vec(freqs, rotary_half, &Device::Cpu)?
         } else if name.contains("qk_norm") {
             Tensor::ones(shape, DType::F32, &Device::Cpu)?
@@ -104,13 +115,18 @@ pub fn random_decoder(config: &ModelConfig) -> Result<Decoder, ModelError> {
         };
         tensors.insert(name, tensor);
     }
-    Decoder::load(config, VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu))
+    Decoder::load(
+        config,
+        VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
+    )
 }
 
 /// A vocabulary of the right size for `config` (placeholder chord names).
 fn bench_vocabulary(config: &ModelConfig) -> Result<Vocabulary, SampleError> {
     let chords = config.num_tokens.saturating_sub(CHORD_BASE as usize) / 2;
-    Ok(Vocabulary::new((0..chords).map(|i| format!("chord{i}")).collect())?)
+    Ok(Vocabulary::new(
+        (0..chords).map(|i| format!("chord{i}")).collect(),
+    )?)
 }
 
 /// A plausible melody: a note every beat, held for three frames, rests every fourth bar.
@@ -128,9 +144,15 @@ fn bench_melody(frames: usize) -> Vec<MelodyFrame> {
 }
 
 /// Runs all sizes; `progress` receives a line per finished measurement.
-pub fn run(sizes: &[BenchSize], mut progress: impl FnMut(&str)) -> Result<BenchReport, SampleError> {
+pub fn run(
+    sizes: &[BenchSize],
+    mut progress: impl FnMut(&str),
+) -> Result<BenchReport, SampleError> {
     let bandwidth = measure_read_bandwidth();
-    progress(&format!("memory read bandwidth: {:.1} GB/s", bandwidth / 1e9));
+    progress(&format!(
+        "memory read bandwidth: {:.1} GB/s",
+        bandwidth / 1e9
+    ));
     let mut configs = Vec::with_capacity(sizes.len());
     for size in sizes {
         let config = &size.config;
@@ -140,20 +162,47 @@ pub fn run(sizes: &[BenchSize], mut progress: impl FnMut(&str)) -> Result<BenchR
         let params = SamplingParams::default();
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
 
-        let request = OptionsRequest { melody: &melody, locked: &[], count: BENCH_OPTIONS, max_retries: 3 };
+        let request = OptionsRequest {
+            melody: &melody,
+            locked: &[],
+            count: BENCH_OPTIONS,
+            max_retries: 3,
+        };
         let mut option_ms = time_runs(size.option_runs, || {
             generate_options(&decoder, &vocab, &request, &params, &mut rng).map(|_| ())
         })?;
         let five_options_ms = percentile(&mut option_ms, 0.5);
-        progress(&format!("{}: five options × {BENCH_FRAMES} frames: {five_options_ms:.1} ms", config.name));
+        progress(&format!(
+            "{}: five options × {BENCH_FRAMES} frames: {five_options_ms:.1} ms",
+            config.name
+        ));
 
-        let chords: Vec<ChordFrame> =
-            (0..BENCH_FRAMES).map(|t| if t % 16 == 0 { ChordFrame::Onset(0) } else { ChordFrame::Hold(0) }).collect();
-        let live = LiveRequest { melody: &melody, chords: &chords, committed: &[], lookahead: BENCH_LOOKAHEAD };
-        let mut live_ms =
-            time_runs(size.live_runs, || plan_live(&decoder, &vocab, &live, &params, &mut rng).map(|_| ()))?;
-        let (p50, p99) = (percentile(&mut live_ms, 0.5), percentile(&mut live_ms, 0.99));
-        progress(&format!("{}: live re-plan: p50 {p50:.1} ms, p99 {p99:.1} ms", config.name));
+        let chords: Vec<ChordFrame> = (0..BENCH_FRAMES)
+            .map(|t| {
+                if t % 16 == 0 {
+                    ChordFrame::Onset(0)
+                } else {
+                    ChordFrame::Hold(0)
+                }
+            })
+            .collect();
+        let live = LiveRequest {
+            melody: &melody,
+            chords: &chords,
+            committed: &[],
+            lookahead: BENCH_LOOKAHEAD,
+        };
+        let mut live_ms = time_runs(size.live_runs, || {
+            plan_live(&decoder, &vocab, &live, &params, &mut rng).map(|_| ())
+        })?;
+        let (p50, p99) = (
+            percentile(&mut live_ms, 0.5),
+            percentile(&mut live_ms, 0.99),
+        );
+        progress(&format!(
+            "{}: live re-plan: p50 {p50:.1} ms, p99 {p99:.1} ms",
+            config.name
+        ));
 
         let weight_bytes = decoder.streamed_weight_bytes();
         let floor_ms = |calls: usize| weight_bytes as f64 * calls as f64 / bandwidth * 1e3;
@@ -171,7 +220,10 @@ pub fn run(sizes: &[BenchSize], mut progress: impl FnMut(&str)) -> Result<BenchR
             live_replan_floor_ms: floor_ms(2 * BENCH_LOOKAHEAD - 1),
         });
     }
-    Ok(BenchReport { configs, read_bandwidth_gb_s: bandwidth / 1e9 })
+    Ok(BenchReport {
+        configs,
+        read_bandwidth_gb_s: bandwidth / 1e9,
+    })
 }
 
 /// Wall times in milliseconds of `runs` calls (after one warm-up call).
@@ -198,7 +250,9 @@ fn percentile(values: &mut [f64], q: f64) -> f64 {
 pub fn measure_read_bandwidth() -> f64 {
     const LEN: usize = 64 << 20; // f32s = 256 MiB
     let buffer: Vec<f32> = (0..LEN).map(|i| (i % 251) as f32).collect();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(2);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(2);
     let mut best = f64::MAX;
     let mut checksum = 0.0f32;
     for _ in 0..5 {
@@ -243,7 +297,15 @@ mod tests {
 
     #[test]
     fn random_decoder_runs_and_melody_is_valid() {
-        let config = ModelConfig { name: "tiny".into(), dim: 16, depth: 1, heads: 2, dim_head: 8, num_tokens: 270, max_seq_len: 40 };
+        let config = ModelConfig {
+            name: "tiny".into(),
+            dim: 16,
+            depth: 1,
+            heads: 2,
+            dim_head: 8,
+            num_tokens: 270,
+            max_seq_len: 40,
+        };
         let decoder = random_decoder(&config).unwrap();
         let logits = decoder.forward(&[vec![1, 3, 200]]).unwrap();
         assert_eq!(logits.dims(), &[1, 3, 270]);

@@ -12,7 +12,11 @@ use comper::model::LoadedModel;
 const CHECK_TOLERANCE: f32 = 1e-3;
 
 #[derive(Parser)]
-#[command(name = "comper", version, about = "Chord accompaniment for a melody, from a ReaLchords-style transformer")]
+#[command(
+    name = "comper",
+    version,
+    about = "Chord accompaniment for a melody, from a ReaLchords-style transformer"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,7 +71,12 @@ fn main() -> ExitCode {
 }
 
 fn import(args: ImportArgs) -> anyhow::Result<()> {
-    let report = import_checkpoint(&args.checkpoint, &args.chords, args.args.as_deref(), &args.out)?;
+    let report = import_checkpoint(
+        &args.checkpoint,
+        &args.chords,
+        args.args.as_deref(),
+        &args.out,
+    )?;
     let c = &report.config;
     println!(
         "imported {}: dim {}, depth {}, heads {}, dim_head {}, {} tokens, max_seq_len {}",
@@ -80,13 +89,20 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         c.max_seq_len
     );
     if !report.ignored.is_empty() {
-        println!("ignored {} non-decoder tensors (e.g. {})", report.ignored.len(), report.ignored[0]);
+        println!(
+            "ignored {} non-decoder tensors (e.g. {})",
+            report.ignored.len(),
+            report.ignored[0]
+        );
     }
     let model = LoadedModel::load(&args.out).context("re-loading the written folder")?;
     println!("wrote {}", args.out.display());
     if let Some(fixture) = args.check {
         let diff = max_logit_difference(&model.decoder, &fixture)?;
-        println!("max |logit difference| against {}: {diff:.3e}", fixture.display());
+        println!(
+            "max |logit difference| against {}: {diff:.3e}",
+            fixture.display()
+        );
         if !(diff <= CHECK_TOLERANCE) {
             bail!("logits differ by {diff:.3e}, more than {CHECK_TOLERANCE:.0e}");
         }
