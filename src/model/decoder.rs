@@ -86,9 +86,16 @@ struct Linear {
 
 impl Linear {
     fn new(weight: Tensor) -> candle_core::Result<Self> {
-        let weight = weight.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.contiguous()?;
+        let weight = weight
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?
+            .contiguous()?;
         let (out_dim, in_dim) = weight.dims2()?;
-        Ok(Self { weight, out_dim, in_dim })
+        Ok(Self {
+            weight,
+            out_dim,
+            in_dim,
+        })
     }
 
     /// `x[rows, in] · Wᵀ → [rows, out]`.
@@ -172,7 +179,9 @@ impl Decoder {
             let q = attn.get((inner, dim), "to_q.weight")?;
             let k = attn.get((inner, dim), "to_k.weight")?;
             let v = attn.get((inner, dim), "to_v.weight")?;
-            let q_scale = to_vec((attn.get((heads, 1, dim_head), "qk_norm_q_scale")? * QK_NORM_SCALE as f64)?)?;
+            let q_scale = to_vec(
+                (attn.get((heads, 1, dim_head), "qk_norm_q_scale")? * QK_NORM_SCALE as f64)?,
+            )?;
             let k_scale = to_vec(attn.get((heads, 1, dim_head), "qk_norm_k_scale")?)?;
             let ffb = layers.pp(2 * l + 1).pp(1).pp("ff");
             blocks.push(Block {
@@ -186,7 +195,13 @@ impl Decoder {
                 ff_out_bias: to_vec(ffb.get(dim, "2.bias")?)?,
             });
         }
-        Ok(Self { config: config.clone(), token_emb, blocks, to_logits, rope })
+        Ok(Self {
+            config: config.clone(),
+            token_emb,
+            blocks,
+            to_logits,
+            rope,
+        })
     }
 
     /// The hyper-parameters this decoder was loaded with.
@@ -205,7 +220,12 @@ impl Decoder {
         let per_block: usize = self
             .blocks
             .iter()
-            .map(|b| b.qkv.elem_count() + b.attn_out.elem_count() + b.ff_in.elem_count() + b.ff_out.elem_count())
+            .map(|b| {
+                b.qkv.elem_count()
+                    + b.attn_out.elem_count()
+                    + b.ff_in.elem_count()
+                    + b.ff_out.elem_count()
+            })
             .sum();
         (per_block + self.to_logits.elem_count()) * std::mem::size_of::<f32>()
     }
@@ -230,16 +250,28 @@ impl Decoder {
 
     /// Pushes one chunk of tokens per batch row (all rows the same length) through the decoder,
     /// appending their keys/values to `cache`, and returns logits for the requested positions.
-    pub fn step(&self, cache: &mut KvCache, chunk: &[Vec<u32>], rows: LogitRows) -> Result<Tensor, ModelError> {
+    pub fn step(
+        &self,
+        cache: &mut KvCache,
+        chunk: &[Vec<u32>],
+        rows: LogitRows,
+    ) -> Result<Tensor, ModelError> {
         let batch = chunk.len();
         let n = chunk.first().map_or(0, Vec::len);
         if batch != cache.batch {
-            return Err(ModelError::BatchMismatch { cache: cache.batch, chunk: batch });
+            return Err(ModelError::BatchMismatch {
+                cache: cache.batch,
+                chunk: batch,
+            });
         }
         let cache_size = batch * self.config.attn_inner_dim() * self.config.max_seq_len;
         if cache.keys.len() != self.blocks.len()
             || cache.capacity != self.config.max_seq_len
-            || cache.keys.iter().chain(&cache.values).any(|layer| layer.len() != cache_size)
+            || cache
+                .keys
+                .iter()
+                .chain(&cache.values)
+                .any(|layer| layer.len() != cache_size)
         {
             return Err(ModelError::ForeignCache);
         }
@@ -247,21 +279,33 @@ impl Decoder {
             return Err(ModelError::RaggedChunk);
         }
         if cache.len + n > cache.capacity {
-            return Err(ModelError::ContextOverflow { requested: cache.len + n, max_seq_len: cache.capacity });
+            return Err(ModelError::ContextOverflow {
+                requested: cache.len + n,
+                max_seq_len: cache.capacity,
+            });
         }
         let dim = self.config.dim;
         let num_tokens = self.config.num_tokens as u32;
         let mut h = Vec::with_capacity(batch * n * dim);
         for &id in chunk.iter().flatten() {
             let row = (id < num_tokens)
-                .then(|| self.token_emb.get(id as usize * dim..(id as usize + 1) * dim))
+                .then(|| {
+                    self.token_emb
+                        .get(id as usize * dim..(id as usize + 1) * dim)
+                })
                 .flatten()
                 .ok_or(ModelError::TokenOutOfRange { id, num_tokens })?;
             h.extend_from_slice(row);
         }
-        let shape = StepShape { batch, n, start: cache.len };
+        let shape = StepShape {
+            batch,
+            n,
+            start: cache.len,
+        };
         for (layer, block) in self.blocks.iter().enumerate() {
-            let (Some(keys), Some(values)) = (cache.keys.get_mut(layer), cache.values.get_mut(layer)) else {
+            let (Some(keys), Some(values)) =
+                (cache.keys.get_mut(layer), cache.values.get_mut(layer))
+            else {
                 return Err(ModelError::ForeignCache);
             };
             let attn = self.attention(block, &self.simple_rms_norm(&h), keys, values, shape)?;
@@ -271,14 +315,24 @@ impl Decoder {
         }
         cache.len += n;
         let selected = match rows {
-            LogitRows::Last => h.chunks_exact(n * dim).flat_map(|seq| &seq[(n - 1) * dim..]).copied().collect(),
+            LogitRows::Last => h
+                .chunks_exact(n * dim)
+                .flat_map(|seq| &seq[(n - 1) * dim..])
+                .copied()
+                .collect(),
             LogitRows::All => h,
         };
         let out_rows = selected.len() / dim;
-        let logits = self.to_logits.forward(&self.simple_rms_norm(&selected), out_rows)?;
+        let logits = self
+            .to_logits
+            .forward(&self.simple_rms_norm(&selected), out_rows)?;
         let tensor = match rows {
-            LogitRows::Last => Tensor::from_vec(logits, (batch, self.config.num_tokens), &Device::Cpu)?,
-            LogitRows::All => Tensor::from_vec(logits, (batch, n, self.config.num_tokens), &Device::Cpu)?,
+            LogitRows::Last => {
+                Tensor::from_vec(logits, (batch, self.config.num_tokens), &Device::Cpu)?
+            }
+            LogitRows::All => {
+                Tensor::from_vec(logits, (batch, n, self.config.num_tokens), &Device::Cpu)?
+            }
         };
         Ok(tensor)
     }
@@ -306,7 +360,11 @@ impl Decoder {
         shape: StepShape,
     ) -> Result<Vec<f32>, ModelError> {
         let StepShape { batch, n, start } = shape;
-        let (heads, dim_head, cap) = (self.config.heads, self.config.dim_head, self.config.max_seq_len);
+        let (heads, dim_head, cap) = (
+            self.config.heads,
+            self.config.dim_head,
+            self.config.max_seq_len,
+        );
         let inner = heads * dim_head;
         let total = start + n;
         let qkv = block.qkv.forward(x, batch * n)?;
@@ -321,12 +379,16 @@ impl Decoder {
                 let q = &mut queries[(bh * n + t) * dim_head..(bh * n + t + 1) * dim_head];
                 q.copy_from_slice(&proj[hd.clone()]);
                 l2_normalize(q);
-                q.iter_mut().zip(&block.q_scale[hd.clone()]).for_each(|(v, s)| *v *= s);
+                q.iter_mut()
+                    .zip(&block.q_scale[hd.clone()])
+                    .for_each(|(v, s)| *v *= s);
                 self.rope.rotate(q, pos);
                 let k = &mut keys[(bh * cap + pos) * dim_head..(bh * cap + pos + 1) * dim_head];
                 k.copy_from_slice(&proj[inner + hd.start..inner + hd.end]);
                 l2_normalize(k);
-                k.iter_mut().zip(&block.k_scale[hd.clone()]).for_each(|(v, s)| *v *= s);
+                k.iter_mut()
+                    .zip(&block.k_scale[hd.clone()])
+                    .for_each(|(v, s)| *v *= s);
                 self.rope.rotate(k, pos);
                 let v = &proj[2 * inner + hd.start..2 * inner + hd.end];
                 for (d, &value) in v.iter().enumerate() {
@@ -338,35 +400,51 @@ impl Decoder {
         let mut heads_out = vec![0.0f32; batch * heads * n * dim_head];
         let keys: &[f32] = keys;
         let values: &[f32] = values;
-        heads_out.par_chunks_mut(n * dim_head).enumerate().for_each(|(bh, out)| {
-            let q = Rows::dense(&queries[bh * n * dim_head..(bh + 1) * n * dim_head], n, dim_head);
-            let k = Rows::dense(&keys[bh * cap * dim_head..(bh * cap + total) * dim_head], total, dim_head);
-            let mut scores_t = vec![0.0f32; total * n];
-            kernels::matmul_t(q, k, &mut scores_t);
-            let mut probs = vec![0.0f32; n * total];
-            for (t, p) in probs.chunks_exact_mut(total).enumerate() {
-                let visible = start + t + 1;
-                let mut max = f32::NEG_INFINITY;
-                for (j, slot) in p.iter_mut().enumerate().take(visible) {
-                    *slot = scores_t[j * n + t];
-                    max = max.max(*slot);
+        heads_out
+            .par_chunks_mut(n * dim_head)
+            .enumerate()
+            .for_each(|(bh, out)| {
+                let q = Rows::dense(
+                    &queries[bh * n * dim_head..(bh + 1) * n * dim_head],
+                    n,
+                    dim_head,
+                );
+                let k = Rows::dense(
+                    &keys[bh * cap * dim_head..(bh * cap + total) * dim_head],
+                    total,
+                    dim_head,
+                );
+                let mut scores_t = vec![0.0f32; total * n];
+                kernels::matmul_t(q, k, &mut scores_t);
+                let mut probs = vec![0.0f32; n * total];
+                for (t, p) in probs.chunks_exact_mut(total).enumerate() {
+                    let visible = start + t + 1;
+                    let mut max = f32::NEG_INFINITY;
+                    for (j, slot) in p.iter_mut().enumerate().take(visible) {
+                        *slot = scores_t[j * n + t];
+                        max = max.max(*slot);
+                    }
+                    let mut sum = 0.0;
+                    for slot in p.iter_mut().take(visible) {
+                        *slot = (*slot - max).exp();
+                        sum += *slot;
+                    }
+                    p.iter_mut().take(visible).for_each(|slot| *slot /= sum);
                 }
-                let mut sum = 0.0;
-                for slot in p.iter_mut().take(visible) {
-                    *slot = (*slot - max).exp();
-                    sum += *slot;
+                let v = Rows {
+                    data: &values[bh * dim_head * cap..(bh + 1) * dim_head * cap],
+                    rows: dim_head,
+                    cols: total,
+                    stride: cap,
+                };
+                let mut out_t = vec![0.0f32; dim_head * n];
+                kernels::matmul_t(Rows::dense(&probs, n, total), v, &mut out_t);
+                for (d, column) in out_t.chunks_exact(n).enumerate() {
+                    for (t, &value) in column.iter().enumerate() {
+                        out[t * dim_head + d] = value;
+                    }
                 }
-                p.iter_mut().take(visible).for_each(|slot| *slot /= sum);
-            }
-            let v = Rows { data: &values[bh * dim_head * cap..(bh + 1) * dim_head * cap], rows: dim_head, cols: total, stride: cap };
-            let mut out_t = vec![0.0f32; dim_head * n];
-            kernels::matmul_t(Rows::dense(&probs, n, total), v, &mut out_t);
-            for (d, column) in out_t.chunks_exact(n).enumerate() {
-                for (t, &value) in column.iter().enumerate() {
-                    out[t * dim_head + d] = value;
-                }
-            }
-        });
+            });
         // Merge heads: [batch][head][n][d] → [batch][n][head · d].
         let mut merged = vec![0.0f32; batch * n * inner];
         for (bh, block_out) in heads_out.chunks_exact(n * dim_head).enumerate() {
@@ -388,10 +466,16 @@ impl Decoder {
         for row in z.chunks_exact(2 * inner) {
             let (value, gate) = row.split_at(inner);
             let (value_bias, gate_bias) = block.ff_in_bias.split_at(inner);
-            hidden.extend(value.iter().zip(value_bias).zip(gate.iter().zip(gate_bias)).map(|((v, vb), (g, gb))| {
-                let g = g + gb;
-                (v + vb) * (g / (1.0 + (-g).exp()))
-            }));
+            hidden.extend(
+                value
+                    .iter()
+                    .zip(value_bias)
+                    .zip(gate.iter().zip(gate_bias))
+                    .map(|((v, vb), (g, gb))| {
+                        let g = g + gb;
+                        (v + vb) * (g / (1.0 + (-g).exp()))
+                    }),
+            );
         }
         let mut out = block.ff_out.forward(&hidden, rows)?;
         for row in out.chunks_exact_mut(block.ff_out_bias.len()) {
@@ -425,7 +509,10 @@ impl Rope {
     fn new(config: &ModelConfig, inv_freq: &[f32]) -> Result<Self, ModelError> {
         let half = inv_freq.len();
         if half == 0 || 2 * half > config.dim_head {
-            return Err(ModelError::BadRotary { len: half, dim_head: config.dim_head });
+            return Err(ModelError::BadRotary {
+                len: half,
+                dim_head: config.dim_head,
+            });
         }
         let mut cos = Vec::with_capacity(config.max_seq_len * half);
         let mut sin = Vec::with_capacity(config.max_seq_len * half);
