@@ -382,3 +382,63 @@ fn args_disagreeing_with_the_tensors_fail_the_import() {
     .unwrap();
     assert!(err.to_string().contains("depth"), "{err}");
 }
+
+#[test]
+fn live_planner_reuses_the_context_without_changing_the_plan() {
+    use comper::sample::LivePlanner;
+    let model = LoadedModel::load(&folder(CONFIGS[0])).unwrap();
+    let melody = fixture_melody(&model, &fixture(CONFIGS[0]));
+    let chords: Vec<ChordFrame> = (0..24)
+        .map(|t| {
+            if t % 4 == 0 {
+                ChordFrame::Onset((t / 4) as u16 % 8)
+            } else {
+                ChordFrame::Hold((t / 4) as u16 % 8)
+            }
+        })
+        .collect();
+    let mut planner = LivePlanner::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut previous = 0;
+    for frame in [12, 16, 20, 24, 8] {
+        let request = LiveRequest {
+            melody: &melody[..frame],
+            chords: &chords[..frame],
+            committed: &[ChordFrame::Hold(1)],
+            lookahead: 6,
+        };
+        let reused = planner
+            .plan(
+                &model.decoder,
+                &model.vocabulary,
+                &request,
+                &SamplingParams::greedy(),
+                &mut rng,
+            )
+            .unwrap();
+        let fresh = plan_live(
+            &model.decoder,
+            &model.vocabulary,
+            &request,
+            &SamplingParams::greedy(),
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(reused, fresh, "frame {frame}");
+        // Growing history: everything but the previous plan's own tokens is reused.
+        let expected = if frame > previous && previous > 0 {
+            1 + 2 * previous
+        } else {
+            0
+        };
+        assert!(
+            planner.last_reused() >= expected,
+            "frame {frame}: reused {}",
+            planner.last_reused()
+        );
+        if frame < previous {
+            assert!(planner.last_reused() <= 1 + 2 * frame);
+        }
+        previous = frame;
+    }
+}

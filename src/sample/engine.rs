@@ -4,7 +4,7 @@ use rand::Rng;
 
 use super::filter::{choose, part_log_prob, Part, SamplingParams, Scratch};
 use super::SampleError;
-use crate::model::{Decoder, LogitRows};
+use crate::model::{Decoder, KvCache, LogitRows};
 use crate::tokens::{TokenId, Vocabulary};
 
 /// One position of the interleaved sequence.
@@ -50,6 +50,28 @@ pub(crate) fn run<R: Rng>(
     params: &SamplingParams,
     rng: &mut R,
 ) -> Result<Generated, SampleError> {
+    let mut cache = decoder.new_cache(batch)?;
+    run_cached(decoder, vocab, &mut cache, slots, params, rng)
+}
+
+/// Like [`run`], but on a caller-owned cache that already holds the first `cache.len()` slots
+/// (which must all be forced); only the rest is pushed through the decoder. On return the cache
+/// holds every token that was fed, i.e. all but the trailing forced/sampled ones never needed.
+pub(crate) fn run_cached<R: Rng>(
+    decoder: &Decoder,
+    vocab: &Vocabulary,
+    cache: &mut KvCache,
+    slots: &[Slot],
+    params: &SamplingParams,
+    rng: &mut R,
+) -> Result<Generated, SampleError> {
+    let batch = cache.batch();
+    let cached = cache.len();
+    if slots.iter().take(cached).any(|slot| slot.forced.is_none()) || cached > slots.len() {
+        return Err(SampleError::BadParams(
+            "the cache holds more than the forced prefix".into(),
+        ));
+    }
     params.validate()?;
     if vocab.num_tokens() as usize != decoder.config().num_tokens {
         return Err(SampleError::VocabularyMismatch {
@@ -57,7 +79,6 @@ pub(crate) fn run<R: Rng>(
             model: decoder.config().num_tokens,
         });
     }
-    let mut cache = decoder.new_cache(batch)?;
     let mut pending: Vec<Vec<TokenId>> = vec![Vec::new(); batch];
     let mut tokens: Vec<Vec<TokenId>> = vec![Vec::with_capacity(slots.len()); batch];
     let mut log_likelihood = vec![0.0; batch];
@@ -68,14 +89,14 @@ pub(crate) fn run<R: Rng>(
         Part::Melody => 1,
     };
     let mut scratch = Scratch::default();
-    for slot in slots {
+    for (index, slot) in slots.iter().enumerate() {
         let chosen: Vec<TokenId> = match (slot.forced, slot.part) {
             (Some(id), _) => vec![id; batch],
             (None, None) => {
                 return Err(SampleError::BadParams("a sampled slot needs a part".into()))
             }
             (None, Some(part)) => {
-                let logits = decoder.step(&mut cache, &pending, LogitRows::Last)?;
+                let logits = decoder.step(cache, &pending, LogitRows::Last)?;
                 let logits: Vec<Vec<f32>> =
                     logits.to_vec2().map_err(crate::model::ModelError::from)?;
                 pending.iter_mut().for_each(Vec::clear);
@@ -98,7 +119,9 @@ pub(crate) fn run<R: Rng>(
                 p[part_index(part)] = Some(id);
             }
             if let (Some(queue), Some(out)) = (pending.get_mut(row), tokens.get_mut(row)) {
-                queue.push(id);
+                if index >= cached {
+                    queue.push(id);
+                }
                 out.push(id);
             }
         }

@@ -7,8 +7,8 @@ use super::engine::{self, Slot};
 use super::filter::{Part, SamplingParams};
 use super::SampleError;
 use crate::frames::{ChordFrame, MelodyFrame};
-use crate::model::Decoder;
-use crate::tokens::{Vocabulary, BOS};
+use crate::model::{Decoder, KvCache};
+use crate::tokens::{TokenId, Vocabulary, BOS};
 
 /// The state of a live session at the current frame.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +49,8 @@ pub fn commit_frames(
 /// Plans the next `lookahead` frames: the context is trimmed to the last `max_frames − L`
 /// frames (256 − L for ReaLchords), committed chords are teacher-forced while the melody is
 /// imagined, then chords and melody are sampled freely. With at least `L` committed chords the
-/// model is not run.
+/// model is not run. Stateless: every call pushes the whole context through the decoder; a
+/// [`LivePlanner`] reuses it between calls.
 pub fn plan_live<R: Rng>(
     decoder: &Decoder,
     vocab: &Vocabulary,
@@ -57,13 +58,99 @@ pub fn plan_live<R: Rng>(
     params: &SamplingParams,
     rng: &mut R,
 ) -> Result<LivePlan, SampleError> {
-    let lookahead = request.lookahead;
-    if request.committed.len() >= lookahead {
-        return Ok(LivePlan {
-            chords: request.committed[..lookahead].to_vec(),
-            imagined_melody: Vec::new(),
-        });
+    LivePlanner::default().plan(decoder, vocab, request, params, rng)
+}
+
+/// [`plan_live`] that keeps the decoder's cache between calls: when the new context starts with
+/// the tokens of the previous one (the history grew but the window did not slide yet), only the
+/// new tokens are pushed through the decoder. Results equal a fresh [`plan_live`] up to float
+/// rounding. Use one planner per decoder.
+#[derive(Default)]
+pub struct LivePlanner {
+    cache: Option<KvCache>,
+    /// The tokens whose keys/values `cache` holds, in order.
+    cached_tokens: Vec<TokenId>,
+    /// Context tokens the last call took from the cache instead of recomputing.
+    last_reused: usize,
+}
+
+impl LivePlanner {
+    /// A planner with an empty cache.
+    pub fn new() -> Self {
+        Self::default()
     }
+
+    /// Context tokens the last [`LivePlanner::plan`] call reused instead of recomputing.
+    pub fn last_reused(&self) -> usize {
+        self.last_reused
+    }
+
+    /// Plans like [`plan_live`], reusing the longest common prefix of the previous context.
+    pub fn plan<R: Rng>(
+        &mut self,
+        decoder: &Decoder,
+        vocab: &Vocabulary,
+        request: &LiveRequest,
+        params: &SamplingParams,
+        rng: &mut R,
+    ) -> Result<LivePlan, SampleError> {
+        let lookahead = request.lookahead;
+        if request.committed.len() >= lookahead {
+            return Ok(LivePlan {
+                chords: request.committed[..lookahead].to_vec(),
+                imagined_melody: Vec::new(),
+            });
+        }
+        let (slots, prompt_len) = live_slots(decoder, vocab, request)?;
+        let cache = match self.cache.take() {
+            Some(cache) if cache.batch() == 1 => cache,
+            _ => decoder.new_cache(1)?,
+        };
+        let mut cache = cache;
+        // Keep the shared prefix, but always feed at least one prompt token (the first sampled
+        // slot needs the logits at the prompt's last position).
+        let shared = self
+            .cached_tokens
+            .iter()
+            .zip(&slots)
+            .take_while(|(&cached, slot)| slot.forced == Some(cached))
+            .count()
+            .min(prompt_len - 1)
+            .min(cache.len());
+        cache.truncate(shared);
+        self.last_reused = shared;
+        self.cached_tokens.clear();
+        let generated = engine::run_cached(decoder, vocab, &mut cache, &slots, params, rng);
+        let row = generated?.tokens.into_iter().next().unwrap_or_default();
+        self.cached_tokens.extend(row.iter().take(cache.len()));
+        self.cache = Some(cache);
+
+        let planned = row.get(prompt_len..).unwrap_or_default();
+        let chords = planned
+            .iter()
+            .step_by(2)
+            .map(|&id| vocab.chord_frame(id))
+            .collect::<Result<_, _>>()?;
+        let imagined_melody = planned
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|&id| vocab.melody_frame(id))
+            .collect::<Result<_, _>>()?;
+        Ok(LivePlan {
+            chords,
+            imagined_melody,
+        })
+    }
+}
+
+/// The interleaved slots of a live request and the length of its forced prompt.
+fn live_slots(
+    decoder: &Decoder,
+    vocab: &Vocabulary,
+    request: &LiveRequest,
+) -> Result<(Vec<Slot>, usize), SampleError> {
+    let lookahead = request.lookahead;
     let max = decoder.config().max_frames();
     if lookahead >= max {
         return Err(SampleError::TooLong {
@@ -103,23 +190,5 @@ pub fn plan_live<R: Rng>(
     }
     // The last melody token is never sampled (2L − 1 generated tokens, as ReaLJam).
     slots.pop();
-
-    let generated = engine::run(decoder, vocab, 1, &slots, params, rng)?;
-    let row = generated.tokens.into_iter().next().unwrap_or_default();
-    let planned = row.get(prompt_len..).unwrap_or_default();
-    let chords = planned
-        .iter()
-        .step_by(2)
-        .map(|&id| vocab.chord_frame(id))
-        .collect::<Result<_, _>>()?;
-    let imagined_melody = planned
-        .iter()
-        .skip(1)
-        .step_by(2)
-        .map(|&id| vocab.melody_frame(id))
-        .collect::<Result<_, _>>()?;
-    Ok(LivePlan {
-        chords,
-        imagined_melody,
-    })
+    Ok((slots, prompt_len))
 }

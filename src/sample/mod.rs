@@ -12,7 +12,7 @@ pub mod live;
 pub mod options;
 
 pub use filter::{Part, SamplingParams};
-pub use live::{commit_frames, plan_live, LivePlan, LiveRequest};
+pub use live::{commit_frames, plan_live, LivePlan, LivePlanner, LiveRequest};
 pub use options::{generate_options, ChordOption, OptionsRequest};
 
 use crate::model::ModelError;
