@@ -3,6 +3,7 @@
 //! Data flows one way: MIDI capture → [`quantize`] → melody [`frames`] → [`tokens`] →
 //! [`model`] → [`sample`] → chord frames → voicing ([`chord`]) → MIDI out / [`midi_file`].
 
+pub mod bench;
 pub mod chord;
 pub mod frames;
 pub mod midi_file;

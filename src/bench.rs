@@ -1,0 +1,349 @@
+//! `comper bench`: how fast the decoder runs the two jobs Comper needs, on random weights.
+//!
+//! * five options × 256 frames (batch 5, melody teacher-forced) — the suggestion panel;
+//! * one live re-plan (256-frame context, 16-frame lookahead, nothing committed) — live mode.
+//!
+//! Incremental decoding with few rows is bound by streaming the weights from memory, so next to
+//! the timings the bench prints a floor: weight bytes × sequential decoder calls ÷ measured read
+//! bandwidth.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use rand::SeedableRng;
+use serde::Serialize;
+
+use crate::frames::{ChordFrame, MelodyFrame};
+use crate::model::weights::{expected_shapes, INV_FREQ_KEY};
+use crate::model::{Decoder, ModelConfig, ModelError};
+use crate::sample::{
+    generate_options, plan_live, LivePlanner, LiveRequest, OptionsRequest, SampleError,
+    SamplingParams,
+};
+use crate::tokens::{Vocabulary, CHORD_BASE};
+
+/// Frames of the five-options job and of the live context.
+pub const BENCH_FRAMES: usize = 256;
+/// Live lookahead in frames (4 beats).
+pub const BENCH_LOOKAHEAD: usize = 16;
+/// Options per suggestion.
+pub const BENCH_OPTIONS: usize = 5;
+/// History length of the first incremental re-plan, and how many follow (one beat apart).
+const INCREMENTAL_START: usize = 128;
+const INCREMENTAL_REPLANS: usize = 23;
+
+/// One model size to measure, with how often to repeat each job.
+#[derive(Debug, Clone)]
+pub struct BenchSize {
+    /// Shape of the random decoder.
+    pub config: ModelConfig,
+    /// Repeats of the five-options job (the median is reported).
+    pub option_runs: usize,
+    /// Repeats of the live re-plan (median and p99 are reported).
+    pub live_runs: usize,
+}
+
+/// The sizes `comper bench` measures: the published ReaLchords model and the (smaller) size Comper
+/// intends to ship. Edit this list when the shipped size changes.
+pub fn default_sizes() -> Vec<BenchSize> {
+    let realchords = ModelConfig::realchords(2962);
+    let shipped = ModelConfig {
+        name: "shipped".into(),
+        dim: 256,
+        depth: 4,
+        heads: 4,
+        dim_head: 64,
+        num_tokens: 1000,
+        max_seq_len: 514,
+    };
+    vec![
+        BenchSize {
+            config: realchords,
+            option_runs: 3,
+            live_runs: 15,
+        },
+        BenchSize {
+            config: shipped,
+            option_runs: 10,
+            live_runs: 50,
+        },
+    ]
+}
+
+/// Measurements for one size; the JSON field names are part of the `--json` output.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub name: String,
+    pub dim: usize,
+    pub depth: usize,
+    pub heads: usize,
+    pub num_tokens: usize,
+    /// Median wall time of five options × 256 frames.
+    pub five_options_ms: f64,
+    /// Median wall time of one live re-plan.
+    pub live_replan_ms_p50: f64,
+    /// 99th-percentile wall time of one live re-plan.
+    pub live_replan_ms_p99: f64,
+    /// Median re-plan one beat after the previous one, reusing its cached context (history of
+    /// 128–220 frames, so the window does not slide).
+    pub live_replan_incremental_ms_p50: f64,
+    /// Bytes of weights streamed by one decoder call.
+    pub weight_bytes: usize,
+    /// Weight-streaming floor for five options (256 sequential calls).
+    pub five_options_floor_ms: f64,
+    /// Weight-streaming floor for the live re-plan's sequential calls (prefill excluded).
+    pub live_replan_floor_ms: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub configs: Vec<BenchResult>,
+    /// Measured memory read bandwidth, GB/s.
+    pub read_bandwidth_gb_s: f64,
+}
+
+/// A decoder of shape `config` with random weights (the weights do not change the speed).
+pub fn random_decoder(config: &ModelConfig) -> Result<Decoder, ModelError> {
+    let rotary_half = config.default_rotary_dim() / 2;
+    let mut tensors = HashMap::new();
+    for (name, shape) in expected_shapes(config, rotary_half) {
+        let tensor = if name == INV_FREQ_KEY {
+            let freqs: Vec<f32> = (0..rotary_half)
+                .map(|i| 10000f32.powf(-((2 * i) as f32) / (2 * rotary_half) as f32))
+                .collect();
+            Tensor::from_vec(freqs, rotary_half, &Device::Cpu)?
+        } else if name.contains("qk_norm") {
+            Tensor::ones(shape, DType::F32, &Device::Cpu)?
+        } else {
+            Tensor::randn(0f32, 0.05, shape, &Device::Cpu)?
+        };
+        tensors.insert(name, tensor);
+    }
+    Decoder::load(
+        config,
+        VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
+    )
+}
+
+/// A vocabulary of the right size for `config` (placeholder chord names).
+fn bench_vocabulary(config: &ModelConfig) -> Result<Vocabulary, SampleError> {
+    let chords = config.num_tokens.saturating_sub(CHORD_BASE as usize) / 2;
+    Ok(Vocabulary::new(
+        (0..chords).map(|i| format!("chord{i}")).collect(),
+    )?)
+}
+
+/// A plausible melody: a note every beat, held for three frames, rests every fourth bar.
+fn bench_melody(frames: usize) -> Vec<MelodyFrame> {
+    (0..frames)
+        .map(|t| {
+            let pitch = 60 + ((t / 4) * 7 % 12) as u8;
+            match (t / 64 % 4 == 3, t % 4) {
+                (true, _) => MelodyFrame::Silence,
+                (false, 0) => MelodyFrame::Onset(pitch),
+                (false, _) => MelodyFrame::Hold(pitch),
+            }
+        })
+        .collect()
+}
+
+/// Runs all sizes; `progress` receives a line per finished measurement.
+pub fn run(
+    sizes: &[BenchSize],
+    mut progress: impl FnMut(&str),
+) -> Result<BenchReport, SampleError> {
+    let bandwidth = measure_read_bandwidth();
+    progress(&format!(
+        "memory read bandwidth: {:.1} GB/s",
+        bandwidth / 1e9
+    ));
+    let mut configs = Vec::with_capacity(sizes.len());
+    for size in sizes {
+        let config = &size.config;
+        let decoder = random_decoder(config)?;
+        let vocab = bench_vocabulary(config)?;
+        let melody = bench_melody(BENCH_FRAMES);
+        let params = SamplingParams::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+
+        let request = OptionsRequest {
+            melody: &melody,
+            locked: &[],
+            count: BENCH_OPTIONS,
+            max_retries: 3,
+        };
+        let mut option_ms = time_runs(size.option_runs, || {
+            generate_options(&decoder, &vocab, &request, &params, &mut rng).map(|_| ())
+        })?;
+        let five_options_ms = percentile(&mut option_ms, 0.5);
+        progress(&format!(
+            "{}: five options × {BENCH_FRAMES} frames: {five_options_ms:.1} ms",
+            config.name
+        ));
+
+        let chords: Vec<ChordFrame> = (0..BENCH_FRAMES)
+            .map(|t| {
+                if t % 16 == 0 {
+                    ChordFrame::Onset(0)
+                } else {
+                    ChordFrame::Hold(0)
+                }
+            })
+            .collect();
+        let live = LiveRequest {
+            melody: &melody,
+            chords: &chords,
+            committed: &[],
+            lookahead: BENCH_LOOKAHEAD,
+        };
+        let mut live_ms = time_runs(size.live_runs, || {
+            plan_live(&decoder, &vocab, &live, &params, &mut rng).map(|_| ())
+        })?;
+        let (p50, p99) = (
+            percentile(&mut live_ms, 0.5),
+            percentile(&mut live_ms, 0.99),
+        );
+        progress(&format!(
+            "{}: live re-plan: p50 {p50:.1} ms, p99 {p99:.1} ms",
+            config.name
+        ));
+
+        // Steady state before the window slides: each re-plan comes one beat later and reuses the
+        // cached context, so only the new beat and the lookahead go through the decoder.
+        let mut planner = LivePlanner::new();
+        let mut incremental_ms = Vec::with_capacity(INCREMENTAL_REPLANS);
+        for i in 0..=INCREMENTAL_REPLANS {
+            let frame = INCREMENTAL_START + 4 * i;
+            let request = LiveRequest {
+                melody: &melody[..frame],
+                chords: &chords[..frame],
+                ..live
+            };
+            let start = Instant::now();
+            planner.plan(&decoder, &vocab, &request, &params, &mut rng)?;
+            if i > 0 {
+                incremental_ms.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let incremental = percentile(&mut incremental_ms, 0.5);
+        progress(&format!(
+            "{}: live re-plan reusing the context: p50 {incremental:.1} ms",
+            config.name
+        ));
+
+        let weight_bytes = decoder.streamed_weight_bytes();
+        let floor_ms = |calls: usize| weight_bytes as f64 * calls as f64 / bandwidth * 1e3;
+        configs.push(BenchResult {
+            name: config.name.clone(),
+            dim: config.dim,
+            depth: config.depth,
+            heads: config.heads,
+            num_tokens: config.num_tokens,
+            five_options_ms,
+            live_replan_ms_p50: p50,
+            live_replan_ms_p99: p99,
+            live_replan_incremental_ms_p50: incremental,
+            weight_bytes,
+            five_options_floor_ms: floor_ms(BENCH_FRAMES),
+            live_replan_floor_ms: floor_ms(2 * BENCH_LOOKAHEAD - 1),
+        });
+    }
+    Ok(BenchReport {
+        configs,
+        read_bandwidth_gb_s: bandwidth / 1e9,
+    })
+}
+
+/// Wall times in milliseconds of `runs` calls (after one warm-up call).
+fn time_runs<E>(runs: usize, mut job: impl FnMut() -> Result<(), E>) -> Result<Vec<f64>, E> {
+    job()?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        job()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(times)
+}
+
+/// Nearest-rank percentile (`q` in 0..=1) of a non-empty sample.
+fn percentile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len().max(1));
+    values.get(rank - 1).copied().unwrap_or(f64::NAN)
+}
+
+/// Bytes per second for reading a 256 MiB buffer with two threads (best of five passes): the
+/// rate at which a decoder step can stream weights that do not fit in cache.
+pub fn measure_read_bandwidth() -> f64 {
+    const LEN: usize = 64 << 20; // f32s = 256 MiB
+    let buffer: Vec<f32> = (0..LEN).map(|i| (i % 251) as f32).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(2);
+    let mut best = f64::MAX;
+    let mut checksum = 0.0f32;
+    for _ in 0..5 {
+        let start = Instant::now();
+        let sum: f32 = std::thread::scope(|scope| {
+            let handles: Vec<_> = buffer
+                .chunks(LEN.div_ceil(threads))
+                .map(|chunk| scope.spawn(move || sum_lanes(chunk)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
+        });
+        best = best.min(start.elapsed().as_secs_f64());
+        checksum += sum;
+    }
+    std::hint::black_box(checksum);
+    (LEN * std::mem::size_of::<f32>()) as f64 / best
+}
+
+/// Sum with 16 independent accumulators so the loop is bound by loads, not by add latency.
+fn sum_lanes(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let mut chunks = values.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane += x;
+        }
+    }
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_uses_nearest_rank() {
+        let mut v = vec![5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(percentile(&mut v, 0.5), 3.0);
+        assert_eq!(percentile(&mut v, 0.99), 5.0);
+        assert_eq!(percentile(&mut v, 0.0), 1.0);
+    }
+
+    #[test]
+    fn random_decoder_runs_and_melody_is_valid() {
+        let config = ModelConfig {
+            name: "tiny".into(),
+            dim: 16,
+            depth: 1,
+            heads: 2,
+            dim_head: 8,
+            num_tokens: 270,
+            max_seq_len: 40,
+        };
+        let decoder = random_decoder(&config).unwrap();
+        let logits = decoder.forward(&[vec![1, 3, 200]]).unwrap();
+        assert_eq!(logits.dims(), &[1, 3, 270]);
+        let melody = bench_melody(64);
+        assert!(melody.windows(2).all(|w| match w[1] {
+            MelodyFrame::Hold(p) => w[0].pitch() == Some(p),
+            _ => true,
+        }));
+    }
+}

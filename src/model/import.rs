@@ -1,0 +1,301 @@
+//! Turning official ReaLchords/ReaLJam PyTorch checkpoints into Comper weights folders.
+//!
+//! Accepted inputs (spec §7): a ReaLJam `step=N.ckpt` (flat state dict), a Lightning training
+//! checkpoint (weights under `state_dict`, keys prefixed `model.` or `model._orig_mod.`) and an RL
+//! `actor.pth` (keys `model.module.[_orig_mod.]…`). The hyper-parameters are read off the tensor
+//! shapes; `args.yml` can supply `max_seq_len` (not visible in any shape) and cross-check the rest.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+use super::weights::{self, WeightsError, INV_FREQ_KEY};
+use super::{Decoder, ModelConfig, ModelError};
+
+/// `max_seq_len` of the ReaLchords online model, used when no `args.yml` says otherwise.
+pub const DEFAULT_MAX_SEQ_LEN: usize = 514;
+
+/// Why a checkpoint could not be imported or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read PyTorch checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("{path} holds no decoder tensors (keys seen: {sample})")]
+    NoDecoder { path: PathBuf, sample: String },
+    #[error("cannot infer the model shape from {path}: {message}")]
+    Shape { path: PathBuf, message: String },
+    #[error("{path}: {key} is {from_args} but the tensors say {from_shapes}")]
+    ArgsMismatch {
+        path: PathBuf,
+        key: String,
+        from_args: usize,
+        from_shapes: usize,
+    },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("parity fixture {path}: {message}")]
+    Fixture { path: PathBuf, message: String },
+    #[error("running the model failed: {0}")]
+    Model(#[from] ModelError),
+}
+
+/// A checkpoint's decoder tensors under Comper's names, plus what was left out.
+pub struct StateDict {
+    /// Tensors named as in spec §2.1 (`decoder.…`), in their stored dtype.
+    pub tensors: HashMap<String, Tensor>,
+    /// Keys that are not part of the decoder (e.g. an RL critic), after prefix stripping.
+    pub ignored: Vec<String>,
+}
+
+/// Reads a PyTorch zip checkpoint with candle's unpickler, unwrapping a `state_dict` nesting and
+/// stripping wrapper prefixes (see [`canonical_key`]).
+pub fn read_checkpoint(path: &Path) -> Result<StateDict, ImportError> {
+    let err = |message: String| ImportError::Checkpoint {
+        path: path.to_owned(),
+        message,
+    };
+    let raw = match candle_core::pickle::read_all_with_key(path, Some("state_dict")) {
+        Ok(tensors) if !tensors.is_empty() => tensors,
+        _ => candle_core::pickle::read_all(path).map_err(|e| err(e.to_string()))?,
+    };
+    let mut tensors = HashMap::new();
+    let mut ignored = Vec::new();
+    for (key, tensor) in raw {
+        let key = canonical_key(&key);
+        if key.starts_with("decoder.") {
+            tensors.insert(key, tensor);
+        } else {
+            ignored.push(key);
+        }
+    }
+    ignored.sort();
+    if tensors.is_empty() {
+        let sample = ignored
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(ImportError::NoDecoder {
+            path: path.to_owned(),
+            sample,
+        });
+    }
+    Ok(StateDict { tensors, ignored })
+}
+
+/// Strips `model.module.` (DeepSpeed RL actor), `model.` (Lightning) and `_orig_mod.`/`._orig_mod`
+/// (`torch.compile`) so keys read `decoder.…` as in the bare `DecoderTransformer`.
+pub fn canonical_key(key: &str) -> String {
+    let mut key = key.replace("._orig_mod", "");
+    loop {
+        let stripped = ["model.module.", "module.", "_orig_mod.", "model."]
+            .iter()
+            .find_map(|prefix| key.strip_prefix(prefix).map(str::to_owned));
+        match stripped {
+            Some(rest) => key = rest,
+            None => return key,
+        }
+    }
+}
+
+/// Hyper-parameters from `args.yml` (argbind's flat `Class.key: value` YAML). Only integer
+/// entries whose last dotted component names a model field are read.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TrainingArgs {
+    values: HashMap<String, usize>,
+}
+
+impl TrainingArgs {
+    /// Reads the integer fields of interest from an `args.yml`.
+    pub fn read(path: &Path) -> Result<Self, ImportError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ImportError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self::parse(&text))
+    }
+
+    /// Parses `key: integer` lines; everything else is skipped.
+    pub fn parse(text: &str) -> Self {
+        let mut values = HashMap::new();
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let field = key.trim().rsplit('.').next().unwrap_or_default();
+            if let Ok(value) = value.trim().parse::<usize>() {
+                if ["dim", "depth", "heads", "dim_head", "max_seq_len"].contains(&field) {
+                    values.insert(field.to_string(), value);
+                }
+            }
+        }
+        Self { values }
+    }
+
+    /// The value of a model field, if the file set it.
+    pub fn get(&self, field: &str) -> Option<usize> {
+        self.values.get(field).copied()
+    }
+}
+
+/// Reads the model shape off the tensors (spec §13): `[V, D]` from the embedding, `[H, 1, Dh]`
+/// from the first q scale, depth from the highest layer index.
+pub fn infer_config(
+    name: &str,
+    tensors: &HashMap<String, Tensor>,
+    args: &TrainingArgs,
+    path: &Path,
+) -> Result<ModelConfig, ImportError> {
+    let shape_err = |message: String| ImportError::Shape {
+        path: path.to_owned(),
+        message,
+    };
+    let dims = |key: &str| -> Result<Vec<usize>, ImportError> {
+        tensors
+            .get(key)
+            .map(|t| t.dims().to_vec())
+            .ok_or_else(|| shape_err(format!("missing {key}")))
+    };
+    let (num_tokens, dim) = match dims("decoder.token_emb.emb.weight")?.as_slice() {
+        [v, d] => (*v, *d),
+        other => return Err(shape_err(format!("token embedding has shape {other:?}"))),
+    };
+    let (heads, dim_head) = match dims("decoder.attn_layers.layers.0.1.qk_norm_q_scale")?.as_slice()
+    {
+        [h, 1, dh] => (*h, *dh),
+        other => return Err(shape_err(format!("qk_norm_q_scale has shape {other:?}"))),
+    };
+    let max_entry = tensors
+        .keys()
+        .filter_map(|k| {
+            k.strip_prefix("decoder.attn_layers.layers.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .ok_or_else(|| shape_err("no attention layers".into()))?;
+    let depth = max_entry / 2 + 1;
+    let config = ModelConfig {
+        name: name.to_string(),
+        dim,
+        depth,
+        heads,
+        dim_head,
+        num_tokens,
+        max_seq_len: args.get("max_seq_len").unwrap_or(DEFAULT_MAX_SEQ_LEN),
+    };
+    for (field, value) in [
+        ("dim", dim),
+        ("depth", depth),
+        ("heads", heads),
+        ("dim_head", dim_head),
+    ] {
+        if let Some(from_args) = args.get(field) {
+            if from_args != value {
+                return Err(ImportError::ArgsMismatch {
+                    path: path.to_owned(),
+                    key: field.into(),
+                    from_args,
+                    from_shapes: value,
+                });
+            }
+        }
+    }
+    if !tensors.contains_key(INV_FREQ_KEY) {
+        return Err(shape_err(
+            "no rotary inv_freq: not a ReaLchords online (RoPE) decoder".into(),
+        ));
+    }
+    Ok(config)
+}
+
+/// What `comper import` did.
+pub struct ImportReport {
+    /// The config written to the folder.
+    pub config: ModelConfig,
+    /// Keys of the checkpoint that were dropped as not belonging to the decoder.
+    pub ignored: Vec<String>,
+}
+
+/// Reads `checkpoint`, infers and validates the model against `chord_names`, and writes a weights
+/// folder to `out` (tensors upcast to f32).
+pub fn import_checkpoint(
+    checkpoint: &Path,
+    chord_names: &Path,
+    args: Option<&Path>,
+    out: &Path,
+) -> Result<ImportReport, ImportError> {
+    let vocabulary = weights::read_chord_names(chord_names)?;
+    let args = args
+        .map(TrainingArgs::read)
+        .transpose()?
+        .unwrap_or_default();
+    let state = read_checkpoint(checkpoint)?;
+    let name = checkpoint
+        .parent()
+        .and_then(Path::file_name)
+        .map(|dir| dir.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "imported".into());
+    let config = infer_config(&name, &state.tensors, &args, checkpoint)?;
+    weights::check_vocabulary(&config, &vocabulary, chord_names)?;
+    let mut tensors = HashMap::with_capacity(state.tensors.len());
+    for (key, tensor) in state.tensors {
+        let tensor = tensor.to_dtype(DType::F32).map_err(ModelError::from)?;
+        tensors.insert(key, tensor);
+    }
+    weights::validate_tensors(&config, &tensors, checkpoint)?;
+    weights::write_folder(out, &config, &vocabulary, &tensors)?;
+    Ok(ImportReport {
+        config,
+        ignored: state.ignored,
+    })
+}
+
+/// Runs `decoder` on a parity fixture (`tokens` i64 `[T]`, `logits` f32 `[T, V]`) and returns the
+/// largest absolute logit difference.
+pub fn max_logit_difference(decoder: &Decoder, fixture: &Path) -> Result<f32, ImportError> {
+    let err = |message: String| ImportError::Fixture {
+        path: fixture.to_owned(),
+        message,
+    };
+    let tensors =
+        candle_core::safetensors::load(fixture, &Device::Cpu).map_err(|e| err(e.to_string()))?;
+    let tokens = tensors
+        .get("tokens")
+        .ok_or_else(|| err("no `tokens` tensor".into()))?;
+    let expected = tensors
+        .get("logits")
+        .ok_or_else(|| err("no `logits` tensor".into()))?;
+    let tokens: Vec<i64> = tokens
+        .to_dtype(DType::I64)
+        .and_then(|t| t.to_vec1())
+        .map_err(|e| err(e.to_string()))?;
+    let tokens = tokens
+        .into_iter()
+        .map(|t| u32::try_from(t).map_err(|_| err(format!("token {t} is negative or too large"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let actual = decoder
+        .forward(&[tokens])?
+        .squeeze(0)
+        .map_err(ModelError::from)?;
+    if actual.dims() != expected.dims() {
+        return Err(err(format!(
+            "logits have shape {:?}, the model gives {:?}",
+            expected.dims(),
+            actual.dims()
+        )));
+    }
+    let diff = (actual - expected.to_dtype(DType::F32).map_err(ModelError::from)?)
+        .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+        .map_err(ModelError::from)?;
+    Ok(diff)
+}

@@ -1,0 +1,311 @@
+//! Comper weights folders: `model.safetensors` (PyTorch state-dict names), `config.json` and
+//! `chord_names.json`. Loading checks everything up front so a bad folder fails with a message
+//! naming the file and the problem instead of misbehaving later.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use super::{Decoder, ModelConfig, ModelError};
+use crate::tokens::{TokenError, Vocabulary, CHORD_BASE};
+
+/// File holding the tensors.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// File holding the [`ModelConfig`] as JSON.
+pub const CONFIG_FILE: &str = "config.json";
+/// File holding the chord names (a JSON array of strings) that fix the token layout.
+pub const CHORD_NAMES_FILE: &str = "chord_names.json";
+/// State-dict name of the stored RoPE frequencies.
+pub const INV_FREQ_KEY: &str = "decoder.attn_layers.rotary_pos_emb.inv_freq";
+
+/// Why a weights folder (or a state dict about to become one) is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {message}")]
+    Write { path: PathBuf, message: String },
+    #[error("{path} is not a valid model config: {message}")]
+    BadConfig { path: PathBuf, message: String },
+    #[error("{path} is not a valid chord-name list: {message}")]
+    BadChordNames { path: PathBuf, message: String },
+    #[error("{path} is not a readable safetensors file (truncated or corrupt?): {message}")]
+    BadSafetensors { path: PathBuf, message: String },
+    #[error("{path} lacks tensor {name:?}")]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("{path} has unexpected tensor {name:?} (not part of this decoder)")]
+    UnexpectedTensor { path: PathBuf, name: String },
+    #[error("{path}: tensor {name:?} has shape {actual:?}, expected {expected:?}")]
+    WrongShape {
+        path: PathBuf,
+        name: String,
+        actual: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error("{path}: tensor {name:?} has dtype {dtype:?}; only f32, f16 and bf16 are accepted")]
+    WrongDtype {
+        path: PathBuf,
+        name: String,
+        dtype: DType,
+    },
+    #[error(
+        "{path}: num_tokens is {num_tokens} but {chords} chord names need 260 + 2·{chords} = {expected}"
+    )]
+    VocabularyMismatch {
+        path: PathBuf,
+        num_tokens: usize,
+        chords: usize,
+        expected: usize,
+    },
+    #[error("building the decoder from {path} failed: {source}")]
+    Model { path: PathBuf, source: ModelError },
+}
+
+/// A weights folder, loaded and validated: what `comper suggest` and the plugin run.
+pub struct LoadedModel {
+    /// The folder's `config.json`.
+    pub config: ModelConfig,
+    /// The folder's `chord_names.json`.
+    pub vocabulary: Vocabulary,
+    /// The network, ready to decode.
+    pub decoder: Decoder,
+}
+
+impl LoadedModel {
+    /// Loads and validates `dir/{config.json, chord_names.json, model.safetensors}`.
+    pub fn load(dir: &Path) -> Result<Self, WeightsError> {
+        let config_path = dir.join(CONFIG_FILE);
+        let config = read_config(&config_path)?;
+        let vocabulary = read_chord_names(&dir.join(CHORD_NAMES_FILE))?;
+        check_vocabulary(&config, &vocabulary, &config_path)?;
+        let model_path = dir.join(MODEL_FILE);
+        let tensors = read_safetensors(&model_path)?;
+        let decoder = decoder_from_tensors(&config, tensors, &model_path)?;
+        Ok(Self {
+            config,
+            vocabulary,
+            decoder,
+        })
+    }
+}
+
+/// Reads and sanity-checks `config.json` (unknown fields are ignored).
+pub fn read_config(path: &Path) -> Result<ModelConfig, WeightsError> {
+    let text = read_text(path)?;
+    let bad = |message: String| WeightsError::BadConfig {
+        path: path.to_owned(),
+        message,
+    };
+    let config: ModelConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    for (field, value) in [
+        ("dim", config.dim),
+        ("depth", config.depth),
+        ("heads", config.heads),
+        ("dim_head", config.dim_head),
+        ("num_tokens", config.num_tokens),
+    ] {
+        if value == 0 {
+            return Err(bad(format!("{field} must be positive")));
+        }
+    }
+    if config.max_seq_len < 3 {
+        return Err(bad(format!(
+            "max_seq_len {} leaves no room for a frame",
+            config.max_seq_len
+        )));
+    }
+    Ok(config)
+}
+
+/// Reads `chord_names.json` into the vocabulary that fixes the token layout.
+pub fn read_chord_names(path: &Path) -> Result<Vocabulary, WeightsError> {
+    let text = read_text(path)?;
+    let bad = |message: String| WeightsError::BadChordNames {
+        path: path.to_owned(),
+        message,
+    };
+    let names: Vec<String> = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    Vocabulary::new(names).map_err(|e: TokenError| bad(e.to_string()))
+}
+
+/// Checks `num_tokens == 260 + 2·chords`; `path` names the config in the error.
+pub fn check_vocabulary(
+    config: &ModelConfig,
+    vocabulary: &Vocabulary,
+    path: &Path,
+) -> Result<(), WeightsError> {
+    let expected = vocabulary.num_tokens() as usize;
+    if config.num_tokens != expected {
+        return Err(WeightsError::VocabularyMismatch {
+            path: path.to_owned(),
+            num_tokens: config.num_tokens,
+            chords: vocabulary.num_chords(),
+            expected,
+        });
+    }
+    debug_assert_eq!(expected, CHORD_BASE as usize + 2 * vocabulary.num_chords());
+    Ok(())
+}
+
+/// Reads every tensor of a safetensors file (truncation and corruption are reported, not panics).
+pub fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>, WeightsError> {
+    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
+        WeightsError::BadSafetensors {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }
+    })
+}
+
+/// Every tensor name and shape a decoder of `config` needs, given `rotary_half = len(inv_freq)`.
+pub fn expected_shapes(config: &ModelConfig, rotary_half: usize) -> Vec<(String, Vec<usize>)> {
+    let (d, h, dh, v) = (config.dim, config.heads, config.dim_head, config.num_tokens);
+    let inner = config.attn_inner_dim();
+    let ff = config.ff_inner_dim();
+    let mut shapes = vec![
+        ("decoder.token_emb.emb.weight".to_string(), vec![v, d]),
+        (INV_FREQ_KEY.to_string(), vec![rotary_half]),
+        ("decoder.to_logits.weight".to_string(), vec![v, d]),
+    ];
+    for l in 0..config.depth {
+        let attn = format!("decoder.attn_layers.layers.{}.1", 2 * l);
+        let ffp = format!("decoder.attn_layers.layers.{}.1.ff", 2 * l + 1);
+        shapes.extend([
+            (format!("{attn}.qk_norm_q_scale"), vec![h, 1, dh]),
+            (format!("{attn}.qk_norm_k_scale"), vec![h, 1, dh]),
+            (format!("{attn}.to_q.weight"), vec![inner, d]),
+            (format!("{attn}.to_k.weight"), vec![inner, d]),
+            (format!("{attn}.to_v.weight"), vec![inner, d]),
+            (format!("{attn}.to_out.weight"), vec![d, inner]),
+            (format!("{ffp}.0.proj.weight"), vec![2 * ff, d]),
+            (format!("{ffp}.0.proj.bias"), vec![2 * ff]),
+            (format!("{ffp}.2.weight"), vec![d, ff]),
+            (format!("{ffp}.2.bias"), vec![d]),
+        ]);
+    }
+    shapes
+}
+
+/// Checks that `tensors` holds exactly the decoder's tensors with the right shapes and a float
+/// dtype. `path` names the source in errors.
+pub fn validate_tensors(
+    config: &ModelConfig,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<(), WeightsError> {
+    let inv_freq = tensors
+        .get(INV_FREQ_KEY)
+        .ok_or_else(|| WeightsError::MissingTensor {
+            path: path.to_owned(),
+            name: INV_FREQ_KEY.into(),
+        })?;
+    let rotary_half = match inv_freq.dims() {
+        [r] if *r >= 1 && 2 * r <= config.dim_head => *r,
+        dims => {
+            return Err(WeightsError::WrongShape {
+                path: path.to_owned(),
+                name: INV_FREQ_KEY.into(),
+                actual: dims.to_vec(),
+                expected: vec![config.default_rotary_dim() / 2],
+            })
+        }
+    };
+    let expected = expected_shapes(config, rotary_half);
+    for (name, shape) in &expected {
+        let tensor = tensors
+            .get(name)
+            .ok_or_else(|| WeightsError::MissingTensor {
+                path: path.to_owned(),
+                name: name.clone(),
+            })?;
+        if tensor.dims() != shape.as_slice() {
+            return Err(WeightsError::WrongShape {
+                path: path.to_owned(),
+                name: name.clone(),
+                actual: tensor.dims().to_vec(),
+                expected: shape.clone(),
+            });
+        }
+        if !matches!(tensor.dtype(), DType::F32 | DType::F16 | DType::BF16) {
+            return Err(WeightsError::WrongDtype {
+                path: path.to_owned(),
+                name: name.clone(),
+                dtype: tensor.dtype(),
+            });
+        }
+    }
+    let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    let mut unexpected: Vec<&String> = tensors
+        .keys()
+        .filter(|k| !known.contains(k.as_str()))
+        .collect();
+    unexpected.sort();
+    if let Some(name) = unexpected.first() {
+        return Err(WeightsError::UnexpectedTensor {
+            path: path.to_owned(),
+            name: (*name).clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Validates a state dict and builds the decoder from it (upcasting to f32).
+pub fn decoder_from_tensors(
+    config: &ModelConfig,
+    tensors: HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<Decoder, WeightsError> {
+    validate_tensors(config, &tensors, path)?;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    Decoder::load(config, vb).map_err(|source| WeightsError::Model {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes a complete weights folder (tensors upcast to f32), creating `dir` if needed.
+pub fn write_folder(
+    dir: &Path,
+    config: &ModelConfig,
+    vocabulary: &Vocabulary,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<(), WeightsError> {
+    let write_err = |path: PathBuf, message: String| WeightsError::Write { path, message };
+    std::fs::create_dir_all(dir).map_err(|e| write_err(dir.to_owned(), e.to_string()))?;
+    let mut f32_tensors = HashMap::with_capacity(tensors.len());
+    for (name, tensor) in tensors {
+        let converted = tensor
+            .to_dtype(DType::F32)
+            .map_err(|e| write_err(dir.join(MODEL_FILE), e.to_string()))?;
+        f32_tensors.insert(name.clone(), converted);
+    }
+    let model_path = dir.join(MODEL_FILE);
+    candle_core::safetensors::save(&f32_tensors, &model_path)
+        .map_err(|e| write_err(model_path.clone(), e.to_string()))?;
+    let config_path = dir.join(CONFIG_FILE);
+    let config_json = serde_json::to_string_pretty(config)
+        .map_err(|e| write_err(config_path.clone(), e.to_string()))?;
+    std::fs::write(&config_path, config_json + "\n")
+        .map_err(|e| write_err(config_path.clone(), e.to_string()))?;
+    let names_path = dir.join(CHORD_NAMES_FILE);
+    let names_json = serde_json::to_string(vocabulary.names())
+        .map_err(|e| write_err(names_path.clone(), e.to_string()))?;
+    std::fs::write(&names_path, names_json + "\n")
+        .map_err(|e| write_err(names_path.clone(), e.to_string()))
+}
+
+fn read_text(path: &Path) -> Result<String, WeightsError> {
+    std::fs::read_to_string(path).map_err(|source| WeightsError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}

@@ -1,1 +1,0 @@
-//! Sampling, five options and live continuation. Filled in by the model work.

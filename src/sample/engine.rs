@@ -1,0 +1,133 @@
+//! The generation loop shared by the options panel and live continuation.
+
+use rand::Rng;
+
+use super::filter::{choose, part_log_prob, Part, SamplingParams, Scratch};
+use super::SampleError;
+use crate::model::{Decoder, KvCache, LogitRows};
+use crate::tokens::{TokenId, Vocabulary};
+
+/// One position of the interleaved sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slot {
+    /// The part the token belongs to (`None` for BOS), which drives the validity rules.
+    pub part: Option<Part>,
+    /// The token, when it is known (melody, locked/committed chords, prompt) rather than sampled.
+    pub forced: Option<TokenId>,
+}
+
+impl Slot {
+    pub fn forced(part: Option<Part>, id: TokenId) -> Self {
+        Self {
+            part,
+            forced: Some(id),
+        }
+    }
+
+    pub fn sampled(part: Part) -> Self {
+        Self {
+            part: Some(part),
+            forced: None,
+        }
+    }
+}
+
+/// Result of [`run`]: one token per slot and batch row, and each row's log-likelihood.
+pub(crate) struct Generated {
+    pub tokens: Vec<Vec<TokenId>>,
+    /// Sum of [`part_log_prob`] over the row's *sampled* chord slots.
+    pub log_likelihood: Vec<f64>,
+}
+
+/// Fills `slots` for `batch` independent rows. Forced tokens are queued and pushed through the
+/// decoder together with the next sampled slot's context, so the decoder runs once per sampled
+/// slot (not once per token) and computes logits only for the positions sampled from.
+pub(crate) fn run<R: Rng>(
+    decoder: &Decoder,
+    vocab: &Vocabulary,
+    batch: usize,
+    slots: &[Slot],
+    params: &SamplingParams,
+    rng: &mut R,
+) -> Result<Generated, SampleError> {
+    let mut cache = decoder.new_cache(batch)?;
+    run_cached(decoder, vocab, &mut cache, slots, params, rng)
+}
+
+/// Like [`run`], but on a caller-owned cache that already holds the first `cache.len()` slots
+/// (which must all be forced); only the rest is pushed through the decoder. On return the cache
+/// holds every token that was fed, i.e. all but the trailing forced/sampled ones never needed.
+pub(crate) fn run_cached<R: Rng>(
+    decoder: &Decoder,
+    vocab: &Vocabulary,
+    cache: &mut KvCache,
+    slots: &[Slot],
+    params: &SamplingParams,
+    rng: &mut R,
+) -> Result<Generated, SampleError> {
+    let batch = cache.batch();
+    let cached = cache.len();
+    if slots.iter().take(cached).any(|slot| slot.forced.is_none()) || cached > slots.len() {
+        return Err(SampleError::BadParams(
+            "the cache holds more than the forced prefix".into(),
+        ));
+    }
+    params.validate()?;
+    if vocab.num_tokens() as usize != decoder.config().num_tokens {
+        return Err(SampleError::VocabularyMismatch {
+            vocabulary: vocab.num_tokens(),
+            model: decoder.config().num_tokens,
+        });
+    }
+    let mut pending: Vec<Vec<TokenId>> = vec![Vec::new(); batch];
+    let mut tokens: Vec<Vec<TokenId>> = vec![Vec::with_capacity(slots.len()); batch];
+    let mut log_likelihood = vec![0.0; batch];
+    // Last token of each part per row: [chord, melody].
+    let mut prev: Vec<[Option<TokenId>; 2]> = vec![[None, None]; batch];
+    let part_index = |part: Part| match part {
+        Part::Chord => 0,
+        Part::Melody => 1,
+    };
+    let mut scratch = Scratch::default();
+    for (index, slot) in slots.iter().enumerate() {
+        let chosen: Vec<TokenId> = match (slot.forced, slot.part) {
+            (Some(id), _) => vec![id; batch],
+            (None, None) => {
+                return Err(SampleError::BadParams("a sampled slot needs a part".into()))
+            }
+            (None, Some(part)) => {
+                let logits = decoder.step(cache, &pending, LogitRows::Last)?;
+                let logits: Vec<Vec<f32>> =
+                    logits.to_vec2().map_err(crate::model::ModelError::from)?;
+                pending.iter_mut().for_each(Vec::clear);
+                let mut chosen = Vec::with_capacity(batch);
+                for (row, row_logits) in logits.iter().enumerate() {
+                    let row_prev = prev.get(row).and_then(|p| p[part_index(part)]);
+                    let id = choose(vocab, row_logits, part, row_prev, params, rng, &mut scratch);
+                    if part == Part::Chord {
+                        if let Some(ll) = log_likelihood.get_mut(row) {
+                            *ll += part_log_prob(vocab, row_logits, part, id);
+                        }
+                    }
+                    chosen.push(id);
+                }
+                chosen
+            }
+        };
+        for (row, id) in chosen.into_iter().enumerate() {
+            if let (Some(p), Some(part)) = (prev.get_mut(row), slot.part) {
+                p[part_index(part)] = Some(id);
+            }
+            if let (Some(queue), Some(out)) = (pending.get_mut(row), tokens.get_mut(row)) {
+                if index >= cached {
+                    queue.push(id);
+                }
+                out.push(id);
+            }
+        }
+    }
+    Ok(Generated {
+        tokens,
+        log_likelihood,
+    })
+}
