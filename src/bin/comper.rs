@@ -5,8 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use comper::chord::{ChordTable, VoicingRange};
+use comper::midi_file::{read_melody, write_progression_to_path, MelodyChoice, ProgressionExport};
 use comper::model::import::{import_checkpoint, max_logit_difference};
+use comper::model::weights::default_weights_dir;
 use comper::model::LoadedModel;
+use comper::progression::{chord_chart, voice_progression, VoicingStyle};
+use comper::sample::SamplingParams;
+use comper::suggest::{suggest, Phrase};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 /// Largest logit difference `comper import --check` accepts.
 const CHECK_TOLERANCE: f32 = 1e-3;
@@ -24,10 +32,48 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Suggest several different chord progressions for the melody in a MIDI file.
+    Suggest(SuggestArgs),
     /// Convert an official ReaLchords/ReaLJam PyTorch checkpoint into a Comper weights folder.
     Import(ImportArgs),
     /// Measure decoder speed on random weights (five options, live re-plan).
     Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct SuggestArgs {
+    /// A .mid file holding the melody (a track named like "melody", else the most monophonic one).
+    melody: PathBuf,
+    /// How many different progressions to offer.
+    #[arg(long, default_value_t = 5)]
+    options: usize,
+    /// Weights folder (default: $COMPER_WEIGHTS, else the shipped weights/comper-online).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Sampling temperature: lower is safer, higher is more adventurous.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Nucleus sampling: keep the most likely chords up to this total probability.
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Random seed, for repeatable suggestions.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Pick the melody part by index instead of guessing (see the list printed on a bad guess).
+    #[arg(long)]
+    part: Option<usize>,
+    /// Folder for option-1.mid … option-N.mid.
+    #[arg(long, default_value = "comper-out")]
+    out: PathBuf,
+    /// Leave the melody out of the written .mid files (chords only).
+    #[arg(long)]
+    chords_only: bool,
+    /// ReaLJam's plain voicing instead of voice leading.
+    #[arg(long)]
+    plain_voicing: bool,
+    /// Print the options as JSON on stdout instead of chord charts.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -58,6 +104,7 @@ struct BenchArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Suggest(args) => suggest_command(args),
         Command::Import(args) => import(args),
         Command::Bench(args) => bench(args),
     };
@@ -128,6 +175,131 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
             r.live_replan_ms_p99,
             r.live_replan_floor_ms,
             r.live_replan_incremental_ms_p50,
+        );
+    }
+    Ok(())
+}
+
+/// Loads the named weights folder, or the default one with a hint when it is missing.
+fn load_model(weights: Option<PathBuf>) -> anyhow::Result<LoadedModel> {
+    let named = weights.is_some();
+    let dir = weights.unwrap_or_else(default_weights_dir);
+    if !named && !dir.exists() {
+        bail!(
+            "no weights folder at {} (the shipped model is missing); pass --weights DIR, set \
+             COMPER_WEIGHTS, or make one with `comper import`",
+            dir.display()
+        );
+    }
+    LoadedModel::load(&dir).with_context(|| format!("loading weights from {}", dir.display()))
+}
+
+/// JSON shape of `comper suggest --json`.
+#[derive(serde::Serialize)]
+struct SuggestJson<'a> {
+    options: Vec<OptionJson<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct OptionJson<'a> {
+    chords: &'a [comper::progression::NamedChord],
+    log_likelihood: f64,
+}
+
+fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
+    if args.options == 0 {
+        bail!("--options must be at least 1");
+    }
+    let model = load_model(args.weights)?;
+    let choice = args.part.map_or(MelodyChoice::Auto, MelodyChoice::Part);
+    let melody = read_melody(&args.melody, choice)
+        .with_context(|| format!("reading the melody from {}", args.melody.display()))?;
+    let phrase = Phrase::from_notes(
+        &melody.notes,
+        melody.time_signature,
+        model.config.max_frames(),
+    );
+    if phrase.truncated_bars > 0 {
+        eprintln!(
+            "comper: the model hears at most {} frames; the last {} bar(s) were left out",
+            model.config.max_frames(),
+            phrase.truncated_bars
+        );
+    }
+    let params = SamplingParams {
+        temperature: args.temperature,
+        top_p: args.top_p,
+        ..SamplingParams::default()
+    };
+    let mut rng = match args.seed {
+        Some(seed) => StdRng::seed_from_u64(seed),
+        None => StdRng::from_os_rng(),
+    };
+    let started = std::time::Instant::now();
+    let suggestions = suggest(&model, &phrase, &[], args.options, &params, &mut rng)?;
+    let elapsed = started.elapsed();
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let table = ChordTable::new(&model.vocabulary);
+    let style = if args.plain_voicing {
+        VoicingStyle::Plain
+    } else {
+        VoicingStyle::VoiceLed
+    };
+    let mut written = Vec::with_capacity(suggestions.len());
+    for (i, suggestion) in suggestions.iter().enumerate() {
+        let export = ProgressionExport {
+            chords: voice_progression(
+                &suggestion.chords,
+                &table,
+                style,
+                VoicingRange::default(),
+                90,
+            ),
+            melody: (!args.chords_only).then(|| melody.notes.clone()),
+            tempo_bpm: melody.tempo_bpm,
+            time_signature: melody.time_signature,
+            ..ProgressionExport::default()
+        };
+        let path = args.out.join(format!("option-{}.mid", i + 1));
+        write_progression_to_path(&export, &path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+
+    if args.json {
+        let json = SuggestJson {
+            options: suggestions
+                .iter()
+                .map(|s| OptionJson {
+                    chords: &s.chords,
+                    log_likelihood: s.log_likelihood,
+                })
+                .collect(),
+        };
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    println!(
+        "{}: {} bars at {:.0} BPM, model {} ({} options in {:.0} ms)",
+        args.melody.display(),
+        phrase.melody.len() / comper::suggest::frames_per_bar(phrase.time_signature),
+        melody.tempo_bpm,
+        model.config.name,
+        suggestions.len(),
+        elapsed.as_secs_f64() * 1000.0
+    );
+    for ((i, suggestion), path) in suggestions.iter().enumerate().zip(&written) {
+        println!(
+            "\nOption {} (log-likelihood {:.1}) → {}",
+            i + 1,
+            suggestion.log_likelihood,
+            path.display()
+        );
+        print!(
+            "{}",
+            chord_chart(&suggestion.chords, phrase.beats(), phrase.time_signature, 4)
         );
     }
     Ok(())

@@ -17,6 +17,22 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const CONFIG_FILE: &str = "config.json";
 /// File holding the chord names (a JSON array of strings) that fix the token layout.
 pub const CHORD_NAMES_FILE: &str = "chord_names.json";
+/// Environment variable that points `comper` at a weights folder when `--weights` is not given.
+pub const WEIGHTS_ENV: &str = "COMPER_WEIGHTS";
+/// Folder under `weights/` holding the model Comper ships and uses by default.
+pub const DEFAULT_MODEL_NAME: &str = "comper-online";
+
+/// The weights folder to use when none is named: `$COMPER_WEIGHTS`, else the shipped
+/// `weights/comper-online/` of this source tree.
+pub fn default_weights_dir() -> PathBuf {
+    match std::env::var_os(WEIGHTS_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("weights")
+            .join(DEFAULT_MODEL_NAME),
+    }
+}
+
 /// State-dict name of the stored RoPE frequencies.
 pub const INV_FREQ_KEY: &str = "decoder.attn_layers.rotary_pos_emb.inv_freq";
 

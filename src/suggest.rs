@@ -1,0 +1,144 @@
+//! "Five options": turn a captured melody into several named chord progressions. The CLI's
+//! `comper suggest` and the plugin's Suggest mode share this, so both prepare the phrase, sample
+//! and name chords the same way.
+
+use rand::Rng;
+
+use crate::frames::Note;
+use crate::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
+use crate::model::LoadedModel;
+use crate::progression::{name_chords, NamedChord};
+use crate::quantize::{quantize_notes, TimeSignature};
+use crate::sample::{generate_options, OptionsRequest, SampleError, SamplingParams};
+
+/// Resampling passes allowed to replace options that duplicate another.
+pub const DUPLICATE_RETRIES: usize = 8;
+
+/// A melody phrase ready for the model: whole bars of 16th-note frames.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phrase {
+    /// One frame per 16th note, padded with silence to a whole number of bars.
+    pub melody: Vec<MelodyFrame>,
+    pub time_signature: TimeSignature,
+    /// Bars cut from the end because the model's context could not hold them.
+    pub truncated_bars: usize,
+}
+
+impl Phrase {
+    /// Quantizes `notes` (beats from the phrase start), pads to whole bars and keeps at most
+    /// `max_frames` frames, cutting at a bar line.
+    pub fn from_notes(notes: &[Note], time_signature: TimeSignature, max_frames: usize) -> Self {
+        let mut melody = quantize_notes(notes);
+        let bar = frames_per_bar(time_signature);
+        let bars = melody.len().div_ceil(bar).max(1);
+        melody.resize(bars * bar, MelodyFrame::Silence);
+        let keep_bars = (max_frames / bar).max(1).min(bars);
+        melody.truncate((keep_bars * bar).min(max_frames));
+        Self {
+            melody,
+            time_signature,
+            truncated_bars: bars - keep_bars,
+        }
+    }
+
+    /// Length in beats.
+    pub fn beats(&self) -> f64 {
+        self.melody.len() as f64 / FRAMES_PER_BEAT as f64
+    }
+}
+
+/// Frames in one bar of `time_signature` (at least one).
+pub fn frames_per_bar(time_signature: TimeSignature) -> usize {
+    ((time_signature.beats_per_bar() * FRAMES_PER_BEAT as f64).round() as usize).max(1)
+}
+
+/// One suggested progression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suggestion {
+    /// One chord frame per melody frame.
+    pub frames: Vec<ChordFrame>,
+    /// The same progression as named chords with beat spans.
+    pub chords: Vec<NamedChord>,
+    /// The model's log-likelihood of the sampled chords (see [`crate::sample::ChordOption`]).
+    pub log_likelihood: f64,
+}
+
+/// Samples `count` different progressions for `phrase` in one batched pass, most likely first.
+/// `locked` is empty or has one entry per melody frame; `Some` chords are kept as given.
+pub fn suggest<R: Rng>(
+    model: &LoadedModel,
+    phrase: &Phrase,
+    locked: &[Option<ChordFrame>],
+    count: usize,
+    params: &SamplingParams,
+    rng: &mut R,
+) -> Result<Vec<Suggestion>, SampleError> {
+    params.validate()?;
+    let request = OptionsRequest {
+        melody: &phrase.melody,
+        locked,
+        count,
+        max_retries: DUPLICATE_RETRIES,
+    };
+    let options = generate_options(&model.decoder, &model.vocabulary, &request, params, rng)?;
+    Ok(options
+        .into_iter()
+        .map(|option| Suggestion {
+            chords: name_chords(&option.chords, &model.vocabulary),
+            frames: option.chords,
+            log_likelihood: option.log_likelihood,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(pitch: u8, onset_beat: f64, offset_beat: f64) -> Note {
+        Note {
+            pitch,
+            onset_beat,
+            offset_beat,
+        }
+    }
+
+    #[test]
+    fn phrase_is_padded_to_whole_bars() {
+        let phrase = Phrase::from_notes(
+            &[note(60, 0.0, 1.0), note(62, 4.0, 5.0)],
+            TimeSignature::default(),
+            256,
+        );
+        assert_eq!(phrase.melody.len(), 32);
+        assert_eq!(phrase.melody[0], MelodyFrame::Onset(60));
+        assert_eq!(phrase.melody[16], MelodyFrame::Onset(62));
+        assert_eq!(phrase.truncated_bars, 0);
+        let waltz = TimeSignature {
+            numerator: 3,
+            denominator: 4,
+        };
+        assert_eq!(
+            Phrase::from_notes(&[note(60, 0.0, 1.0)], waltz, 256)
+                .melody
+                .len(),
+            12
+        );
+    }
+
+    #[test]
+    fn long_phrases_are_cut_at_a_bar_line() {
+        let notes: Vec<Note> = (0..80)
+            .map(|i| note(60 + (i % 12) as u8, i as f64, i as f64 + 0.5))
+            .collect();
+        let phrase = Phrase::from_notes(&notes, TimeSignature::default(), 254);
+        assert_eq!(phrase.melody.len(), 240, "15 whole bars fit in 254 frames");
+        assert_eq!(phrase.truncated_bars, 5);
+    }
+
+    #[test]
+    fn an_empty_melody_is_one_silent_bar() {
+        let phrase = Phrase::from_notes(&[], TimeSignature::default(), 256);
+        assert_eq!(phrase.melody, vec![MelodyFrame::Silence; 16]);
+    }
+}
