@@ -25,7 +25,7 @@ import os
 
 import torch
 from safetensors.torch import save_file
-from x_transformers import Decoder, TransformerWrapper
+from comper_data.model import OnlineDecoder
 
 OUT = os.path.join("tests", "fixtures", "parity")
 CHORDS = ["C", "Dm", "Em", "F", "G", "Am", "Bdim", "G7"]
@@ -39,32 +39,10 @@ CONFIGS = [
     ("bf16_d32_h2_dh24", 32, 3, 2, 24, 96, True),
 ]
 
-REALCHORDS_KWARGS = dict(
-    rotary_pos_emb=True,
-    use_simple_rmsnorm=True,
-    attn_qk_norm=True,
-    attn_qk_norm_dim_scale=True,
-    ff_swish=True,
-    ff_glu=True,
-    attn_flash=True,
-)
-
-
 def build(dim, depth, heads, dim_head, max_seq_len):
-    return TransformerWrapper(
-        num_tokens=NUM_TOKENS,
-        max_seq_len=max_seq_len,
-        attn_layers=Decoder(
-            dim=dim,
-            depth=depth,
-            heads=heads,
-            attn_dim_head=dim_head,
-            attn_dropout=0.1,
-            ff_dropout=0.1,
-            cross_attend=False,
-            **REALCHORDS_KWARGS,
-        ),
-    ).eval()
+    """The training code's model (one definition for training and parity), in eval mode."""
+    model = OnlineDecoder(NUM_TOKENS, dim, depth, heads, max_seq_len=max_seq_len, dim_head=dim_head)
+    return model.decoder.eval()
 
 
 def perturb(model, gen, bf16):

@@ -28,7 +28,16 @@ ATTENTION_KWARGS = dict(
 class OnlineDecoder(nn.Module):
     """Decoder-only chord/melody model; forward returns logits [batch, seq, num_tokens]."""
 
-    def __init__(self, num_tokens: int, dim: int, depth: int, heads: int, dropout: float = 0.1, max_seq_len: int = MAX_SEQ_LEN):
+    def __init__(
+        self,
+        num_tokens: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        dropout: float = 0.1,
+        max_seq_len: int = MAX_SEQ_LEN,
+        dim_head: int = DIM_HEAD,
+    ):
         super().__init__()
         from x_transformers import Decoder, TransformerWrapper
 
@@ -39,6 +48,7 @@ class OnlineDecoder(nn.Module):
                 dim=dim,
                 depth=depth,
                 heads=heads,
+                attn_dim_head=dim_head,
                 attn_dropout=dropout,
                 ff_dropout=dropout,
                 cross_attend=False,
