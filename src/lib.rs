@@ -11,4 +11,5 @@ pub mod model;
 pub mod progression;
 pub mod quantize;
 pub mod sample;
+pub mod schedule;
 pub mod tokens;
