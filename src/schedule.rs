@@ -17,9 +17,10 @@
 //! host's position.
 //!
 //! # Late frames
-//! A frame after the listening period whose chord is not in the current plan when its boundary
-//! comes is *late*: it is counted, and whatever sounds keeps sounding (never silence, never a
-//! re-trigger), so a slow re-plan only delays a chord change.
+//! Only committed chords are played: a tentative chord may still be re-sampled, and what was
+//! played must not change afterwards. A frame after the listening period whose chord is not
+//! committed in the current plan when its boundary comes is *late*: it is counted, and whatever
+//! sounds keeps sounding (no gap, no re-trigger), so a slow re-plan only delays a chord change.
 
 use crate::frames::{ChordFrame, ChordIndex, FRAMES_PER_BEAT};
 use crate::quantize::{
@@ -68,7 +69,8 @@ impl Voiced {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct PlannedFrame {
     pub chord: ChordFrame,
-    /// Whether this chord is final: every later plan repeats it with the same voicing.
+    /// Whether this chord is final: every later plan repeats it with the same voicing. Only
+    /// committed chords are played; the others are a preview that may still change.
     pub committed: bool,
     /// What to sound from this frame on (empty for silence).
     pub voicing: Voiced,
@@ -280,6 +282,7 @@ impl Scheduler {
             .as_ref()
             .filter(|plan| plan.phrase == armed.id)
             .and_then(|plan| plan.get(index))
+            .filter(|entry| entry.committed)
             .copied();
         let (chord, late) = match planned {
             _ if listening => (ChordFrame::Silence, false),
@@ -467,6 +470,19 @@ mod tests {
             vec![(0, 48, NoteEventKind::Off), (0, 52, NoteEventKind::Off)]
         );
         assert!(s.sounding().is_empty());
+    }
+
+    #[test]
+    fn tentative_chords_are_not_played() {
+        let mut s = Scheduler::new(0);
+        run(&mut s, &block(0.0, true, None));
+        s.begin_phrase(0, 0);
+        let mut p = plan(0, 1, &[(ChordFrame::Onset(1), &[50])]);
+        p.frames[0].committed = false;
+        s.accept(p);
+        let out = run(&mut s, &block(0.25, true, None));
+        assert!(notes(&out).is_empty());
+        assert_eq!(s.stats().late_frames, 1);
     }
 
     #[test]
