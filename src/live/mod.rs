@@ -32,7 +32,7 @@ pub mod simulate;
 pub mod thread;
 
 pub use engine::LiveEngine;
-pub use simulate::{simulate_jam, JamReport, JamSettings, PlayedNote, ReplanTime};
+pub use simulate::{simulate_jam, JamReport, JamSettings, JamSummary, PlayedNote, ReplanTime};
 pub use thread::{spawn_engine, EngineInput, EngineReport, EngineThread, ReplanPolicy};
 
 use crate::chord::VoicingRange;

@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
+use serde::Serialize;
 
 use super::thread::{spawn_engine, EngineInput, EngineReport, ReplanPolicy};
 use super::{LiveConfig, LiveError};
@@ -119,7 +120,28 @@ pub struct JamReport {
     pub total_beats: f64,
 }
 
+/// The `comper jam --json` output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JamSummary {
+    /// The chords as played, in beats from the start.
+    pub chords: Vec<NamedChord>,
+    pub late_frames: u64,
+    /// Median and 99th-percentile re-plan wall time (`null` without re-plans).
+    pub replan_ms_p50: Option<f64>,
+    pub replan_ms_p99: Option<f64>,
+}
+
 impl JamReport {
+    /// The summary `comper jam` prints.
+    pub fn summary(&self, vocab: &Vocabulary) -> JamSummary {
+        JamSummary {
+            chords: self.chords(vocab),
+            late_frames: self.late_frames,
+            replan_ms_p50: self.replan_percentile(0.5),
+            replan_ms_p99: self.replan_percentile(0.99),
+        }
+    }
+
     /// Nearest-rank percentile (`q` in 0..=1) of the re-plan times; `None` without re-plans.
     pub fn replan_percentile(&self, q: f64) -> Option<f64> {
         let mut sorted = self.replan_ms.clone();
