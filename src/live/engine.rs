@@ -17,6 +17,13 @@ use crate::tokens::Vocabulary;
 /// `min(L, 4)`), so the first chords are ready when the listening ends.
 const FIRST_PLAN_LEAD_FRAMES: usize = 4;
 
+/// How far the context window jumps when the history outgrows the model (four bars of 4/4).
+/// ReaLJam slides it by one frame per re-plan, which changes every position and forces the whole
+/// context through the decoder each time; jumping keeps the context a stable prefix between
+/// jumps, so [`LivePlanner`] only pushes the new frames and the plan. The cost is a context up to
+/// this much shorter than the model's maximum.
+const CONTEXT_HOP_FRAMES: usize = 64;
+
 /// One phrase's history, in frames counted from the phrase's first frame.
 struct Session {
     phrase: PhraseId,
@@ -29,6 +36,8 @@ struct Session {
     voicings: Vec<Voiced>,
     /// Frames before this index are fixed.
     committed_until: usize,
+    /// First frame of the model's context.
+    window_start: usize,
     /// Melody length the latest plan was made for.
     planned_for: Option<usize>,
     intro_done: bool,
@@ -102,6 +111,7 @@ impl<'m> LiveEngine<'m> {
                     chords: Vec::new(),
                     voicings: Vec::new(),
                     committed_until: 0,
+                    window_start: 0,
                     planned_for: None,
                     intro_done: false,
                 });
@@ -181,9 +191,15 @@ impl<'m> LiveEngine<'m> {
             .saturating_sub(heard)
             .min(lookahead)
             .min(session.chords.len() - heard);
+        let max_context = self.decoder.config().max_frames().saturating_sub(lookahead);
+        if heard.saturating_sub(session.window_start) > max_context {
+            let hop = CONTEXT_HOP_FRAMES.min(max_context / 2);
+            session.window_start = (heard + hop).saturating_sub(max_context);
+        }
+        let window = session.window_start..heard;
         let request = LiveRequest {
-            melody: &session.melody,
-            chords: session.chords.get(..heard).unwrap_or_default(),
+            melody: session.melody.get(window.clone()).unwrap_or_default(),
+            chords: session.chords.get(window).unwrap_or_default(),
             committed: session
                 .chords
                 .get(heard..heard + commit)
