@@ -23,9 +23,21 @@
 //! 3. **Accompany**: after every new frame the engine plans `lookahead` frames from the first
 //!    frame not yet heard. Frames inside the commit window (planned `commit` frames ahead of an
 //!    earlier plan's start) are fixed and teacher-forced while the model imagines the melody; the
-//!    rest is sampled again ([`crate::sample::LivePlanner`], ReaLJam's steps 5–9, context trimmed
-//!    to the model's maximum). A frame is *committed* once a plan starting at or after
-//!    `frame − commit + 1` covered it; committed chords never change.
+//!    rest is sampled again ([`crate::sample::LivePlanner`], ReaLJam's steps 5–9). A plan made
+//!    after `h` heard frames commits frames `h .. h + commit`; committed chords never change, and
+//!    only committed chords are played (the rest is a preview).
+//!
+//! The context is trimmed to the model's maximum in jumps of four bars rather than ReaLJam's
+//! one frame per re-plan, so between jumps the decoder cache is reused and a re-plan only pushes
+//! the new frames and the plan (see `CONTEXT_HOP_FRAMES` in [`engine`]).
+//!
+//! # Timing
+//! A plan reaches the audio side while up to `commit − 1` committed frames are still ahead of the
+//! transport, so a re-plan may take that long before anything is late; when frames pile up
+//! meanwhile the engine takes them all in one re-plan. A frame that comes due uncommitted is
+//! *late*: the scheduler keeps the sounding chord. Known limitation: the engine then still
+//! believes the planned chord was played for that frame (it hears no feedback from the audio
+//! side), as ReaLJam's client does.
 
 pub mod engine;
 pub mod simulate;
