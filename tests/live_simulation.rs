@@ -1,8 +1,12 @@
 //! A scripted performance through the real quantizer → channel → inference thread → scheduler
 //! path, with a simulated clock and a tiny random-weights model: chords are on time, committed
-//! chords never change, and every note is released.
+//! chords never change, and every note is released. A counting allocator also checks that the
+//! audio side (quantizer, channels, scheduler) never touches the heap.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +17,52 @@ use comper::live::{
     ReplanPolicy, ReplanTime,
 };
 use comper::model::{LoadedModel, ModelConfig};
-use comper::quantize::{ClockSource, NoteEventKind, QuantizerOutput, TimeSignature};
-use comper::schedule::PlannedFrame;
+use comper::quantize::{
+    Block, ClockSource, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput,
+    TimeSignature, Transport,
+};
+use comper::schedule::{PlannedFrame, Scheduler, SchedulerOutput};
 use comper::tokens::Vocabulary;
+
+struct CountingAllocator;
+
+static HEAP_CALLS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Only the audio loop is counted; the engine thread and the harness allocate freely.
+    static WATCHING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count() {
+    if WATCHING.with(Cell::get) {
+        HEAP_CALLS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count();
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 const LISTEN_BEATS: u32 = 4;
 
@@ -267,5 +314,87 @@ fn the_free_running_thread_answers_frames_with_plans() {
         }
     }
     assert_eq!(last_end, 40);
+    engine.finish().unwrap();
+}
+
+#[test]
+fn the_audio_side_never_allocates_or_frees() {
+    const BLOCK: u32 = 512;
+    const RATE: f64 = 48_000.0;
+    let engine = spawn_engine(tiny_model(), config(4), ReplanPolicy::WhenIdle).unwrap();
+    let mut quantizer = Quantizer::new(QuantizerConfig::default());
+    let mut scheduler = Scheduler::new(LISTEN_BEATS * 4);
+    let mut played = 0u64;
+    let beats_per_block = f64::from(BLOCK) * 120.0 / 60.0 / RATE;
+    let mut beat = 0.0;
+    for n in 0..1500u32 {
+        // Play, stop for a few blocks, then play again inside a two-bar loop.
+        let playing = !(700..710).contains(&n);
+        if n == 710 {
+            beat = 100.0;
+        }
+        let loop_range = (n >= 710).then_some((100.0, 108.0));
+        let block = Block {
+            transport: Some(Transport {
+                tempo_bpm: 120.0,
+                beat_position: beat,
+                playing,
+                loop_range,
+                time_signature: TimeSignature::default(),
+            }),
+            len_samples: BLOCK,
+            sample_rate: RATE,
+        };
+        let pitch = 60 + (n / 12 % 12) as u8;
+        let events = [NoteEvent::on(0, pitch), NoteEvent::off(400, pitch)];
+        let keys = if n % 12 == 0 {
+            &events[..]
+        } else {
+            &events[..0]
+        };
+
+        WATCHING.with(|w| w.set(true));
+        let mut started = None;
+        quantizer.process_block(&block, &[], keys, &mut |output| {
+            if let QuantizerOutput::PhraseStart {
+                phrase,
+                first_frame,
+                ..
+            } = output
+            {
+                started = Some((phrase, first_frame));
+            }
+            let _ = engine.inputs.try_send(EngineInput::Quantizer(output));
+        });
+        while let Ok(report) = engine.reports.try_recv() {
+            if let Some(plan) = report.plan {
+                if let Some(old) = scheduler.accept(plan) {
+                    engine.recycle.try_send(old).unwrap();
+                }
+            }
+        }
+        scheduler.process_block(&block, &mut |output| {
+            if let SchedulerOutput::Note(_) = output {
+                played += 1;
+            }
+        });
+        if let Some((phrase, first_frame)) = started {
+            if let Some(old) = scheduler.begin_phrase(phrase, first_frame) {
+                engine.recycle.try_send(old).unwrap();
+            }
+        }
+        WATCHING.with(|w| w.set(false));
+
+        if playing {
+            beat += beats_per_block;
+            if n >= 710 && beat >= 108.0 {
+                beat -= 8.0;
+            }
+        }
+        // Leave the engine some time, as a real audio callback would.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(HEAP_CALLS.load(Ordering::Relaxed), 0);
+    assert!(played > 0, "the engine's plans were played");
     engine.finish().unwrap();
 }
