@@ -13,10 +13,6 @@ use crate::sample::{generate_options, LivePlanner, LiveRequest, OptionsRequest, 
 use crate::schedule::{PlanUpdate, PlannedFrame, Voiced};
 use crate::tokens::Vocabulary;
 
-/// Frames before the end of the listening period at which the first plan is made (ReaLJam's
-/// `min(L, 4)`), so the first chords are ready when the listening ends.
-const FIRST_PLAN_LEAD_FRAMES: usize = 4;
-
 /// How far the context window jumps when the history outgrows the model (four bars of 4/4).
 /// ReaLJam slides it by one frame per re-plan, which changes every position and forces the whole
 /// context through the decoder each time; jumping keeps the context a stable prefix between
@@ -166,9 +162,10 @@ impl<'m> LiveEngine<'m> {
             return Ok(None);
         };
         let heard = session.melody.len();
-        let first_plan_at = listen
-            .saturating_sub(FIRST_PLAN_LEAD_FRAMES.min(lookahead))
-            .max(1);
+        // ReaLJam plans `min(L, 4)` frames before the listening ends (its network round trip);
+        // starting `commit` frames before gives the first plan, which also samples the intro, the
+        // same slack as every later one.
+        let first_plan_at = listen.saturating_sub(commit_window).max(1);
         if heard < first_plan_at || session.planned_for == Some(heard) {
             return Ok(None);
         }
@@ -383,7 +380,7 @@ mod tests {
     fn listens_then_plans_with_committed_prefix() {
         let (decoder, vocab) = tiny();
         let config = LiveConfig {
-            listen_beats: 2,
+            listen_beats: 6,
             intro: IntroMode::Silence,
             ..LiveConfig::default()
         };
@@ -394,13 +391,13 @@ mod tests {
             frame(&mut engine, 0, index);
             let heard = (index - 99) as usize;
             let plan = engine.replan().unwrap();
-            if heard < 4 {
+            if heard < 8 {
                 assert!(plan.is_none(), "still listening at {heard}");
                 continue;
             }
             let plan = plan.expect("a plan after every frame");
             assert_eq!(plan.end_frame(), 100 + heard as i64 + 16);
-            assert_eq!(plan.first_frame, 100 + heard.max(8) as i64);
+            assert_eq!(plan.first_frame, 100 + heard.max(24) as i64);
             let committed = plan.frames.iter().take_while(|f| f.committed).count();
             assert!(plan.frames[committed..].iter().all(|f| !f.committed));
             if let Some(old) = previous.take() {
@@ -417,7 +414,7 @@ mod tests {
         }
         assert!(engine.replan().unwrap().is_none(), "nothing new heard");
         // Silence intro: the context of the listening period is silent.
-        assert!(engine.session_chords()[..8]
+        assert!(engine.session_chords()[..24]
             .iter()
             .all(|c| *c == ChordFrame::Silence));
         engine.push(&QuantizerOutput::PhraseEnd {

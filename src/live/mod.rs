@@ -13,8 +13,9 @@
 //! looped section is listened to again before Comper plays along. Within a session:
 //!
 //! 1. **Listen** for `listen_beats`: no chords sound.
-//! 2. **Intro**: one beat before the listening ends (ReaLJam's `silence_till − min(L, 4)`), the
-//!    chords of the frames heard so far are filled in, so the model sees a chord history as if it
+//! 2. **Intro**: `commit_beats` before the listening ends (ReaLJam: one beat before, enough for
+//!    its network round trip; Comper gives this first plan, which also samples the intro, the
+//!    same slack as every later one), the chords of the frames heard so far are filled in, so the model sees a chord history as if it
 //!    had been playing. ReaLJam uses its offline encoder–decoder for this; Comper has no offline
 //!    model, so [`IntroMode::Sampled`] (the default) samples them with the online model in one
 //!    teacher-forced pass over the heard melody (`generate_options`, one option, temperature 1 as
