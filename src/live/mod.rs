@@ -14,13 +14,14 @@
 //!
 //! 1. **Listen** for `listen_beats`: no chords sound.
 //! 2. **Intro**: `commit_beats` before the listening ends (ReaLJam: one beat before, enough for
-//!    its network round trip; Comper gives this first plan, which also samples the intro, the
-//!    same slack as every later one), the chords of the frames heard so far are filled in, so the model sees a chord history as if it
-//!    had been playing. ReaLJam uses its offline encoder–decoder for this; Comper has no offline
-//!    model, so [`IntroMode::Sampled`] (the default) samples them with the online model in one
-//!    teacher-forced pass over the heard melody (`generate_options`, one option, temperature 1 as
-//!    ReaLJam's intro), and [`IntroMode::Silence`] leaves them silent. These intro chords are
-//!    context only; they never sound.
+//!    its network round trip; here the first plan, which also samples the intro, gets the same
+//!    slack as every later one), the chords of the frames heard so far are filled in, so the
+//!    model sees a chord history as if it had been playing. ReaLJam uses its offline
+//!    encoder–decoder for this; Comper has no offline model, so [`IntroMode::Sampled`] (the
+//!    default) samples them with the online model in one teacher-forced pass over the heard
+//!    melody (`generate_options`, one option, temperature 1 as ReaLJam's intro), and
+//!    [`IntroMode::Silence`] leaves them silent. These intro chords are context only; they never
+//!    sound.
 //! 3. **Accompany**: after every new frame the engine plans `lookahead` frames from the first
 //!    frame not yet heard. Frames inside the commit window (planned `commit` frames ahead of an
 //!    earlier plan's start) are fixed and teacher-forced while the model imagines the melody; the
