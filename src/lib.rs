@@ -6,10 +6,12 @@
 pub mod bench;
 pub mod chord;
 pub mod frames;
+pub mod live;
 pub mod midi_file;
 pub mod model;
 pub mod progression;
 pub mod quantize;
 pub mod sample;
+pub mod schedule;
 pub mod suggest;
 pub mod tokens;

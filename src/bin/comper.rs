@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Command {
     Import(ImportArgs),
     /// Measure decoder speed on random weights (five options, live re-plan).
     Bench(BenchArgs),
+    /// Jam along with a melody file as if it were played live, and write what Comper played.
+    Jam(JamArgs),
 }
 
 #[derive(Args)]
@@ -101,12 +104,47 @@ struct BenchArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct JamArgs {
+    /// The melody to play (a MIDI file; the melody part is guessed).
+    melody: PathBuf,
+    /// Tempo of the performance (default: the file's tempo).
+    #[arg(long)]
+    bpm: Option<f64>,
+    /// Beats Comper listens before it plays.
+    #[arg(long, default_value_t = 8)]
+    listen_beats: u32,
+    /// Beats planned ahead.
+    #[arg(long, default_value_t = 4)]
+    lookahead: u32,
+    /// Beats ahead that are fixed once planned (1 ..= lookahead).
+    #[arg(long, default_value_t = 4)]
+    commit: u32,
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Fill the listening period's context with silence instead of sampled intro chords.
+    #[arg(long)]
+    silent_intro: bool,
+    /// Weights folder (default: $COMPER_WEIGHTS, else weights/comper-online/ of the source tree).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Where to write the chords and the melody.
+    #[arg(long, default_value = "jam.mid")]
+    out: PathBuf,
+    /// Print chords, late frames and re-plan times as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Suggest(args) => suggest_command(args),
         Command::Import(args) => import(args),
         Command::Bench(args) => bench(args),
+        Command::Jam(args) => jam(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -302,5 +340,67 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
             chord_chart(&suggestion.chords, phrase.beats(), phrase.time_signature, 4)
         );
     }
+    Ok(())
+}
+
+fn jam(args: JamArgs) -> anyhow::Result<()> {
+    use comper::live::{simulate_jam, IntroMode, JamSettings, LiveConfig};
+
+    let model = load_model(args.weights)?;
+    let melody = read_melody(&args.melody, MelodyChoice::Auto)
+        .with_context(|| format!("reading the melody of {}", args.melody.display()))?;
+    let tempo_bpm = args.bpm.unwrap_or(melody.tempo_bpm);
+    let config = LiveConfig {
+        listen_beats: args.listen_beats,
+        lookahead_beats: args.lookahead,
+        commit_beats: args.commit,
+        temperature: args.temperature,
+        seed: args.seed,
+        intro: if args.silent_intro {
+            IntroMode::Silence
+        } else {
+            IntroMode::Sampled
+        },
+        ..LiveConfig::default()
+    };
+    let settings = JamSettings {
+        tempo_bpm,
+        time_signature: melody.time_signature,
+        ..JamSettings::default()
+    };
+    let model = Arc::new(model);
+    let report = simulate_jam(Arc::clone(&model), &melody.notes, &config, &settings)?;
+    let summary = report.summary(&model.vocabulary);
+
+    let export = ProgressionExport {
+        chords: report.voiced_chords(80),
+        melody: Some(melody.notes.clone()),
+        tempo_bpm,
+        time_signature: melody.time_signature,
+        ..ProgressionExport::default()
+    };
+    write_progression_to_path(&export, &args.out)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    print!(
+        "{}",
+        comper::progression::chord_chart(
+            &summary.chords,
+            report.total_beats,
+            melody.time_signature,
+            4
+        )
+    );
+    let frame_ms = 15_000.0 / tempo_bpm;
+    println!(
+        "{} re-plans: p50 {:.1} ms, p99 {:.1} ms (one frame at {tempo_bpm} BPM = {frame_ms:.1} ms); {} late frames",
+        report.replan_ms.len(),
+        summary.replan_ms_p50.unwrap_or(f64::NAN),
+        summary.replan_ms_p99.unwrap_or(f64::NAN),
+        summary.late_frames,
+    );
+    println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -1,0 +1,478 @@
+//! The inference-thread side of a live session: quantizer outputs in, voiced chord plans out.
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::{IntroMode, LiveConfig, LiveError};
+use crate::chord::{plain_voicing, voice_led, ChordTable, Voicing};
+use crate::frames::{ChordFrame, MelodyFrame};
+use crate::model::Decoder;
+use crate::progression::VoicingStyle;
+use crate::quantize::{PhraseId, QuantizerOutput};
+use crate::sample::{generate_options, LivePlanner, LiveRequest, OptionsRequest, SamplingParams};
+use crate::schedule::{PlanUpdate, PlannedFrame, Voiced};
+use crate::tokens::Vocabulary;
+
+/// How far the context window jumps when the history outgrows the model (four bars of 4/4).
+/// ReaLJam slides it by one frame per re-plan, which changes every position and forces the whole
+/// context through the decoder each time; jumping keeps the context a stable prefix between
+/// jumps, so [`LivePlanner`] only pushes the new frames and the plan. The cost is a context up to
+/// this much shorter than the model's maximum.
+const CONTEXT_HOP_FRAMES: usize = 64;
+
+/// One phrase's history, in frames counted from the phrase's first frame.
+struct Session {
+    phrase: PhraseId,
+    first_frame: i64,
+    /// What the player played, as final quantizer frames.
+    melody: Vec<MelodyFrame>,
+    /// Chords of the heard frames (the model's context) followed by the latest plan.
+    chords: Vec<ChordFrame>,
+    /// The pitches of each entry of `chords`.
+    voicings: Vec<Voiced>,
+    /// Frames before this index are fixed.
+    committed_until: usize,
+    /// First frame of the model's context.
+    window_start: usize,
+    /// Melody length the latest plan was made for.
+    planned_for: Option<usize>,
+    intro_done: bool,
+}
+
+/// Re-plans the chords ahead of the player after every frame; see the module docs of
+/// [`crate::live`] for the loop. Works on borrowed model data; one engine per decoder.
+pub struct LiveEngine<'m> {
+    decoder: &'m Decoder,
+    vocab: &'m Vocabulary,
+    table: ChordTable,
+    config: LiveConfig,
+    params: SamplingParams,
+    rng: StdRng,
+    planner: LivePlanner,
+    session: Option<Session>,
+    /// Plan storage handed back by the audio side, reused for the next plans.
+    spare: Vec<PlanUpdate>,
+}
+
+impl<'m> LiveEngine<'m> {
+    /// An engine with no session; checks `config` against the model.
+    pub fn new(
+        decoder: &'m Decoder,
+        vocab: &'m Vocabulary,
+        config: LiveConfig,
+    ) -> Result<Self, LiveError> {
+        config.validate()?;
+        let max = decoder.config().max_frames();
+        if config.lookahead_frames() >= max {
+            return Err(LiveError::LookaheadTooLong {
+                lookahead: config.lookahead_frames(),
+                max,
+            });
+        }
+        let params = SamplingParams {
+            temperature: config.temperature,
+            ..SamplingParams::default()
+        };
+        Ok(Self {
+            decoder,
+            vocab,
+            table: ChordTable::new(vocab),
+            config,
+            params,
+            rng: StdRng::seed_from_u64(config.seed),
+            planner: LivePlanner::new(),
+            session: None,
+            spare: Vec::new(),
+        })
+    }
+
+    /// The session settings.
+    pub fn config(&self) -> &LiveConfig {
+        &self.config
+    }
+
+    /// Takes one quantizer output: a phrase start begins a session, a phrase end ends it, frames
+    /// extend the heard melody. Cheap; the model runs in [`LiveEngine::replan`].
+    pub fn push(&mut self, output: &QuantizerOutput) {
+        match *output {
+            QuantizerOutput::PhraseStart {
+                phrase,
+                first_frame,
+                ..
+            } => {
+                self.session = Some(Session {
+                    phrase,
+                    first_frame,
+                    melody: Vec::new(),
+                    chords: Vec::new(),
+                    voicings: Vec::new(),
+                    committed_until: 0,
+                    window_start: 0,
+                    planned_for: None,
+                    intro_done: false,
+                });
+            }
+            QuantizerOutput::Frame {
+                phrase,
+                index,
+                frame,
+            } => {
+                let Some(session) = self.session.as_mut().filter(|s| s.phrase == phrase) else {
+                    return;
+                };
+                let Ok(relative) = usize::try_from(index.saturating_sub(session.first_frame))
+                else {
+                    return;
+                };
+                if relative < session.melody.len() {
+                    return;
+                }
+                // Frames never arrive out of order, but a gap would be heard as silence.
+                session.melody.resize(relative, MelodyFrame::Silence);
+                session.melody.push(frame);
+            }
+            QuantizerOutput::PhraseEnd { phrase, .. } => {
+                if self.session.as_ref().is_some_and(|s| s.phrase == phrase) {
+                    self.session = None;
+                }
+            }
+        }
+    }
+
+    /// Gives plan storage back for reuse (the audio side returns every plan it is done with).
+    pub fn recycle(&mut self, plan: PlanUpdate) {
+        self.spare.push(plan);
+    }
+
+    /// The running session's chord track in frames from the phrase start: the context of the
+    /// heard frames, then the latest plan. Empty without a session.
+    pub fn session_chords(&self) -> &[ChordFrame] {
+        self.session.as_ref().map_or(&[], |s| &s.chords)
+    }
+
+    /// Plans the frames ahead if the melody grew since the last plan and the listening period is
+    /// (nearly) over; `None` when there is nothing new to plan. The plan covers the frames from
+    /// the first unheard one (or the end of the listening period) to `lookahead` frames after the
+    /// first unheard one.
+    pub fn replan(&mut self) -> Result<Option<PlanUpdate>, LiveError> {
+        let listen = self.config.listen_frames();
+        let lookahead = self.config.lookahead_frames();
+        let commit_window = self.config.commit_frames();
+        let Some(session) = self.session.as_mut() else {
+            return Ok(None);
+        };
+        let heard = session.melody.len();
+        // ReaLJam plans `min(L, 4)` frames before the listening ends (its network round trip);
+        // starting `commit` frames before gives the first plan, which also samples the intro, the
+        // same slack as every later one.
+        let first_plan_at = listen.saturating_sub(commit_window).max(1);
+        if heard < first_plan_at || session.planned_for == Some(heard) {
+            return Ok(None);
+        }
+        if !session.intro_done {
+            fill_intro(
+                session,
+                self.decoder,
+                self.vocab,
+                self.config.intro,
+                listen,
+                &mut self.rng,
+            )?;
+        }
+        if session.chords.len() < heard {
+            session.chords.resize(heard, ChordFrame::Silence);
+            session.voicings.resize(heard, Voiced::default());
+        }
+        let commit = session
+            .committed_until
+            .saturating_sub(heard)
+            .min(lookahead)
+            .min(session.chords.len() - heard);
+        let max_context = self.decoder.config().max_frames().saturating_sub(lookahead);
+        if heard.saturating_sub(session.window_start) > max_context {
+            let hop = CONTEXT_HOP_FRAMES.min(max_context / 2);
+            session.window_start = (heard + hop).saturating_sub(max_context);
+        }
+        let window = session.window_start..heard;
+        let request = LiveRequest {
+            melody: session.melody.get(window.clone()).unwrap_or_default(),
+            chords: session.chords.get(window).unwrap_or_default(),
+            committed: session
+                .chords
+                .get(heard..heard + commit)
+                .unwrap_or_default(),
+            lookahead,
+        };
+        let plan = self.planner.plan(
+            self.decoder,
+            self.vocab,
+            &request,
+            &self.params,
+            &mut self.rng,
+        )?;
+
+        session.chords.truncate(heard + commit);
+        session.voicings.truncate(heard + commit);
+        for &chord in plan.chords.iter().skip(commit) {
+            let voiced = voice_frame(
+                &self.table,
+                self.config.voicing,
+                self.config.range,
+                &session.chords,
+                &session.voicings,
+                chord,
+            );
+            session.chords.push(chord);
+            session.voicings.push(voiced);
+        }
+        session.committed_until = session.committed_until.max(heard + commit_window);
+        session.planned_for = Some(heard);
+
+        let from = heard.max(listen);
+        let mut update = self.spare.pop().unwrap_or_default();
+        update.phrase = session.phrase;
+        update.first_frame = session.first_frame.saturating_add(from as i64);
+        update.replan_ms = 0.0;
+        update.frames.clear();
+        let planned = session.chords.iter().zip(&session.voicings).enumerate();
+        update.frames.extend(
+            planned
+                .skip(from)
+                .map(|(frame, (&chord, &voicing))| PlannedFrame {
+                    chord,
+                    committed: frame < session.committed_until,
+                    voicing,
+                }),
+        );
+        Ok(Some(update))
+    }
+}
+
+/// Fills the chords of the frames heard before the first plan (context only, never played).
+fn fill_intro(
+    session: &mut Session,
+    decoder: &Decoder,
+    vocab: &Vocabulary,
+    mode: IntroMode,
+    listen: usize,
+    rng: &mut StdRng,
+) -> Result<(), LiveError> {
+    let heard = session.melody.len();
+    session.intro_done = true;
+    match mode {
+        IntroMode::Silence => {
+            // The rest of the listening period stays silent too: committed silence.
+            let until = heard.max(listen);
+            session.chords = vec![ChordFrame::Silence; until];
+            session.voicings = vec![Voiced::default(); until];
+            session.committed_until = until;
+        }
+        IntroMode::Sampled => {
+            let window = heard.min(decoder.config().max_frames());
+            let start = heard - window;
+            let request = OptionsRequest {
+                melody: session.melody.get(start..).unwrap_or_default(),
+                locked: &[],
+                count: 1,
+                max_retries: 0,
+            };
+            // ReaLJam samples its intro at temperature 1 whatever the live temperature.
+            let options =
+                generate_options(decoder, vocab, &request, &SamplingParams::default(), rng)?;
+            let sampled = options
+                .into_iter()
+                .next()
+                .map(|o| o.chords)
+                .unwrap_or_default();
+            session.chords = vec![ChordFrame::Silence; start];
+            session.chords.extend(sampled);
+            session.chords.resize(heard, ChordFrame::Silence);
+            session.voicings = vec![Voiced::default(); heard];
+            session.committed_until = heard;
+        }
+    }
+    Ok(())
+}
+
+/// The pitches of `chord` planned right after `chords` (whose pitches are `voicings`): a hold
+/// keeps the sounding voicing, a new chord is voiced from the last sounding one.
+fn voice_frame(
+    table: &ChordTable,
+    style: VoicingStyle,
+    range: crate::chord::VoicingRange,
+    chords: &[ChordFrame],
+    voicings: &[Voiced],
+    chord: ChordFrame,
+) -> Voiced {
+    let Some(index) = chord.chord() else {
+        return Voiced::default();
+    };
+    let previous = voicings.last().filter(|v| !v.is_empty());
+    if let (ChordFrame::Hold(_), Some(previous)) = (chord, previous) {
+        if chords.last().and_then(|c| c.chord()) == Some(index) {
+            return *previous;
+        }
+    }
+    let Some(tones) = table.tones(index) else {
+        return Voiced::default();
+    };
+    match style {
+        VoicingStyle::Plain => Voiced::new(&plain_voicing(tones)),
+        VoicingStyle::VoiceLed => {
+            let previous = voicings.iter().rev().find(|v| !v.is_empty()).and_then(|v| {
+                let (&bass, upper) = v.pitches().split_first()?;
+                Some(Voicing {
+                    bass,
+                    upper: upper.to_vec(),
+                })
+            });
+            Voiced::new(&voice_led(tones, previous.as_ref(), range).notes())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::random_decoder;
+    use crate::model::ModelConfig;
+    use crate::quantize::{ClockSource, TimeSignature};
+
+    fn tiny() -> (Decoder, Vocabulary) {
+        let names = ["C", "Dm", "Em", "F", "G", "Am", "Bdim", "G7"];
+        let vocab = Vocabulary::new(names.iter().map(|n| n.to_string()).collect()).unwrap();
+        let config = ModelConfig {
+            name: "tiny".into(),
+            dim: 16,
+            depth: 1,
+            heads: 2,
+            dim_head: 8,
+            num_tokens: vocab.num_tokens() as usize,
+            max_seq_len: 130,
+        };
+        (random_decoder(&config).unwrap(), vocab)
+    }
+
+    fn start(engine: &mut LiveEngine, phrase: PhraseId, first_frame: i64) {
+        engine.push(&QuantizerOutput::PhraseStart {
+            phrase,
+            first_frame,
+            time_signature: TimeSignature::default(),
+            clock: ClockSource::Host,
+        });
+    }
+
+    fn frame(engine: &mut LiveEngine, phrase: PhraseId, index: i64) {
+        let pitch = 60 + (index % 5) as u8;
+        let frame = if index % 2 == 0 {
+            MelodyFrame::Onset(pitch)
+        } else {
+            MelodyFrame::Silence
+        };
+        engine.push(&QuantizerOutput::Frame {
+            phrase,
+            index,
+            frame,
+        });
+    }
+
+    #[test]
+    fn listens_then_plans_with_committed_prefix() {
+        let (decoder, vocab) = tiny();
+        let config = LiveConfig {
+            listen_beats: 6,
+            intro: IntroMode::Silence,
+            ..LiveConfig::default()
+        };
+        let mut engine = LiveEngine::new(&decoder, &vocab, config).unwrap();
+        start(&mut engine, 0, 100);
+        let mut previous: Option<PlanUpdate> = None;
+        for index in 100..140 {
+            frame(&mut engine, 0, index);
+            let heard = (index - 99) as usize;
+            let plan = engine.replan().unwrap();
+            if heard < 8 {
+                assert!(plan.is_none(), "still listening at {heard}");
+                continue;
+            }
+            let plan = plan.expect("a plan after every frame");
+            assert_eq!(plan.end_frame(), 100 + heard as i64 + 16);
+            assert_eq!(plan.first_frame, 100 + heard.max(24) as i64);
+            let committed = plan.frames.iter().take_while(|f| f.committed).count();
+            assert!(plan.frames[committed..].iter().all(|f| !f.committed));
+            if let Some(old) = previous.take() {
+                for (k, entry) in old.frames.iter().enumerate() {
+                    let index = old.first_frame + k as i64;
+                    // Frames before the new plan's start have been heard (already due).
+                    if entry.committed && index >= plan.first_frame {
+                        assert_eq!(plan.get(index).copied(), Some(*entry), "frame {index}");
+                    }
+                }
+                engine.recycle(old);
+            }
+            previous = Some(plan);
+        }
+        assert!(engine.replan().unwrap().is_none(), "nothing new heard");
+        // Silence intro: the context of the listening period is silent.
+        assert!(engine.session_chords()[..24]
+            .iter()
+            .all(|c| *c == ChordFrame::Silence));
+        engine.push(&QuantizerOutput::PhraseEnd {
+            phrase: 0,
+            reason: crate::quantize::PhraseEndReason::Stopped,
+        });
+        assert!(engine.session_chords().is_empty());
+        assert!(engine.replan().unwrap().is_none());
+    }
+
+    #[test]
+    fn sampled_intro_fills_the_heard_frames() {
+        let (decoder, vocab) = tiny();
+        let config = LiveConfig {
+            listen_beats: 4,
+            temperature: 0.0,
+            ..LiveConfig::default()
+        };
+        let mut engine = LiveEngine::new(&decoder, &vocab, config).unwrap();
+        start(&mut engine, 3, 0);
+        for index in 0..12 {
+            frame(&mut engine, 3, index);
+        }
+        let plan = engine.replan().unwrap().unwrap();
+        assert_eq!(plan.first_frame, 16, "nothing sounds while listening");
+        assert_eq!(plan.end_frame(), 12 + 16);
+        // The intro is sampled at temperature 1 from a random model: not all silence.
+        let intro = &engine.session_chords()[..12];
+        assert!(intro.iter().any(|c| *c != ChordFrame::Silence), "{intro:?}");
+    }
+
+    #[test]
+    fn rejects_bad_settings() {
+        let (decoder, vocab) = tiny();
+        let bad = [
+            LiveConfig {
+                commit_beats: 5,
+                ..LiveConfig::default()
+            },
+            LiveConfig {
+                commit_beats: 0,
+                ..LiveConfig::default()
+            },
+            LiveConfig {
+                lookahead_beats: 40,
+                commit_beats: 1,
+                ..LiveConfig::default()
+            },
+            LiveConfig {
+                temperature: f32::NAN,
+                ..LiveConfig::default()
+            },
+        ];
+        for config in bad {
+            assert!(
+                LiveEngine::new(&decoder, &vocab, config).is_err(),
+                "{config:?}"
+            );
+        }
+    }
+}

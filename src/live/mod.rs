@@ -1,0 +1,156 @@
+//! Live jamming: ReaLJam's listen-then-accompany loop, in-process.
+//!
+//! The shape is the plugin's: the audio thread runs the [`crate::quantize::Quantizer`] and sends
+//! its outputs over a bounded channel (`try_send`, never blocking) to the inference thread
+//! ([`thread`]), where a [`LiveEngine`] re-plans the next beats after every frame; plans come back
+//! over another channel to the [`crate::schedule::Scheduler`], which plays them at frame
+//! boundaries. [`simulate`] drives the same path from a melody file with a simulated clock
+//! (`comper jam`).
+//!
+//! # Sessions
+//! A quantizer phrase is a session: the transport starting (or the free clock's first note)
+//! begins one, a stop ends it, and a jump or a host loop wrap ends it and begins a new one — so a
+//! looped section is listened to again before Comper plays along. Within a session:
+//!
+//! 1. **Listen** for `listen_beats`: no chords sound.
+//! 2. **Intro**: `commit_beats` before the listening ends (ReaLJam: one beat before, enough for
+//!    its network round trip; here the first plan, which also samples the intro, gets the same
+//!    slack as every later one), the chords of the frames heard so far are filled in, so the
+//!    model sees a chord history as if it had been playing. ReaLJam uses its offline
+//!    encoder–decoder for this; Comper has no offline model, so [`IntroMode::Sampled`] (the
+//!    default) samples them with the online model in one teacher-forced pass over the heard
+//!    melody (`generate_options`, one option, temperature 1 as ReaLJam's intro), and
+//!    [`IntroMode::Silence`] leaves them silent. These intro chords are context only; they never
+//!    sound.
+//! 3. **Accompany**: after every new frame the engine plans `lookahead` frames from the first
+//!    frame not yet heard. Frames inside the commit window (planned `commit` frames ahead of an
+//!    earlier plan's start) are fixed and teacher-forced while the model imagines the melody; the
+//!    rest is sampled again ([`crate::sample::LivePlanner`], ReaLJam's steps 5–9). A plan made
+//!    after `h` heard frames commits frames `h .. h + commit`; committed chords never change, and
+//!    only committed chords are played (the rest is a preview).
+//!
+//! The context is trimmed to the model's maximum in jumps of four bars rather than ReaLJam's
+//! one frame per re-plan, so between jumps the decoder cache is reused and a re-plan only pushes
+//! the new frames and the plan (see `CONTEXT_HOP_FRAMES` in [`engine`]).
+//!
+//! # Timing
+//! A plan reaches the audio side while up to `commit − 1` committed frames are still ahead of the
+//! transport, so a re-plan may take that long before anything is late; when frames pile up
+//! meanwhile the engine takes them all in one re-plan. A frame that comes due uncommitted is
+//! *late*: the scheduler keeps the sounding chord. Known limitation: the engine then still
+//! believes the planned chord was played for that frame (it hears no feedback from the audio
+//! side), as ReaLJam's client does.
+
+pub mod engine;
+pub mod simulate;
+pub mod thread;
+
+pub use engine::LiveEngine;
+pub use simulate::{simulate_jam, JamReport, JamSettings, JamSummary, PlayedNote, ReplanTime};
+pub use thread::{spawn_engine, EngineInput, EngineReport, EngineThread, ReplanPolicy};
+
+use crate::chord::VoicingRange;
+use crate::frames::FRAMES_PER_BEAT;
+use crate::progression::VoicingStyle;
+use crate::sample::SampleError;
+
+/// How the chords of the listening period (the model's context, never played) are filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IntroMode {
+    /// Chord silence, as if Comper had been quiet (which it was).
+    Silence,
+    /// Chords sampled for the heard melody in one teacher-forced pass of the online model.
+    #[default]
+    Sampled,
+}
+
+/// Settings of a live session; lengths are in beats (4 frames each).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveConfig {
+    /// Beats to listen before accompanying (ReaLJam: 8).
+    pub listen_beats: u32,
+    /// Beats planned ahead of the player (ReaLJam: 4).
+    pub lookahead_beats: u32,
+    /// Beats ahead that are fixed once planned (ReaLJam: 4); at least 1 and at most
+    /// `lookahead_beats`. The frame due next is always committed, so a late re-plan only delays
+    /// changes further ahead.
+    pub commit_beats: u32,
+    /// Sampling temperature of the live plans (ReaLJam: 0.8).
+    pub temperature: f32,
+    /// Seed of the sampler.
+    pub seed: u64,
+    pub intro: IntroMode,
+    /// How planned chords become pitches (computed on the inference thread).
+    pub voicing: VoicingStyle,
+    pub range: VoicingRange,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            listen_beats: 8,
+            lookahead_beats: 4,
+            commit_beats: 4,
+            temperature: 0.8,
+            seed: 0,
+            intro: IntroMode::default(),
+            voicing: VoicingStyle::default(),
+            range: VoicingRange::default(),
+        }
+    }
+}
+
+impl LiveConfig {
+    /// Listening period in frames.
+    pub fn listen_frames(&self) -> usize {
+        self.listen_beats as usize * FRAMES_PER_BEAT as usize
+    }
+
+    /// Lookahead in frames (`L`).
+    pub fn lookahead_frames(&self) -> usize {
+        self.lookahead_beats as usize * FRAMES_PER_BEAT as usize
+    }
+
+    /// Commit window in frames (`K`).
+    pub fn commit_frames(&self) -> usize {
+        self.commit_beats as usize * FRAMES_PER_BEAT as usize
+    }
+
+    /// Rejects settings the loop cannot run with.
+    pub fn validate(&self) -> Result<(), LiveError> {
+        let bad = |msg: String| Err(LiveError::BadConfig(msg));
+        if self.listen_beats == 0 {
+            return bad("listen beats must be at least 1".into());
+        }
+        if self.lookahead_beats == 0 {
+            return bad("lookahead beats must be at least 1".into());
+        }
+        if self.commit_beats == 0 || self.commit_beats > self.lookahead_beats {
+            return bad(format!(
+                "commit beats {} must be between 1 and the lookahead ({})",
+                self.commit_beats, self.lookahead_beats
+            ));
+        }
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return bad(format!("temperature {} must be ≥ 0", self.temperature));
+        }
+        Ok(())
+    }
+}
+
+/// Why live jamming could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("invalid live setting: {0}")]
+    BadConfig(String),
+    #[error("a lookahead of {lookahead} frames leaves no context in a model of {max} frames")]
+    LookaheadTooLong { lookahead: usize, max: usize },
+    #[error(transparent)]
+    Sample(#[from] SampleError),
+    #[error("the inference thread stopped unexpectedly")]
+    EngineGone,
+    #[error("could not start the inference thread: {0}")]
+    Spawn(#[from] std::io::Error),
+    #[error("invalid simulation setting: {0}")]
+    BadSimulation(String),
+}
