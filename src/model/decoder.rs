@@ -15,19 +15,17 @@
 //! (prompt prefill) use candle's gemm, chunks of a few rows (incremental decoding) use
 //! [`super::kernels`], which read every weight once per step.
 
-use candle_core::{DType, Device, Storage, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::config::{ModelConfig, QK_NORM_SCALE};
-use super::kernels::{self, Rows};
+use super::kernels::{Isa, PANEL};
+use super::packed::{product, PackedMatrix, Panels};
 use super::ModelError;
 
 /// Clamp for L2 norms (`F.normalize`'s eps).
 const NORM_EPS: f32 = 1e-12;
-
-/// From this many rows on, a linear layer is compute-bound and goes to candle's gemm.
-const GEMM_MIN_ROWS: usize = 32;
 
 /// Which positions of a chunk [`Decoder::step`] turns into logits. Logits cost a `[dim × vocab]`
 /// product per row, so callers ask only for what they sample from.
@@ -40,8 +38,8 @@ pub enum LogitRows {
 }
 
 /// Keys and values of every layer for a batch of sequences, preallocated to `max_seq_len` so
-/// incremental decoding never reallocates. Keys are stored `[batch][head][position][dim_head]`,
-/// values transposed `[batch][head][dim_head][position]` so both attention products stream rows.
+/// incremental decoding never reallocates. Both are stored as packed panels (see
+/// [`CacheLayout`]) so the two attention products run on the same micro-kernel as the weights.
 pub struct KvCache {
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
@@ -77,47 +75,29 @@ impl KvCache {
     }
 }
 
-/// A weight matrix in PyTorch layout `[out, in]`: `y = x · Wᵀ`.
-struct Linear {
-    weight: Tensor,
-    out_dim: usize,
-    in_dim: usize,
-}
+/// A weight matrix in PyTorch layout `[out, in]` (`y = x · Wᵀ`), packed for streaming.
+struct Linear(PackedMatrix);
 
 impl Linear {
     fn new(weight: Tensor) -> candle_core::Result<Self> {
-        let weight = weight
-            .to_dtype(DType::F32)?
-            .to_device(&Device::Cpu)?
-            .contiguous()?;
         let (out_dim, in_dim) = weight.dims2()?;
-        Ok(Self {
-            weight,
-            out_dim,
-            in_dim,
-        })
+        let values = to_vec(weight)?;
+        PackedMatrix::pack(&values, out_dim, in_dim)
+            .map(Self)
+            .ok_or_else(|| {
+                candle_core::Error::Msg("weight holds fewer values than its shape".into())
+            })
     }
 
     /// `x[rows, in] · Wᵀ → [rows, out]`.
-    fn forward(&self, x: &[f32], rows: usize) -> candle_core::Result<Vec<f32>> {
-        if rows >= GEMM_MIN_ROWS {
-            let x = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
-            return x.matmul(&self.weight.t()?)?.flatten_all()?.to_vec1();
-        }
-        let (storage, layout) = self.weight.storage_and_layout();
-        let Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("decoder weights must live on the CPU")
-        };
-        let data = cpu.as_slice::<f32>()?;
-        let data = data.get(layout.start_offset()..).unwrap_or_default();
-        if data.len() < self.out_dim * self.in_dim || x.len() < rows * self.in_dim {
-            candle_core::bail!("linear layer buffers are smaller than their shapes")
-        }
-        Ok(kernels::linear(x, rows, data, self.out_dim, self.in_dim))
+    fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = vec![0.0f32; rows * self.0.out_dim()];
+        self.0.matmul(x, rows, &mut out);
+        out
     }
 
     fn elem_count(&self) -> usize {
-        self.out_dim * self.in_dim
+        self.0.elem_count()
     }
 }
 
@@ -232,10 +212,11 @@ impl Decoder {
 
     /// An empty cache for `batch` parallel sequences of up to `max_seq_len` tokens.
     pub fn new_cache(&self, batch: usize) -> Result<KvCache, ModelError> {
-        let size = batch * self.config.attn_inner_dim() * self.config.max_seq_len;
+        let layout = CacheLayout::new(&self.config);
+        let (keys, values) = (batch * layout.keys_len(), batch * layout.values_len());
         Ok(KvCache {
-            keys: (0..self.config.depth).map(|_| vec![0.0; size]).collect(),
-            values: (0..self.config.depth).map(|_| vec![0.0; size]).collect(),
+            keys: (0..self.config.depth).map(|_| vec![0.0; keys]).collect(),
+            values: (0..self.config.depth).map(|_| vec![0.0; values]).collect(),
             batch,
             len: 0,
             capacity: self.config.max_seq_len,
@@ -264,14 +245,18 @@ impl Decoder {
                 chunk: batch,
             });
         }
-        let cache_size = batch * self.config.attn_inner_dim() * self.config.max_seq_len;
+        let layout = CacheLayout::new(&self.config);
         if cache.keys.len() != self.blocks.len()
+            || cache.values.len() != self.blocks.len()
             || cache.capacity != self.config.max_seq_len
             || cache
                 .keys
                 .iter()
-                .chain(&cache.values)
-                .any(|layer| layer.len() != cache_size)
+                .any(|l| l.len() != batch * layout.keys_len())
+            || cache
+                .values
+                .iter()
+                .any(|l| l.len() != batch * layout.values_len())
         {
             return Err(ModelError::ForeignCache);
         }
@@ -325,7 +310,7 @@ impl Decoder {
         let out_rows = selected.len() / dim;
         let logits = self
             .to_logits
-            .forward(&self.simple_rms_norm(&selected), out_rows)?;
+            .forward(&self.simple_rms_norm(&selected), out_rows);
         let tensor = match rows {
             LogitRows::Last => {
                 Tensor::from_vec(logits, (batch, self.config.num_tokens), &Device::Cpu)?
@@ -360,16 +345,14 @@ impl Decoder {
         shape: StepShape,
     ) -> Result<Vec<f32>, ModelError> {
         let StepShape { batch, n, start } = shape;
-        let (heads, dim_head, cap) = (
-            self.config.heads,
-            self.config.dim_head,
-            self.config.max_seq_len,
-        );
+        let (heads, dim_head) = (self.config.heads, self.config.dim_head);
+        let layout = CacheLayout::new(&self.config);
         let inner = heads * dim_head;
         let total = start + n;
-        let qkv = block.qkv.forward(x, batch * n)?;
+        let qkv = block.qkv.forward(x, batch * n);
         // Queries laid out [batch][head][n][dim_head]; keys/values go straight into the cache.
         let mut queries = vec![0.0f32; batch * heads * n * dim_head];
+        let mut key = vec![0.0f32; dim_head];
         for (row, proj) in qkv.chunks_exact(3 * inner).enumerate() {
             let (b, t) = (row / n, row % n);
             let pos = start + t;
@@ -383,20 +366,23 @@ impl Decoder {
                     .zip(&block.q_scale[hd.clone()])
                     .for_each(|(v, s)| *v *= s);
                 self.rope.rotate(q, pos);
-                let k = &mut keys[(bh * cap + pos) * dim_head..(bh * cap + pos + 1) * dim_head];
-                k.copy_from_slice(&proj[inner + hd.start..inner + hd.end]);
-                l2_normalize(k);
-                k.iter_mut()
+                key.copy_from_slice(&proj[inner + hd.start..inner + hd.end]);
+                l2_normalize(&mut key);
+                key.iter_mut()
                     .zip(&block.k_scale[hd.clone()])
                     .for_each(|(v, s)| *v *= s);
-                self.rope.rotate(k, pos);
-                let v = &proj[2 * inner + hd.start..2 * inner + hd.end];
-                for (d, &value) in v.iter().enumerate() {
-                    values[(bh * dim_head + d) * cap + pos] = value;
-                }
+                self.rope.rotate(&mut key, pos);
+                layout.store_key(keys, bh, pos, &key);
+                layout.store_value(
+                    values,
+                    bh,
+                    pos,
+                    &proj[2 * inner + hd.start..2 * inner + hd.end],
+                );
             }
         }
         // One task per (batch row, head): scores = q·Kᵀ, causal softmax, out = P·V.
+        let isa = Isa::detect();
         let mut heads_out = vec![0.0f32; batch * heads * n * dim_head];
         let keys: &[f32] = keys;
         let values: &[f32] = values;
@@ -404,46 +390,15 @@ impl Decoder {
             .par_chunks_mut(n * dim_head)
             .enumerate()
             .for_each(|(bh, out)| {
-                let q = Rows::dense(
-                    &queries[bh * n * dim_head..(bh + 1) * n * dim_head],
-                    n,
-                    dim_head,
-                );
-                let k = Rows::dense(
-                    &keys[bh * cap * dim_head..(bh * cap + total) * dim_head],
-                    total,
-                    dim_head,
-                );
-                let mut scores_t = vec![0.0f32; total * n];
-                kernels::matmul_t(q, k, &mut scores_t);
-                let mut probs = vec![0.0f32; n * total];
-                for (t, p) in probs.chunks_exact_mut(total).enumerate() {
-                    let visible = start + t + 1;
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, slot) in p.iter_mut().enumerate().take(visible) {
-                        *slot = scores_t[j * n + t];
-                        max = max.max(*slot);
-                    }
-                    let mut sum = 0.0;
-                    for slot in p.iter_mut().take(visible) {
-                        *slot = (*slot - max).exp();
-                        sum += *slot;
-                    }
-                    p.iter_mut().take(visible).for_each(|slot| *slot /= sum);
+                let q = &queries[bh * n * dim_head..(bh + 1) * n * dim_head];
+                let k = layout.key_panels(keys, bh, total);
+                let mut scores = vec![0.0f32; n * total];
+                product(isa, q, n, k, 0..k.count(), &mut scores, total);
+                for (t, row) in scores.chunks_exact_mut(total).enumerate() {
+                    causal_softmax(row, start + t + 1);
                 }
-                let v = Rows {
-                    data: &values[bh * dim_head * cap..(bh + 1) * dim_head * cap],
-                    rows: dim_head,
-                    cols: total,
-                    stride: cap,
-                };
-                let mut out_t = vec![0.0f32; dim_head * n];
-                kernels::matmul_t(Rows::dense(&probs, n, total), v, &mut out_t);
-                for (d, column) in out_t.chunks_exact(n).enumerate() {
-                    for (t, &value) in column.iter().enumerate() {
-                        out[t * dim_head + d] = value;
-                    }
-                }
+                let v = layout.value_panels(values, bh, total);
+                product(isa, &scores, n, v, 0..v.count(), out, dim_head);
             });
         // Merge heads: [batch][head][n][d] → [batch][n][head · d].
         let mut merged = vec![0.0f32; batch * n * inner];
@@ -454,13 +409,13 @@ impl Decoder {
                 merged[at..at + dim_head].copy_from_slice(row);
             }
         }
-        Ok(block.attn_out.forward(&merged, batch * n)?)
+        Ok(block.attn_out.forward(&merged, batch * n))
     }
 
     /// SwiGLU: `z = x·W1ᵀ + b1`, value = first half, gate = second half,
     /// `(value ⊙ silu(gate))·W2ᵀ + b2`.
     fn feed_forward(&self, block: &Block, x: &[f32], rows: usize) -> Result<Vec<f32>, ModelError> {
-        let z = block.ff_in.forward(x, rows)?;
+        let z = block.ff_in.forward(x, rows);
         let inner = block.ff_in_bias.len() / 2;
         let mut hidden = Vec::with_capacity(rows * inner);
         for row in z.chunks_exact(2 * inner) {
@@ -477,7 +432,7 @@ impl Decoder {
                     }),
             );
         }
-        let mut out = block.ff_out.forward(&hidden, rows)?;
+        let mut out = block.ff_out.forward(&hidden, rows);
         for row in out.chunks_exact_mut(block.ff_out_bias.len()) {
             add_assign(row, &block.ff_out_bias);
         }
@@ -492,6 +447,92 @@ struct StepShape {
     n: usize,
     /// Tokens already in the cache (position of the chunk's first token).
     start: usize,
+}
+
+/// Softmax over the first `visible` scores of a row; the rest (future positions) become 0.
+fn causal_softmax(row: &mut [f32], visible: usize) {
+    let (seen, future) = row.split_at_mut(visible.min(row.len()));
+    let max = seen.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0;
+    for v in seen.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    seen.iter_mut().for_each(|v| *v /= sum);
+    future.fill(0.0);
+}
+
+/// Where one layer's keys and values live in a [`KvCache`] buffer, per `(batch row, head)`:
+/// keys as panels of [`PANEL`] positions (`[position panel][dim_head][PANEL]`, the matrix
+/// `K[position, dim_head]` packed), values as panels of [`PANEL`] channels
+/// (`[channel panel][max_seq_len][PANEL]`, the matrix `Vᵀ[dim_head, position]` packed).
+#[derive(Clone, Copy)]
+struct CacheLayout {
+    dim_head: usize,
+    heads: usize,
+    capacity: usize,
+}
+
+impl CacheLayout {
+    fn new(config: &ModelConfig) -> Self {
+        Self {
+            dim_head: config.dim_head,
+            heads: config.heads,
+            capacity: config.max_seq_len,
+        }
+    }
+
+    /// Key values per batch row.
+    fn keys_len(&self) -> usize {
+        self.heads * self.key_block()
+    }
+
+    /// Value values per batch row.
+    fn values_len(&self) -> usize {
+        self.heads * self.value_block()
+    }
+
+    fn key_block(&self) -> usize {
+        self.capacity.div_ceil(PANEL) * self.dim_head * PANEL
+    }
+
+    fn value_block(&self) -> usize {
+        self.dim_head.div_ceil(PANEL) * self.capacity * PANEL
+    }
+
+    fn store_key(&self, keys: &mut [f32], bh: usize, pos: usize, key: &[f32]) {
+        let base = bh * self.key_block() + (pos / PANEL) * self.dim_head * PANEL + pos % PANEL;
+        for (d, &value) in key.iter().enumerate() {
+            keys[base + d * PANEL] = value;
+        }
+    }
+
+    fn store_value(&self, values: &mut [f32], bh: usize, pos: usize, value: &[f32]) {
+        let base = bh * self.value_block() + pos * PANEL;
+        for (d, &v) in value.iter().enumerate() {
+            values[base + (d / PANEL) * self.capacity * PANEL + d % PANEL] = v;
+        }
+    }
+
+    /// The first `total` cached keys of `(batch row, head)` `bh` as `W[total, dim_head]`.
+    fn key_panels<'a>(&self, keys: &'a [f32], bh: usize, total: usize) -> Panels<'a> {
+        Panels {
+            data: &keys[bh * self.key_block()..(bh + 1) * self.key_block()],
+            stride: self.dim_head * PANEL,
+            k: self.dim_head,
+            cols: total,
+        }
+    }
+
+    /// The first `total` cached values of `bh` as `W[dim_head, total]`.
+    fn value_panels<'a>(&self, values: &'a [f32], bh: usize, total: usize) -> Panels<'a> {
+        Panels {
+            data: &values[bh * self.value_block()..(bh + 1) * self.value_block()],
+            stride: self.capacity * PANEL,
+            k: total,
+            cols: self.dim_head,
+        }
+    }
 }
 
 /// `x / max(‖x‖₂, eps)` in place (PyTorch's `F.normalize`).
