@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use super::config::{ModelConfig, QK_NORM_SCALE};
 use super::kernels::{Isa, PANEL};
-use super::packed::{product, PackedMatrix, Panels};
+use super::packed::{product, PackedMatrix, Panels, PARALLEL_MIN_WORK};
 use super::ModelError;
 
 /// Clamp for L2 norms (`F.normalize`'s eps).
@@ -386,20 +386,23 @@ impl Decoder {
         let mut heads_out = vec![0.0f32; batch * heads * n * dim_head];
         let keys: &[f32] = keys;
         let values: &[f32] = values;
-        heads_out
-            .par_chunks_mut(n * dim_head)
-            .enumerate()
-            .for_each(|(bh, out)| {
-                let q = &queries[bh * n * dim_head..(bh + 1) * n * dim_head];
-                let k = layout.key_panels(keys, bh, total);
-                let mut scores = vec![0.0f32; n * total];
-                product(isa, q, n, k, 0..k.count(), &mut scores, total);
-                for (t, row) in scores.chunks_exact_mut(total).enumerate() {
-                    causal_softmax(row, start + t + 1);
-                }
-                let v = layout.value_panels(values, bh, total);
-                product(isa, &scores, n, v, 0..v.count(), out, dim_head);
-            });
+        let attend = |(bh, out): (usize, &mut [f32])| {
+            let q = &queries[bh * n * dim_head..(bh + 1) * n * dim_head];
+            let k = layout.key_panels(keys, bh, total);
+            let mut scores = vec![0.0f32; n * total];
+            product(isa, q, n, k, 0..k.count(), &mut scores, total);
+            for (t, row) in scores.chunks_exact_mut(total).enumerate() {
+                causal_softmax(row, start + t + 1);
+            }
+            let v = layout.value_panels(values, bh, total);
+            product(isa, &scores, n, v, 0..v.count(), out, dim_head);
+        };
+        let chunk = n * dim_head;
+        if batch * heads * n * total * dim_head < PARALLEL_MIN_WORK {
+            heads_out.chunks_mut(chunk).enumerate().for_each(attend);
+        } else {
+            heads_out.par_chunks_mut(chunk).enumerate().for_each(attend);
+        }
         // Merge heads: [batch][head][n][d] → [batch][n][head · d].
         let mut merged = vec![0.0f32; batch * n * inner];
         for (bh, block_out) in heads_out.chunks_exact(n * dim_head).enumerate() {

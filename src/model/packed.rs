@@ -16,9 +16,13 @@ use super::kernels::{self, Isa, Operands, Tile, MAX_ROW_BLOCK, PANEL};
 /// thread then reuses every panel it reads for many row blocks.
 const ROW_SPLIT_MIN: usize = 4 * MAX_ROW_BLOCK;
 
-/// Parallel tasks per thread when splitting panels, so a thread slowed by other work does not
-/// hold up the whole product.
+/// Parallel tasks per thread, so a thread slowed by other work does not hold up the whole
+/// product (the idle threads take over its remaining tasks).
 const TASKS_PER_THREAD: usize = 4;
+
+/// Below this many multiply-adds a product runs on the calling thread: splitting it would cost
+/// about as much in synchronisation as it saves.
+pub const PARALLEL_MIN_WORK: usize = 1 << 17;
 
 /// Cache-line alignment of the packed data, in `f32`s.
 const ALIGN: usize = 64 / std::mem::size_of::<f32>();
@@ -94,10 +98,16 @@ impl PackedMatrix {
             return;
         }
         let threads = rayon::current_num_threads().max(1);
+        if threads == 1 || rows * n * k < PARALLEL_MIN_WORK {
+            product(isa, x, rows, self.view(), 0..self.panel_count(), out, n);
+            return;
+        }
         if rows >= ROW_SPLIT_MIN {
             // Each task takes whole row blocks and writes its rows of `out` directly.
-            let block = MAX_ROW_BLOCK;
-            let per_task = rows.div_ceil(threads).div_ceil(block) * block;
+            let per_task = rows
+                .div_ceil(threads * TASKS_PER_THREAD)
+                .max(ROW_SPLIT_MIN / 2)
+                .next_multiple_of(MAX_ROW_BLOCK);
             out[..rows * n]
                 .par_chunks_mut(per_task * n)
                 .zip(x[..rows * k].par_chunks(per_task * k))
@@ -222,6 +232,9 @@ mod tests {
             (13, 48, 16),
             (50, 33, 40),
             (131, 70, 9),
+            // Enough work to run in parallel: split by panels, then by rows.
+            (5, 600, 64),
+            (30, 300, 40),
         ] {
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
