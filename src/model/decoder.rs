@@ -287,30 +287,31 @@ impl Decoder {
             n,
             start: cache.len,
         };
+        let last_layer = self.blocks.len().saturating_sub(1);
         for (layer, block) in self.blocks.iter().enumerate() {
             let (Some(keys), Some(values)) =
                 (cache.keys.get_mut(layer), cache.values.get_mut(layer))
             else {
                 return Err(ModelError::ForeignCache);
             };
-            let attn = self.attention(block, &self.simple_rms_norm(&h), keys, values, shape)?;
-            add_assign(&mut h, &attn);
-            let ff = self.feed_forward(block, &self.simple_rms_norm(&h), batch * n)?;
+            let mut heads = self.attention(block, &self.simple_rms_norm(&h), keys, values, shape);
+            if rows == LogitRows::Last && layer == last_layer {
+                // Past the last layer's keys/values only the rows turned into logits matter.
+                h = last_rows(&h, n, dim);
+                heads = last_rows(&heads, n, self.config.attn_inner_dim());
+            }
+            let live_rows = h.len() / dim;
+            add_assign(&mut h, &block.attn_out.forward(&heads, live_rows));
+            let ff = self.feed_forward(block, &self.simple_rms_norm(&h), live_rows);
             add_assign(&mut h, &ff);
         }
         cache.len += n;
-        let selected = match rows {
-            LogitRows::Last => h
-                .chunks_exact(n * dim)
-                .flat_map(|seq| &seq[(n - 1) * dim..])
-                .copied()
-                .collect(),
-            LogitRows::All => h,
-        };
-        let out_rows = selected.len() / dim;
+        if rows == LogitRows::Last && h.len() != batch * dim {
+            h = last_rows(&h, n, dim);
+        }
         let logits = self
             .to_logits
-            .forward(&self.simple_rms_norm(&selected), out_rows);
+            .forward(&self.simple_rms_norm(&h), h.len() / dim);
         let tensor = match rows {
             LogitRows::Last => {
                 Tensor::from_vec(logits, (batch, self.config.num_tokens), &Device::Cpu)?
@@ -334,8 +335,9 @@ impl Decoder {
         out
     }
 
-    /// Self-attention of one block for `x: [batch · n, dim]` (already normed); appends this
-    /// chunk's keys/values to the layer's cache buffers.
+    /// Self-attention of one block for `x: [batch · n, dim]` (already normed), up to the merged
+    /// heads `[batch · n, heads · dim_head]` (the output projection is the caller's); appends
+    /// this chunk's keys/values to the layer's cache buffers.
     fn attention(
         &self,
         block: &Block,
@@ -343,7 +345,7 @@ impl Decoder {
         keys: &mut [f32],
         values: &mut [f32],
         shape: StepShape,
-    ) -> Result<Vec<f32>, ModelError> {
+    ) -> Vec<f32> {
         let StepShape { batch, n, start } = shape;
         let (heads, dim_head) = (self.config.heads, self.config.dim_head);
         let layout = CacheLayout::new(&self.config);
@@ -412,12 +414,12 @@ impl Decoder {
                 merged[at..at + dim_head].copy_from_slice(row);
             }
         }
-        Ok(block.attn_out.forward(&merged, batch * n))
+        merged
     }
 
     /// SwiGLU: `z = x·W1ᵀ + b1`, value = first half, gate = second half,
     /// `(value ⊙ silu(gate))·W2ᵀ + b2`.
-    fn feed_forward(&self, block: &Block, x: &[f32], rows: usize) -> Result<Vec<f32>, ModelError> {
+    fn feed_forward(&self, block: &Block, x: &[f32], rows: usize) -> Vec<f32> {
         let z = block.ff_in.forward(x, rows);
         let inner = block.ff_in_bias.len() / 2;
         let mut hidden = Vec::with_capacity(rows * inner);
@@ -439,7 +441,7 @@ impl Decoder {
         for row in out.chunks_exact_mut(block.ff_out_bias.len()) {
             add_assign(row, &block.ff_out_bias);
         }
-        Ok(out)
+        out
     }
 }
 
@@ -542,6 +544,14 @@ impl CacheLayout {
 fn l2_normalize(x: &mut [f32]) {
     let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
     x.iter_mut().for_each(|v| *v /= norm);
+}
+
+/// The last of every `n` rows of `width` values (each batch row's last position).
+fn last_rows(x: &[f32], n: usize, width: usize) -> Vec<f32> {
+    x.chunks_exact(n * width)
+        .flat_map(|seq| &seq[(n - 1) * width..])
+        .copied()
+        .collect()
 }
 
 fn add_assign(acc: &mut [f32], other: &[f32]) {
