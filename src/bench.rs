@@ -6,7 +6,8 @@
 //! * the per-frame re-plans of a live session (ReaLJam's defaults: a request every frame,
 //!   lookahead = commitahead = 16 frames, so 15 planned chords are kept and one is new), both while
 //!   the context grows (the previous context is reused from the cache) and once the 256-frame
-//!   window slides (every token's position changes, so the whole context is recomputed).
+//!   window slides (every token's position changes, so the whole context is recomputed), and
+//!   sliding in [`WINDOW_HOP`]-frame hops ([`LivePlanner::with_window_hop`]).
 //!
 //! Incremental decoding with few rows is bound by streaming the weights from memory, so next to
 //! the timings the bench prints a floor: weight bytes × sequential decoder calls ÷ measured read
@@ -39,6 +40,8 @@ pub const BENCH_OPTIONS: usize = 5;
 const GROWING_START: usize = 128;
 /// Frame of the first timed re-plan once the context window slides.
 const SLIDING_START: usize = 256;
+/// Window hop (frames) of the hopping live-session scenario.
+pub const WINDOW_HOP: usize = 16;
 
 /// One model size to measure, with how often to repeat each job.
 #[derive(Debug, Clone)]
@@ -49,7 +52,8 @@ pub struct BenchSize {
     pub option_runs: usize,
     /// Repeats of the live re-plan (median and p99 are reported).
     pub live_runs: usize,
-    /// Per-frame re-plans timed in each live-session scenario.
+    /// Per-frame re-plans timed in each live-session scenario (a multiple of [`WINDOW_HOP`], so
+    /// the hopping scenario includes its recomputations).
     pub session_replans: usize,
 }
 
@@ -71,13 +75,13 @@ pub fn default_sizes() -> Vec<BenchSize> {
             config: realchords,
             option_runs: 3,
             live_runs: 15,
-            session_replans: 15,
+            session_replans: 16,
         },
         BenchSize {
             config: shipped,
             option_runs: 10,
             live_runs: 50,
-            session_replans: 50,
+            session_replans: 48,
         },
     ]
 }
@@ -105,6 +109,10 @@ pub struct BenchResult {
     pub live_replan_sliding_ms_p50: f64,
     /// 99th percentile of the same.
     pub live_replan_sliding_ms_p99: f64,
+    /// Median per-frame re-plan with the window sliding in [`WINDOW_HOP`]-frame hops.
+    pub live_replan_hopping_ms_p50: f64,
+    /// 99th percentile of the same.
+    pub live_replan_hopping_ms_p99: f64,
     /// Bytes of weights streamed by one decoder call.
     pub weight_bytes: usize,
     /// Weight-streaming floor for five options (256 sequential calls).
@@ -273,30 +281,25 @@ pub fn run(
         ));
 
         let session_melody = bench_melody(SLIDING_START + size.session_replans + 1);
-        let mut session = |start| {
-            time_session(
+        let mut session = |planner, start| {
+            let times = time_session(
                 &decoder,
                 &vocab,
+                planner,
                 &session_melody,
                 start,
                 size.session_replans,
                 &params,
                 &mut rng,
-            )
+            );
+            times.map(|mut t| (percentile(&mut t, 0.5), percentile(&mut t, 0.99)))
         };
-        let mut growing = session(GROWING_START)?;
-        let mut sliding = session(SLIDING_START)?;
-        let incremental = (
-            percentile(&mut growing, 0.5),
-            percentile(&mut growing, 0.99),
-        );
-        let slide = (
-            percentile(&mut sliding, 0.5),
-            percentile(&mut sliding, 0.99),
-        );
+        let incremental = session(LivePlanner::new(), GROWING_START)?;
+        let slide = session(LivePlanner::new(), SLIDING_START)?;
+        let hopping = session(LivePlanner::with_window_hop(WINDOW_HOP), SLIDING_START)?;
         progress(&format!(
-            "{}: per-frame re-plan reusing the context: p50 {:.1} ms, p99 {:.1} ms; with the window sliding: p50 {:.1} ms, p99 {:.1} ms",
-            config.name, incremental.0, incremental.1, slide.0, slide.1
+            "{}: per-frame re-plan reusing the context: p50 {:.1} ms, p99 {:.1} ms; window sliding: p50 {:.1} ms, p99 {:.1} ms; hopping: p50 {:.1} ms, p99 {:.1} ms",
+            config.name, incremental.0, incremental.1, slide.0, slide.1, hopping.0, hopping.1
         ));
 
         let weight_bytes = decoder.streamed_weight_bytes();
@@ -314,6 +317,8 @@ pub fn run(
             live_replan_incremental_ms_p99: incremental.1,
             live_replan_sliding_ms_p50: slide.0,
             live_replan_sliding_ms_p99: slide.1,
+            live_replan_hopping_ms_p50: hopping.0,
+            live_replan_hopping_ms_p99: hopping.1,
             weight_bytes,
             five_options_floor_ms: floor_ms(BENCH_FRAMES),
             live_replan_floor_ms: floor_ms(2 * BENCH_LOOKAHEAD - 1),
@@ -343,16 +348,17 @@ fn bench_chords(frames: usize) -> Vec<ChordFrame> {
 /// `start` on, after one untimed plan at `start − 1`. Each request keeps the chords the previous
 /// plan made for the frames it still covers ([`commit_frames`] with commitahead = lookahead), and
 /// the chord played at each passed frame is the one that was planned for it.
+#[allow(clippy::too_many_arguments)]
 fn time_session<R: rand::Rng>(
     decoder: &Decoder,
     vocab: &Vocabulary,
+    mut planner: LivePlanner,
     melody: &[MelodyFrame],
     start: usize,
     replans: usize,
     params: &SamplingParams,
     rng: &mut R,
 ) -> Result<Vec<f64>, SampleError> {
-    let mut planner = LivePlanner::new();
     let mut played = bench_chords(start - 1);
     let mut plan: Vec<ChordFrame> = Vec::new();
     let mut times = Vec::with_capacity(replans);
