@@ -170,6 +170,12 @@ impl std::fmt::Display for BenchReport {
                     r.live_replan_sliding_ms_p99,
                     r.live_replan_incremental_floor_ms,
                 ),
+                (
+                    "per-frame re-plan, hopping    ",
+                    r.live_replan_hopping_ms_p50,
+                    r.live_replan_hopping_ms_p99,
+                    r.live_replan_incremental_floor_ms,
+                ),
             ];
             for (label, p50, p99, floor) in rows {
                 writeln!(
