@@ -11,9 +11,11 @@
 //! RoPE at their absolute positions, which equals x-transformers' "cache un-rotated keys, rotate the
 //! whole window" as long as the sequence never exceeds `max_seq_len` (enforced here).
 //!
-//! Weights are loaded with candle; the arithmetic runs on plain `f32` buffers: chunks of many rows
-//! (prompt prefill) use candle's gemm, chunks of a few rows (incremental decoding) use
-//! [`super::kernels`], which read every weight once per step.
+//! Weights are loaded with candle and repacked into [`PackedMatrix`] panels; the arithmetic runs on
+//! plain `f32` buffers. Every product — the weight matrices, `q·Kᵀ` and `P·V` over the cache, which
+//! is stored in the same panel layout — goes through one register-blocked micro-kernel that reads
+//! each weight once per step (see [`super::packed`]). In the last layer only the rows that become
+//! logits get the output projection and feed-forward.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
