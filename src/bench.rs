@@ -1,7 +1,13 @@
 //! `comper bench`: how fast the decoder runs the two jobs Comper needs, on random weights.
 //!
 //! * five options × 256 frames (batch 5, melody teacher-forced) — the suggestion panel;
-//! * one live re-plan (256-frame context, 16-frame lookahead, nothing committed) — live mode.
+//! * one live re-plan (256-frame context, 16-frame lookahead, nothing committed) — live mode's
+//!   worst case, a plan from scratch;
+//! * the per-frame re-plans of a live session (ReaLJam's defaults: a request every frame,
+//!   lookahead = commitahead = 16 frames, so 15 planned chords are kept and one is new), both while
+//!   the context grows (the previous context is reused from the cache) and once the 256-frame
+//!   window slides (every token's position changes, so the whole context is recomputed), and
+//!   sliding in [`WINDOW_HOP`]-frame hops ([`LivePlanner::with_window_hop`]).
 //!
 //! Incremental decoding with few rows is bound by streaming the weights from memory, so next to
 //! the timings the bench prints a floor: weight bytes × sequential decoder calls ÷ measured read
@@ -19,8 +25,8 @@ use crate::frames::{ChordFrame, MelodyFrame};
 use crate::model::weights::{expected_shapes, INV_FREQ_KEY};
 use crate::model::{Decoder, ModelConfig, ModelError};
 use crate::sample::{
-    generate_options, plan_live, LivePlanner, LiveRequest, OptionsRequest, SampleError,
-    SamplingParams,
+    commit_frames, generate_options, plan_live, LivePlanner, LiveRequest, OptionsRequest,
+    SampleError, SamplingParams,
 };
 use crate::tokens::{Vocabulary, CHORD_BASE};
 
@@ -30,9 +36,12 @@ pub const BENCH_FRAMES: usize = 256;
 pub const BENCH_LOOKAHEAD: usize = 16;
 /// Options per suggestion.
 pub const BENCH_OPTIONS: usize = 5;
-/// History length of the first incremental re-plan, and how many follow (one beat apart).
-const INCREMENTAL_START: usize = 128;
-const INCREMENTAL_REPLANS: usize = 23;
+/// Frame of a live session's first timed re-plan while the context still grows.
+const GROWING_START: usize = 128;
+/// Frame of the first timed re-plan once the context window slides.
+const SLIDING_START: usize = 256;
+/// Window hop (frames) of the hopping live-session scenario.
+pub const WINDOW_HOP: usize = 16;
 
 /// One model size to measure, with how often to repeat each job.
 #[derive(Debug, Clone)]
@@ -43,6 +52,9 @@ pub struct BenchSize {
     pub option_runs: usize,
     /// Repeats of the live re-plan (median and p99 are reported).
     pub live_runs: usize,
+    /// Per-frame re-plans timed in each live-session scenario (a multiple of [`WINDOW_HOP`], so
+    /// the hopping scenario includes its recomputations).
+    pub session_replans: usize,
 }
 
 /// The sizes `comper bench` measures: the published ReaLchords model and the (smaller) size Comper
@@ -55,7 +67,7 @@ pub fn default_sizes() -> Vec<BenchSize> {
         depth: 4,
         heads: 4,
         dim_head: 64,
-        num_tokens: 1000,
+        num_tokens: 854,
         max_seq_len: 514,
     };
     vec![
@@ -63,11 +75,13 @@ pub fn default_sizes() -> Vec<BenchSize> {
             config: realchords,
             option_runs: 3,
             live_runs: 15,
+            session_replans: 16,
         },
         BenchSize {
             config: shipped,
             option_runs: 10,
             live_runs: 50,
+            session_replans: 48,
         },
     ]
 }
@@ -86,15 +100,27 @@ pub struct BenchResult {
     pub live_replan_ms_p50: f64,
     /// 99th-percentile wall time of one live re-plan.
     pub live_replan_ms_p99: f64,
-    /// Median re-plan one beat after the previous one, reusing its cached context (history of
-    /// 128–220 frames, so the window does not slide).
+    /// Median per-frame re-plan of a live session while the context grows (history of 128 frames
+    /// on), reusing the previous request's cached context.
     pub live_replan_incremental_ms_p50: f64,
+    /// 99th percentile of the same.
+    pub live_replan_incremental_ms_p99: f64,
+    /// Median per-frame re-plan once the 256-frame window slides (whole context recomputed).
+    pub live_replan_sliding_ms_p50: f64,
+    /// 99th percentile of the same.
+    pub live_replan_sliding_ms_p99: f64,
+    /// Median per-frame re-plan with the window sliding in [`WINDOW_HOP`]-frame hops.
+    pub live_replan_hopping_ms_p50: f64,
+    /// 99th percentile of the same.
+    pub live_replan_hopping_ms_p99: f64,
     /// Bytes of weights streamed by one decoder call.
     pub weight_bytes: usize,
     /// Weight-streaming floor for five options (256 sequential calls).
     pub five_options_floor_ms: f64,
     /// Weight-streaming floor for the live re-plan's sequential calls (prefill excluded).
     pub live_replan_floor_ms: f64,
+    /// Weight-streaming floor for a per-frame re-plan's sequential calls (prefill excluded).
+    pub live_replan_incremental_floor_ms: f64,
 }
 
 /// The whole report.
@@ -103,6 +129,63 @@ pub struct BenchReport {
     pub configs: Vec<BenchResult>,
     /// Measured memory read bandwidth, GB/s.
     pub read_bandwidth_gb_s: f64,
+}
+
+impl std::fmt::Display for BenchReport {
+    /// The human-readable report `comper bench` prints.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "read bandwidth {:.1} GB/s", self.read_bandwidth_gb_s)?;
+        for r in &self.configs {
+            writeln!(
+                f,
+                "{} (dim {}, depth {}, heads {}, {} tokens; {:.1} MB of weights per decoder call)",
+                r.name,
+                r.dim,
+                r.depth,
+                r.heads,
+                r.num_tokens,
+                r.weight_bytes as f64 / 1e6
+            )?;
+            writeln!(
+                f,
+                "  five options × {BENCH_FRAMES} frames       {:>8.1} ms               (weight-streaming floor {:.1} ms)",
+                r.five_options_ms, r.five_options_floor_ms
+            )?;
+            let rows = [
+                (
+                    "live re-plan from scratch     ",
+                    r.live_replan_ms_p50,
+                    r.live_replan_ms_p99,
+                    r.live_replan_floor_ms,
+                ),
+                (
+                    "per-frame re-plan, growing    ",
+                    r.live_replan_incremental_ms_p50,
+                    r.live_replan_incremental_ms_p99,
+                    r.live_replan_incremental_floor_ms,
+                ),
+                (
+                    "per-frame re-plan, sliding    ",
+                    r.live_replan_sliding_ms_p50,
+                    r.live_replan_sliding_ms_p99,
+                    r.live_replan_incremental_floor_ms,
+                ),
+                (
+                    "per-frame re-plan, hopping    ",
+                    r.live_replan_hopping_ms_p50,
+                    r.live_replan_hopping_ms_p99,
+                    r.live_replan_incremental_floor_ms,
+                ),
+            ];
+            for (label, p50, p99, floor) in rows {
+                writeln!(
+                    f,
+                    "  {label}p50 {p50:>8.1} ms, p99 {p99:>8.1} ms (floor {floor:.1} ms + prompt)"
+                )?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A decoder of shape `config` with random weights (the weights do not change the speed).
@@ -184,15 +267,7 @@ pub fn run(
             config.name
         ));
 
-        let chords: Vec<ChordFrame> = (0..BENCH_FRAMES)
-            .map(|t| {
-                if t % 16 == 0 {
-                    ChordFrame::Onset(0)
-                } else {
-                    ChordFrame::Hold(0)
-                }
-            })
-            .collect();
+        let chords = bench_chords(BENCH_FRAMES);
         let live = LiveRequest {
             melody: &melody,
             chords: &chords,
@@ -211,27 +286,26 @@ pub fn run(
             config.name
         ));
 
-        // Steady state before the window slides: each re-plan comes one beat later and reuses the
-        // cached context, so only the new beat and the lookahead go through the decoder.
-        let mut planner = LivePlanner::new();
-        let mut incremental_ms = Vec::with_capacity(INCREMENTAL_REPLANS);
-        for i in 0..=INCREMENTAL_REPLANS {
-            let frame = INCREMENTAL_START + 4 * i;
-            let request = LiveRequest {
-                melody: &melody[..frame],
-                chords: &chords[..frame],
-                ..live
-            };
-            let start = Instant::now();
-            planner.plan(&decoder, &vocab, &request, &params, &mut rng)?;
-            if i > 0 {
-                incremental_ms.push(start.elapsed().as_secs_f64() * 1e3);
-            }
-        }
-        let incremental = percentile(&mut incremental_ms, 0.5);
+        let session_melody = bench_melody(SLIDING_START + size.session_replans + 1);
+        let mut session = |planner, start| {
+            let times = time_session(
+                &decoder,
+                &vocab,
+                planner,
+                &session_melody,
+                start,
+                size.session_replans,
+                &params,
+                &mut rng,
+            );
+            times.map(|mut t| (percentile(&mut t, 0.5), percentile(&mut t, 0.99)))
+        };
+        let incremental = session(LivePlanner::new(), GROWING_START)?;
+        let slide = session(LivePlanner::new(), SLIDING_START)?;
+        let hopping = session(LivePlanner::with_window_hop(WINDOW_HOP), SLIDING_START)?;
         progress(&format!(
-            "{}: live re-plan reusing the context: p50 {incremental:.1} ms",
-            config.name
+            "{}: per-frame re-plan reusing the context: p50 {:.1} ms, p99 {:.1} ms; window sliding: p50 {:.1} ms, p99 {:.1} ms; hopping: p50 {:.1} ms, p99 {:.1} ms",
+            config.name, incremental.0, incremental.1, slide.0, slide.1, hopping.0, hopping.1
         ));
 
         let weight_bytes = decoder.streamed_weight_bytes();
@@ -245,16 +319,75 @@ pub fn run(
             five_options_ms,
             live_replan_ms_p50: p50,
             live_replan_ms_p99: p99,
-            live_replan_incremental_ms_p50: incremental,
+            live_replan_incremental_ms_p50: incremental.0,
+            live_replan_incremental_ms_p99: incremental.1,
+            live_replan_sliding_ms_p50: slide.0,
+            live_replan_sliding_ms_p99: slide.1,
+            live_replan_hopping_ms_p50: hopping.0,
+            live_replan_hopping_ms_p99: hopping.1,
             weight_bytes,
             five_options_floor_ms: floor_ms(BENCH_FRAMES),
             live_replan_floor_ms: floor_ms(2 * BENCH_LOOKAHEAD - 1),
+            live_replan_incremental_floor_ms: floor_ms(BENCH_LOOKAHEAD),
         });
     }
     Ok(BenchReport {
         configs,
         read_bandwidth_gb_s: bandwidth / 1e9,
     })
+}
+
+/// A chord progression to stand in for what a live session played: a new chord every bar.
+fn bench_chords(frames: usize) -> Vec<ChordFrame> {
+    (0..frames)
+        .map(|t| {
+            if t % 16 == 0 {
+                ChordFrame::Onset(0)
+            } else {
+                ChordFrame::Hold(0)
+            }
+        })
+        .collect()
+}
+
+/// Wall times (ms) of `replans` consecutive per-frame re-plans of a live session from frame
+/// `start` on, after one untimed plan at `start − 1`. Each request keeps the chords the previous
+/// plan made for the frames it still covers ([`commit_frames`] with commitahead = lookahead), and
+/// the chord played at each passed frame is the one that was planned for it.
+#[allow(clippy::too_many_arguments)]
+fn time_session<R: rand::Rng>(
+    decoder: &Decoder,
+    vocab: &Vocabulary,
+    mut planner: LivePlanner,
+    melody: &[MelodyFrame],
+    start: usize,
+    replans: usize,
+    params: &SamplingParams,
+    rng: &mut R,
+) -> Result<Vec<f64>, SampleError> {
+    let mut played = bench_chords(start - 1);
+    let mut plan: Vec<ChordFrame> = Vec::new();
+    let mut times = Vec::with_capacity(replans);
+    for frame in start - 1..start + replans {
+        // The previous request came one frame earlier and planned `plan.len()` frames from there.
+        let planned_until = frame - 1 + plan.len();
+        let commit = commit_frames(planned_until, frame, BENCH_LOOKAHEAD, BENCH_LOOKAHEAD)
+            .min(plan.len().saturating_sub(1));
+        let request = LiveRequest {
+            melody: &melody[..frame],
+            chords: &played,
+            committed: &plan[plan.len().min(1)..plan.len().min(1) + commit],
+            lookahead: BENCH_LOOKAHEAD,
+        };
+        let begin = Instant::now();
+        let next = planner.plan(decoder, vocab, &request, params, rng)?;
+        if frame >= start {
+            times.push(begin.elapsed().as_secs_f64() * 1e3);
+        }
+        plan = next.chords;
+        played.push(plan.first().copied().unwrap_or(ChordFrame::Silence));
+    }
+    Ok(times)
 }
 
 /// Wall times in milliseconds of `runs` calls (after one warm-up call).

@@ -201,20 +201,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!("read bandwidth {:.1} GB/s", report.read_bandwidth_gb_s);
-    for r in &report.configs {
-        println!(
-            "{:<20} five options {:>8.1} ms (floor {:>7.1} ms, {:>4.0}% of floor) | live p50 {:>6.1} ms p99 {:>6.1} ms (floor {:>5.1} ms), reusing context p50 {:>6.1} ms",
-            r.name,
-            r.five_options_ms,
-            r.five_options_floor_ms,
-            100.0 * r.five_options_floor_ms / r.five_options_ms,
-            r.live_replan_ms_p50,
-            r.live_replan_ms_p99,
-            r.live_replan_floor_ms,
-            r.live_replan_incremental_ms_p50,
-        );
-    }
+    print!("{report}");
     Ok(())
 }
 

@@ -11,23 +11,23 @@
 //! RoPE at their absolute positions, which equals x-transformers' "cache un-rotated keys, rotate the
 //! whole window" as long as the sequence never exceeds `max_seq_len` (enforced here).
 //!
-//! Weights are loaded with candle; the arithmetic runs on plain `f32` buffers: chunks of many rows
-//! (prompt prefill) use candle's gemm, chunks of a few rows (incremental decoding) use
-//! [`super::kernels`], which read every weight once per step.
+//! Weights are loaded with candle and repacked into [`PackedMatrix`] panels; the arithmetic runs on
+//! plain `f32` buffers. Every product — the weight matrices, `q·Kᵀ` and `P·V` over the cache, which
+//! is stored in the same panel layout — goes through one register-blocked micro-kernel that reads
+//! each weight once per step (see [`super::packed`]). In the last layer only the rows that become
+//! logits get the output projection and feed-forward.
 
-use candle_core::{DType, Device, Storage, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::config::{ModelConfig, QK_NORM_SCALE};
-use super::kernels::{self, Rows};
+use super::kernels::{Isa, PANEL};
+use super::packed::{product, PackedMatrix, Panels, PARALLEL_MIN_WORK};
 use super::ModelError;
 
 /// Clamp for L2 norms (`F.normalize`'s eps).
 const NORM_EPS: f32 = 1e-12;
-
-/// From this many rows on, a linear layer is compute-bound and goes to candle's gemm.
-const GEMM_MIN_ROWS: usize = 32;
 
 /// Which positions of a chunk [`Decoder::step`] turns into logits. Logits cost a `[dim × vocab]`
 /// product per row, so callers ask only for what they sample from.
@@ -40,8 +40,8 @@ pub enum LogitRows {
 }
 
 /// Keys and values of every layer for a batch of sequences, preallocated to `max_seq_len` so
-/// incremental decoding never reallocates. Keys are stored `[batch][head][position][dim_head]`,
-/// values transposed `[batch][head][dim_head][position]` so both attention products stream rows.
+/// incremental decoding never reallocates. Both are stored as packed panels (see
+/// [`CacheLayout`]) so the two attention products run on the same micro-kernel as the weights.
 pub struct KvCache {
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
@@ -77,47 +77,29 @@ impl KvCache {
     }
 }
 
-/// A weight matrix in PyTorch layout `[out, in]`: `y = x · Wᵀ`.
-struct Linear {
-    weight: Tensor,
-    out_dim: usize,
-    in_dim: usize,
-}
+/// A weight matrix in PyTorch layout `[out, in]` (`y = x · Wᵀ`), packed for streaming.
+struct Linear(PackedMatrix);
 
 impl Linear {
     fn new(weight: Tensor) -> candle_core::Result<Self> {
-        let weight = weight
-            .to_dtype(DType::F32)?
-            .to_device(&Device::Cpu)?
-            .contiguous()?;
         let (out_dim, in_dim) = weight.dims2()?;
-        Ok(Self {
-            weight,
-            out_dim,
-            in_dim,
-        })
+        let values = to_vec(weight)?;
+        PackedMatrix::pack(&values, out_dim, in_dim)
+            .map(Self)
+            .ok_or_else(|| {
+                candle_core::Error::Msg("weight holds fewer values than its shape".into())
+            })
     }
 
     /// `x[rows, in] · Wᵀ → [rows, out]`.
-    fn forward(&self, x: &[f32], rows: usize) -> candle_core::Result<Vec<f32>> {
-        if rows >= GEMM_MIN_ROWS {
-            let x = Tensor::from_slice(x, (rows, self.in_dim), &Device::Cpu)?;
-            return x.matmul(&self.weight.t()?)?.flatten_all()?.to_vec1();
-        }
-        let (storage, layout) = self.weight.storage_and_layout();
-        let Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("decoder weights must live on the CPU")
-        };
-        let data = cpu.as_slice::<f32>()?;
-        let data = data.get(layout.start_offset()..).unwrap_or_default();
-        if data.len() < self.out_dim * self.in_dim || x.len() < rows * self.in_dim {
-            candle_core::bail!("linear layer buffers are smaller than their shapes")
-        }
-        Ok(kernels::linear(x, rows, data, self.out_dim, self.in_dim))
+    fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = vec![0.0f32; rows * self.0.out_dim()];
+        self.0.matmul(x, rows, &mut out);
+        out
     }
 
     fn elem_count(&self) -> usize {
-        self.out_dim * self.in_dim
+        self.0.elem_count()
     }
 }
 
@@ -232,10 +214,11 @@ impl Decoder {
 
     /// An empty cache for `batch` parallel sequences of up to `max_seq_len` tokens.
     pub fn new_cache(&self, batch: usize) -> Result<KvCache, ModelError> {
-        let size = batch * self.config.attn_inner_dim() * self.config.max_seq_len;
+        let layout = CacheLayout::new(&self.config);
+        let (keys, values) = (batch * layout.keys_len(), batch * layout.values_len());
         Ok(KvCache {
-            keys: (0..self.config.depth).map(|_| vec![0.0; size]).collect(),
-            values: (0..self.config.depth).map(|_| vec![0.0; size]).collect(),
+            keys: (0..self.config.depth).map(|_| vec![0.0; keys]).collect(),
+            values: (0..self.config.depth).map(|_| vec![0.0; values]).collect(),
             batch,
             len: 0,
             capacity: self.config.max_seq_len,
@@ -264,14 +247,18 @@ impl Decoder {
                 chunk: batch,
             });
         }
-        let cache_size = batch * self.config.attn_inner_dim() * self.config.max_seq_len;
+        let layout = CacheLayout::new(&self.config);
         if cache.keys.len() != self.blocks.len()
+            || cache.values.len() != self.blocks.len()
             || cache.capacity != self.config.max_seq_len
             || cache
                 .keys
                 .iter()
-                .chain(&cache.values)
-                .any(|layer| layer.len() != cache_size)
+                .any(|l| l.len() != batch * layout.keys_len())
+            || cache
+                .values
+                .iter()
+                .any(|l| l.len() != batch * layout.values_len())
         {
             return Err(ModelError::ForeignCache);
         }
@@ -302,30 +289,31 @@ impl Decoder {
             n,
             start: cache.len,
         };
+        let last_layer = self.blocks.len().saturating_sub(1);
         for (layer, block) in self.blocks.iter().enumerate() {
             let (Some(keys), Some(values)) =
                 (cache.keys.get_mut(layer), cache.values.get_mut(layer))
             else {
                 return Err(ModelError::ForeignCache);
             };
-            let attn = self.attention(block, &self.simple_rms_norm(&h), keys, values, shape)?;
-            add_assign(&mut h, &attn);
-            let ff = self.feed_forward(block, &self.simple_rms_norm(&h), batch * n)?;
+            let mut heads = self.attention(block, &self.simple_rms_norm(&h), keys, values, shape);
+            if rows == LogitRows::Last && layer == last_layer {
+                // Past the last layer's keys/values only the rows turned into logits matter.
+                h = last_rows(&h, n, dim);
+                heads = last_rows(&heads, n, self.config.attn_inner_dim());
+            }
+            let live_rows = h.len() / dim;
+            add_assign(&mut h, &block.attn_out.forward(&heads, live_rows));
+            let ff = self.feed_forward(block, &self.simple_rms_norm(&h), live_rows);
             add_assign(&mut h, &ff);
         }
         cache.len += n;
-        let selected = match rows {
-            LogitRows::Last => h
-                .chunks_exact(n * dim)
-                .flat_map(|seq| &seq[(n - 1) * dim..])
-                .copied()
-                .collect(),
-            LogitRows::All => h,
-        };
-        let out_rows = selected.len() / dim;
+        if rows == LogitRows::Last && h.len() != batch * dim {
+            h = last_rows(&h, n, dim);
+        }
         let logits = self
             .to_logits
-            .forward(&self.simple_rms_norm(&selected), out_rows)?;
+            .forward(&self.simple_rms_norm(&h), h.len() / dim);
         let tensor = match rows {
             LogitRows::Last => {
                 Tensor::from_vec(logits, (batch, self.config.num_tokens), &Device::Cpu)?
@@ -349,8 +337,9 @@ impl Decoder {
         out
     }
 
-    /// Self-attention of one block for `x: [batch · n, dim]` (already normed); appends this
-    /// chunk's keys/values to the layer's cache buffers.
+    /// Self-attention of one block for `x: [batch · n, dim]` (already normed), up to the merged
+    /// heads `[batch · n, heads · dim_head]` (the output projection is the caller's); appends
+    /// this chunk's keys/values to the layer's cache buffers.
     fn attention(
         &self,
         block: &Block,
@@ -358,18 +347,16 @@ impl Decoder {
         keys: &mut [f32],
         values: &mut [f32],
         shape: StepShape,
-    ) -> Result<Vec<f32>, ModelError> {
+    ) -> Vec<f32> {
         let StepShape { batch, n, start } = shape;
-        let (heads, dim_head, cap) = (
-            self.config.heads,
-            self.config.dim_head,
-            self.config.max_seq_len,
-        );
+        let (heads, dim_head) = (self.config.heads, self.config.dim_head);
+        let layout = CacheLayout::new(&self.config);
         let inner = heads * dim_head;
         let total = start + n;
-        let qkv = block.qkv.forward(x, batch * n)?;
+        let qkv = block.qkv.forward(x, batch * n);
         // Queries laid out [batch][head][n][dim_head]; keys/values go straight into the cache.
         let mut queries = vec![0.0f32; batch * heads * n * dim_head];
+        let mut key = vec![0.0f32; dim_head];
         for (row, proj) in qkv.chunks_exact(3 * inner).enumerate() {
             let (b, t) = (row / n, row % n);
             let pos = start + t;
@@ -383,68 +370,43 @@ impl Decoder {
                     .zip(&block.q_scale[hd.clone()])
                     .for_each(|(v, s)| *v *= s);
                 self.rope.rotate(q, pos);
-                let k = &mut keys[(bh * cap + pos) * dim_head..(bh * cap + pos + 1) * dim_head];
-                k.copy_from_slice(&proj[inner + hd.start..inner + hd.end]);
-                l2_normalize(k);
-                k.iter_mut()
+                key.copy_from_slice(&proj[inner + hd.start..inner + hd.end]);
+                l2_normalize(&mut key);
+                key.iter_mut()
                     .zip(&block.k_scale[hd.clone()])
                     .for_each(|(v, s)| *v *= s);
-                self.rope.rotate(k, pos);
-                let v = &proj[2 * inner + hd.start..2 * inner + hd.end];
-                for (d, &value) in v.iter().enumerate() {
-                    values[(bh * dim_head + d) * cap + pos] = value;
-                }
+                self.rope.rotate(&mut key, pos);
+                layout.store_key(keys, bh, pos, &key);
+                layout.store_value(
+                    values,
+                    bh,
+                    pos,
+                    &proj[2 * inner + hd.start..2 * inner + hd.end],
+                );
             }
         }
         // One task per (batch row, head): scores = q·Kᵀ, causal softmax, out = P·V.
+        let isa = Isa::detect();
         let mut heads_out = vec![0.0f32; batch * heads * n * dim_head];
         let keys: &[f32] = keys;
         let values: &[f32] = values;
-        heads_out
-            .par_chunks_mut(n * dim_head)
-            .enumerate()
-            .for_each(|(bh, out)| {
-                let q = Rows::dense(
-                    &queries[bh * n * dim_head..(bh + 1) * n * dim_head],
-                    n,
-                    dim_head,
-                );
-                let k = Rows::dense(
-                    &keys[bh * cap * dim_head..(bh * cap + total) * dim_head],
-                    total,
-                    dim_head,
-                );
-                let mut scores_t = vec![0.0f32; total * n];
-                kernels::matmul_t(q, k, &mut scores_t);
-                let mut probs = vec![0.0f32; n * total];
-                for (t, p) in probs.chunks_exact_mut(total).enumerate() {
-                    let visible = start + t + 1;
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, slot) in p.iter_mut().enumerate().take(visible) {
-                        *slot = scores_t[j * n + t];
-                        max = max.max(*slot);
-                    }
-                    let mut sum = 0.0;
-                    for slot in p.iter_mut().take(visible) {
-                        *slot = (*slot - max).exp();
-                        sum += *slot;
-                    }
-                    p.iter_mut().take(visible).for_each(|slot| *slot /= sum);
-                }
-                let v = Rows {
-                    data: &values[bh * dim_head * cap..(bh + 1) * dim_head * cap],
-                    rows: dim_head,
-                    cols: total,
-                    stride: cap,
-                };
-                let mut out_t = vec![0.0f32; dim_head * n];
-                kernels::matmul_t(Rows::dense(&probs, n, total), v, &mut out_t);
-                for (d, column) in out_t.chunks_exact(n).enumerate() {
-                    for (t, &value) in column.iter().enumerate() {
-                        out[t * dim_head + d] = value;
-                    }
-                }
-            });
+        let attend = |(bh, out): (usize, &mut [f32])| {
+            let q = &queries[bh * n * dim_head..(bh + 1) * n * dim_head];
+            let k = layout.key_panels(keys, bh, total);
+            let mut scores = vec![0.0f32; n * total];
+            product(isa, q, n, k, 0..k.count(), &mut scores, total);
+            for (t, row) in scores.chunks_exact_mut(total).enumerate() {
+                causal_softmax(row, start + t + 1);
+            }
+            let v = layout.value_panels(values, bh, total);
+            product(isa, &scores, n, v, 0..v.count(), out, dim_head);
+        };
+        let chunk = n * dim_head;
+        if batch * heads * n * total * dim_head < PARALLEL_MIN_WORK {
+            heads_out.chunks_mut(chunk).enumerate().for_each(attend);
+        } else {
+            heads_out.par_chunks_mut(chunk).enumerate().for_each(attend);
+        }
         // Merge heads: [batch][head][n][d] → [batch][n][head · d].
         let mut merged = vec![0.0f32; batch * n * inner];
         for (bh, block_out) in heads_out.chunks_exact(n * dim_head).enumerate() {
@@ -454,13 +416,13 @@ impl Decoder {
                 merged[at..at + dim_head].copy_from_slice(row);
             }
         }
-        Ok(block.attn_out.forward(&merged, batch * n)?)
+        merged
     }
 
     /// SwiGLU: `z = x·W1ᵀ + b1`, value = first half, gate = second half,
     /// `(value ⊙ silu(gate))·W2ᵀ + b2`.
-    fn feed_forward(&self, block: &Block, x: &[f32], rows: usize) -> Result<Vec<f32>, ModelError> {
-        let z = block.ff_in.forward(x, rows)?;
+    fn feed_forward(&self, block: &Block, x: &[f32], rows: usize) -> Vec<f32> {
+        let z = block.ff_in.forward(x, rows);
         let inner = block.ff_in_bias.len() / 2;
         let mut hidden = Vec::with_capacity(rows * inner);
         for row in z.chunks_exact(2 * inner) {
@@ -477,11 +439,11 @@ impl Decoder {
                     }),
             );
         }
-        let mut out = block.ff_out.forward(&hidden, rows)?;
+        let mut out = block.ff_out.forward(&hidden, rows);
         for row in out.chunks_exact_mut(block.ff_out_bias.len()) {
             add_assign(row, &block.ff_out_bias);
         }
-        Ok(out)
+        out
     }
 }
 
@@ -494,10 +456,104 @@ struct StepShape {
     start: usize,
 }
 
+/// Softmax over the first `visible` scores of a row; the rest (future positions) become 0.
+fn causal_softmax(row: &mut [f32], visible: usize) {
+    let (seen, future) = row.split_at_mut(visible.min(row.len()));
+    let max = seen.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0;
+    for v in seen.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    seen.iter_mut().for_each(|v| *v /= sum);
+    future.fill(0.0);
+}
+
+/// Where one layer's keys and values live in a [`KvCache`] buffer, per `(batch row, head)`:
+/// keys as panels of [`PANEL`] positions (`[position panel][dim_head][PANEL]`, the matrix
+/// `K[position, dim_head]` packed), values as panels of [`PANEL`] channels
+/// (`[channel panel][max_seq_len][PANEL]`, the matrix `Vᵀ[dim_head, position]` packed).
+#[derive(Clone, Copy)]
+struct CacheLayout {
+    dim_head: usize,
+    heads: usize,
+    capacity: usize,
+}
+
+impl CacheLayout {
+    fn new(config: &ModelConfig) -> Self {
+        Self {
+            dim_head: config.dim_head,
+            heads: config.heads,
+            capacity: config.max_seq_len,
+        }
+    }
+
+    /// Key values per batch row.
+    fn keys_len(&self) -> usize {
+        self.heads * self.key_block()
+    }
+
+    /// Value values per batch row.
+    fn values_len(&self) -> usize {
+        self.heads * self.value_block()
+    }
+
+    fn key_block(&self) -> usize {
+        self.capacity.div_ceil(PANEL) * self.dim_head * PANEL
+    }
+
+    fn value_block(&self) -> usize {
+        self.dim_head.div_ceil(PANEL) * self.capacity * PANEL
+    }
+
+    fn store_key(&self, keys: &mut [f32], bh: usize, pos: usize, key: &[f32]) {
+        let base = bh * self.key_block() + (pos / PANEL) * self.dim_head * PANEL + pos % PANEL;
+        for (d, &value) in key.iter().enumerate() {
+            keys[base + d * PANEL] = value;
+        }
+    }
+
+    fn store_value(&self, values: &mut [f32], bh: usize, pos: usize, value: &[f32]) {
+        let base = bh * self.value_block() + pos * PANEL;
+        for (d, &v) in value.iter().enumerate() {
+            values[base + (d / PANEL) * self.capacity * PANEL + d % PANEL] = v;
+        }
+    }
+
+    /// The first `total` cached keys of `(batch row, head)` `bh` as `W[total, dim_head]`.
+    fn key_panels<'a>(&self, keys: &'a [f32], bh: usize, total: usize) -> Panels<'a> {
+        Panels {
+            data: &keys[bh * self.key_block()..(bh + 1) * self.key_block()],
+            stride: self.dim_head * PANEL,
+            k: self.dim_head,
+            cols: total,
+        }
+    }
+
+    /// The first `total` cached values of `bh` as `W[dim_head, total]`.
+    fn value_panels<'a>(&self, values: &'a [f32], bh: usize, total: usize) -> Panels<'a> {
+        Panels {
+            data: &values[bh * self.value_block()..(bh + 1) * self.value_block()],
+            stride: self.capacity * PANEL,
+            k: total,
+            cols: self.dim_head,
+        }
+    }
+}
+
 /// `x / max(‖x‖₂, eps)` in place (PyTorch's `F.normalize`).
 fn l2_normalize(x: &mut [f32]) {
     let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
     x.iter_mut().for_each(|v| *v /= norm);
+}
+
+/// The last of every `n` rows of `width` values (each batch row's last position).
+fn last_rows(x: &[f32], n: usize, width: usize) -> Vec<f32> {
+    x.chunks_exact(n * width)
+        .flat_map(|seq| &seq[(n - 1) * width..])
+        .copied()
+        .collect()
 }
 
 fn add_assign(acc: &mut [f32], other: &[f32]) {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod decoder;
 pub mod import;
 mod kernels;
+mod packed;
 pub mod weights;
 
 pub use config::ModelConfig;

@@ -65,6 +65,11 @@ pub fn plan_live<R: Rng>(
 /// the tokens of the previous one (the history grew but the window did not slide yet), only the
 /// new tokens are pushed through the decoder. Results equal a fresh [`plan_live`] up to float
 /// rounding. Use one planner per decoder.
+///
+/// Once the history is longer than the context window, ReaLJam's trimming moves the window's
+/// start every frame, which changes every token's position and forces the whole context through
+/// the decoder on each request. [`LivePlanner::with_window_hop`] trades a slightly shorter context
+/// for reuse: the window start moves in hops, so only one request per hop recomputes it.
 #[derive(Default)]
 pub struct LivePlanner {
     cache: Option<KvCache>,
@@ -72,12 +77,25 @@ pub struct LivePlanner {
     cached_tokens: Vec<TokenId>,
     /// Context tokens the last call took from the cache instead of recomputing.
     last_reused: usize,
+    /// Frames the window start moves at a time (0 or 1: every frame, as ReaLJam).
+    window_hop: usize,
 }
 
 impl LivePlanner {
     /// A planner with an empty cache.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A planner whose context window starts on a multiple of `hop` frames (once the history no
+    /// longer fits): the context then holds between `max_frames − L − hop + 1` and
+    /// `max_frames − L` frames instead of exactly `max_frames − L`, and only one request in `hop`
+    /// recomputes it. `hop` ≤ 1 trims exactly like ReaLJam (and [`plan_live`]).
+    pub fn with_window_hop(hop: usize) -> Self {
+        Self {
+            window_hop: hop,
+            ..Self::default()
+        }
     }
 
     /// Context tokens the last [`LivePlanner::plan`] call reused instead of recomputing.
@@ -101,7 +119,7 @@ impl LivePlanner {
                 imagined_melody: Vec::new(),
             });
         }
-        let (slots, prompt_len) = live_slots(decoder, vocab, request)?;
+        let (slots, prompt_len) = live_slots(decoder, vocab, request, self.window_hop)?;
         let cache = match self.cache.take() {
             Some(cache) if cache.batch() == 1 => cache,
             _ => decoder.new_cache(1)?,
@@ -144,11 +162,13 @@ impl LivePlanner {
     }
 }
 
-/// The interleaved slots of a live request and the length of its forced prompt.
+/// The interleaved slots of a live request and the length of its forced prompt; the context
+/// window starts on a multiple of `hop` frames (see [`LivePlanner::with_window_hop`]).
 fn live_slots(
     decoder: &Decoder,
     vocab: &Vocabulary,
     request: &LiveRequest,
+    hop: usize,
 ) -> Result<(Vec<Slot>, usize), SampleError> {
     let lookahead = request.lookahead;
     let max = decoder.config().max_frames();
@@ -159,11 +179,11 @@ fn live_slots(
         });
     }
     let frame = request.melody.len();
-    let context = frame.min(max - lookahead);
-    let start = frame - context;
+    let start = (frame - frame.min(max - lookahead)).next_multiple_of(hop.max(1));
+    let start = start.min(frame);
     let commit = request.committed.len();
 
-    let mut slots = Vec::with_capacity(1 + 2 * (context + lookahead));
+    let mut slots = Vec::with_capacity(1 + 2 * (frame - start + lookahead));
     slots.push(Slot::forced(None, BOS));
     for t in start..frame {
         let chord = request
@@ -191,4 +211,81 @@ fn live_slots(
     // The last melody token is never sampled (2L − 1 generated tokens, as ReaLJam).
     slots.pop();
     Ok((slots, prompt_len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::random_decoder;
+    use crate::model::ModelConfig;
+    use crate::sample::SamplingParams;
+    use rand::SeedableRng;
+
+    #[test]
+    fn window_hop_moves_the_window_start_in_hops_and_reuses_the_context_in_between() {
+        let config = ModelConfig {
+            name: "tiny".into(),
+            dim: 16,
+            depth: 1,
+            heads: 2,
+            dim_head: 8,
+            num_tokens: 270,
+            max_seq_len: 42,
+        };
+        let decoder = random_decoder(&config).unwrap();
+        let vocab = Vocabulary::new((0..5).map(|i| format!("chord{i}")).collect()).unwrap();
+        let melody: Vec<MelodyFrame> = (0..40)
+            .map(|t| MelodyFrame::Onset(60 + (t * 5 % 12) as u8))
+            .collect();
+        // max_frames 20, lookahead 4: ReaLJam keeps exactly 16 frames of context.
+        let (lookahead, hop) = (4, 4);
+        let mut planner = LivePlanner::with_window_hop(hop);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut previous: Option<(usize, usize)> = None;
+        for frame in 18..34 {
+            let request = LiveRequest {
+                melody: &melody[..frame],
+                chords: &[],
+                committed: &[],
+                lookahead,
+            };
+            let (_, prompt_len) = live_slots(&decoder, &vocab, &request, hop).unwrap();
+            let context = (prompt_len - 1) / 2;
+            let start = frame - context;
+            assert!(
+                context <= 16 && context > 16 - hop,
+                "frame {frame}: {context}"
+            );
+            assert_eq!(start % hop, 0, "frame {frame}");
+            let plan = planner
+                .plan(
+                    &decoder,
+                    &vocab,
+                    &request,
+                    &SamplingParams::default(),
+                    &mut rng,
+                )
+                .unwrap();
+            assert_eq!(plan.chords.len(), lookahead);
+            if let Some((previous_start, previous_prompt)) = previous {
+                if previous_start == start {
+                    assert!(planner.last_reused() >= previous_prompt, "frame {frame}");
+                }
+            }
+            previous = Some((start, prompt_len));
+        }
+        let (_, exact) = live_slots(
+            &decoder,
+            &vocab,
+            &LiveRequest {
+                melody: &melody[..33],
+                chords: &[],
+                committed: &[],
+                lookahead,
+            },
+            1,
+        )
+        .unwrap();
+        assert_eq!(exact, 1 + 2 * 16, "hop 1 keeps ReaLJam's exact window");
+    }
 }

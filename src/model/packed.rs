@@ -1,0 +1,264 @@
+//! Weight matrices laid out for streaming, and the threaded product `x · Wᵀ` over them.
+//!
+//! Decoding a few tokens at a time is bound by reading the weights, so every product should read
+//! each weight exactly once, sequentially, with all the step's rows multiplied while the weight is
+//! in registers. [`PackedMatrix`] stores `W[out, in]` as panels of [`PANEL`] output columns, each
+//! panel input-major: a panel is one contiguous run that a micro-kernel walks front to back,
+//! keeping a block of input rows × the panel's columns in registers.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::kernels::{self, Isa, Operands, Tile, MAX_ROW_BLOCK, PANEL};
+
+/// From this many rows on, a product splits its rows (not its panels) across threads: each
+/// thread then reuses every panel it reads for many row blocks.
+const ROW_SPLIT_MIN: usize = 4 * MAX_ROW_BLOCK;
+
+/// Parallel tasks per thread, so a thread slowed by other work does not hold up the whole
+/// product (the idle threads take over its remaining tasks).
+const TASKS_PER_THREAD: usize = 4;
+
+/// Below this many multiply-adds a product runs on the calling thread: splitting it would cost
+/// about as much in synchronisation as it saves.
+pub const PARALLEL_MIN_WORK: usize = 1 << 17;
+
+/// Cache-line alignment of the packed data, in `f32`s.
+const ALIGN: usize = 64 / std::mem::size_of::<f32>();
+
+/// A weight matrix `W[out, in]` (PyTorch layout, `y = x · Wᵀ`) repacked for streaming.
+pub struct PackedMatrix {
+    /// `panels × in_dim × PANEL` values from `offset` on (zero past `out_dim`).
+    data: Vec<f32>,
+    /// Start of the panels in `data`, chosen so they begin on a cache line.
+    offset: usize,
+    out_dim: usize,
+    in_dim: usize,
+}
+
+impl PackedMatrix {
+    /// Packs a row-major `[out_dim, in_dim]` matrix; `None` if `weight` holds fewer values.
+    pub fn pack(weight: &[f32], out_dim: usize, in_dim: usize) -> Option<Self> {
+        let weight = weight.get(..out_dim * in_dim)?;
+        let panels = out_dim.div_ceil(PANEL);
+        let mut data = vec![0.0f32; panels * in_dim * PANEL + ALIGN];
+        let misalignment = (data.as_ptr() as usize / std::mem::size_of::<f32>()) % ALIGN;
+        let offset = (ALIGN - misalignment) % ALIGN;
+        let packed = &mut data[offset..];
+        for (j, row) in weight.chunks_exact(in_dim.max(1)).enumerate() {
+            let (panel, lane) = (j / PANEL, j % PANEL);
+            for (t, &value) in row.iter().enumerate() {
+                packed[(panel * in_dim + t) * PANEL + lane] = value;
+            }
+        }
+        Some(Self {
+            data,
+            offset,
+            out_dim,
+            in_dim,
+        })
+    }
+
+    /// Rows of `W` (outputs of the product).
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// Number of stored weights (padding excluded).
+    pub fn elem_count(&self) -> usize {
+        self.out_dim * self.in_dim
+    }
+
+    fn panel_count(&self) -> usize {
+        self.out_dim.div_ceil(PANEL)
+    }
+
+    /// The whole matrix as a panel view.
+    fn view(&self) -> Panels<'_> {
+        Panels {
+            data: &self.data[self.offset..],
+            stride: self.in_dim * PANEL,
+            k: self.in_dim,
+            cols: self.out_dim,
+        }
+    }
+
+    /// `out[rows, out_dim] = x[rows, in_dim] · Wᵀ` on the rayon pool, with the best kernel this
+    /// CPU supports. Panics if `x` or `out` is shorter than its shape (an internal bug).
+    pub fn matmul(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        self.matmul_with(Isa::detect(), x, rows, out);
+    }
+
+    /// [`PackedMatrix::matmul`] with a given instruction set (which the CPU must support).
+    pub fn matmul_with(&self, isa: Isa, x: &[f32], rows: usize, out: &mut [f32]) {
+        let (n, k) = (self.out_dim, self.in_dim);
+        assert!(x.len() >= rows * k && out.len() >= rows * n);
+        if rows == 0 || n == 0 {
+            return;
+        }
+        let threads = rayon::current_num_threads().max(1);
+        if threads == 1 || rows * n * k < PARALLEL_MIN_WORK {
+            product(isa, x, rows, self.view(), 0..self.panel_count(), out, n);
+            return;
+        }
+        if rows >= ROW_SPLIT_MIN {
+            // Each task takes whole row blocks and writes its rows of `out` directly.
+            let per_task = rows
+                .div_ceil(threads * TASKS_PER_THREAD)
+                .max(ROW_SPLIT_MIN / 2)
+                .next_multiple_of(MAX_ROW_BLOCK);
+            out[..rows * n]
+                .par_chunks_mut(per_task * n)
+                .zip(x[..rows * k].par_chunks(per_task * k))
+                .for_each(|(out, x)| {
+                    let rows = x.len() / k.max(1);
+                    product(isa, x, rows, self.view(), 0..self.panel_count(), out, n);
+                });
+            return;
+        }
+        // Few rows: split the panels. Each task fills its own `[rows][task columns]` tile, and
+        // the tiles are then copied into `out`.
+        let panels = self.panel_count();
+        let per_task = panels.div_ceil(threads * TASKS_PER_THREAD);
+        let task_values = rows * per_task * PANEL;
+        let mut tiles = vec![0.0f32; rows * panels * PANEL];
+        tiles
+            .par_chunks_mut(task_values)
+            .enumerate()
+            .for_each(|(task, tile)| {
+                let first = task * per_task;
+                let count = tile.len() / (rows * PANEL);
+                product(
+                    isa,
+                    x,
+                    rows,
+                    self.view(),
+                    first..first + count,
+                    tile,
+                    count * PANEL,
+                );
+            });
+        for (task, tile) in tiles.chunks(task_values).enumerate() {
+            let width = tile.len() / rows;
+            let first_col = task * per_task * PANEL;
+            let used = width.min(n - first_col);
+            for (out_row, tile_row) in out.chunks_exact_mut(n).zip(tile.chunks_exact(width)) {
+                out_row[first_col..first_col + used].copy_from_slice(&tile_row[..used]);
+            }
+        }
+    }
+}
+
+/// Packed panels seen as the matrix `W[cols, k]`: panel `p` holds columns `p·PANEL ..` input-major
+/// (`k × PANEL` values) starting at `data[p · stride]`; columns from `cols` on are padding.
+#[derive(Clone, Copy)]
+pub struct Panels<'a> {
+    pub data: &'a [f32],
+    pub stride: usize,
+    pub k: usize,
+    pub cols: usize,
+}
+
+impl Panels<'_> {
+    /// Number of panels covering `cols`.
+    pub fn count(&self) -> usize {
+        self.cols.div_ceil(PANEL)
+    }
+}
+
+/// Serial product `x[rows, k] · Wᵀ` restricted to the columns of panels `range`: writes
+/// `out[r · out_stride + c − first]` for every column `c < w.cols` of the range, where `first` is
+/// the range's first column. Input row `r` starts at `x[r · w.k]`.
+pub fn product(
+    isa: Isa,
+    x: &[f32],
+    rows: usize,
+    w: Panels,
+    range: Range<usize>,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    let k = w.k;
+    let blocks = rows.div_ceil(MAX_ROW_BLOCK);
+    let first = range.start * PANEL;
+    let mut tile: Tile = [[0.0; PANEL]; MAX_ROW_BLOCK];
+    for panel in range {
+        let col = panel * PANEL;
+        let width = PANEL.min(w.cols - col);
+        // Equal-sized row blocks (e.g. 10 rows → 5 + 5 rather than 6 + 4).
+        let mut row = 0;
+        for block in 0..blocks {
+            let size = (rows - row).div_ceil(blocks - block);
+            let ops = Operands {
+                x: &x[row * k..],
+                x_stride: k,
+                rows: size,
+                panel: &w.data[panel * w.stride..panel * w.stride + k * PANEL],
+                k,
+            };
+            kernels::micro(isa, ops, &mut tile);
+            for (r, values) in tile.iter().enumerate().take(size) {
+                let at = (row + r) * out_stride + col - first;
+                out[at..at + width].copy_from_slice(&values[..width]);
+            }
+            row += size;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+        let mut out = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k).map(|t| x[i * k + t] * w[j * k + t]).sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_kernel_matches_the_naive_product_for_awkward_sizes() {
+        for (m, n, k) in [
+            (1, 1, 1),
+            (3, 5, 7),
+            (10, 131, 21),
+            (5, 2, 64),
+            (9, 200, 33),
+            (13, 48, 16),
+            (50, 33, 40),
+            (131, 70, 9),
+            // Enough work to run in parallel: split by panels, then by rows.
+            (5, 600, 64),
+            (30, 300, 40),
+        ] {
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+                .collect();
+            let packed = PackedMatrix::pack(&w, n, k).unwrap();
+            let want = naive(&x, m, &w, n, k);
+            for isa in Isa::available() {
+                let mut got = vec![f32::NAN; m * n];
+                packed.matmul_with(isa, &x, m, &mut got);
+                for (a, b) in got.iter().zip(&want) {
+                    assert!(
+                        (a - b).abs() < 1e-4 * (1.0 + b.abs()),
+                        "{isa:?} {m}x{n}x{k}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packing_refuses_a_short_matrix() {
+        assert!(PackedMatrix::pack(&[1.0; 5], 2, 3).is_none());
+    }
+}
