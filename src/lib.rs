@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod chord;
+pub mod eval;
 pub mod frames;
 pub mod midi_file;
 pub mod model;

@@ -28,6 +28,8 @@ enum Command {
     Import(ImportArgs),
     /// Measure decoder speed on random weights (five options, live re-plan).
     Bench(BenchArgs),
+    /// Measure a model's accompaniment of the test split against the ground truth and baselines.
+    Eval(EvalArgs),
 }
 
 #[derive(Args)]
@@ -55,11 +57,37 @@ struct BenchArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct EvalArgs {
+    /// Folder with test.npz, train.npz and chord_names.json (training/convert.py output).
+    #[arg(long)]
+    data: PathBuf,
+    /// Weights folder of the model to evaluate (without it: ground truth and baselines only).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Progressions sampled per test melody.
+    #[arg(long, default_value_t = 5)]
+    samples: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Evaluate only this many test examples (song chunks), evenly spaced over the split.
+    #[arg(long)]
+    max_songs: Option<usize>,
+    /// Seed of the model samples and the random baseline.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the results as JSON on stdout (progress goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Import(args) => import(args),
         Command::Bench(args) => bench(args),
+        Command::Eval(args) => eval(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -129,6 +157,24 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
             r.live_replan_floor_ms,
             r.live_replan_incremental_ms_p50,
         );
+    }
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let options = comper::eval::EvalOptions {
+        data_dir: args.data,
+        weights: args.weights,
+        samples: args.samples,
+        temperature: args.temperature,
+        max_examples: args.max_songs,
+        seed: args.seed,
+    };
+    let report = comper::eval::evaluate(&options, |line| eprintln!("{line}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.markdown());
     }
     Ok(())
 }
