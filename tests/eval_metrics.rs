@@ -353,6 +353,16 @@ fn write_data_folder(dir: &Path, vocab: &Vocabulary) {
     write_split(&dir.join("train.npz"), vocab, 4);
     let names = serde_json::to_string(vocab.names()).unwrap();
     std::fs::write(dir.join("chord_names.json"), names).unwrap();
+    // Examples alternate between two source datasets.
+    let meta: String = (0..6)
+        .map(|k| {
+            format!(
+                "{{\"dataset\": \"{}\", \"song\": \"s{k}\"}}\n",
+                ["a", "b"][k % 2]
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("test_meta.jsonl"), meta).unwrap();
 }
 
 /// A tiny decoder with random weights, written as a weights folder.
@@ -467,6 +477,9 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
     assert_eq!(truth["changes_per_bar"], 1.0);
     assert_eq!(truth["chord_length_entropy_bits"], 0.0);
     assert_eq!(truth["frames"], 4 * 32);
+    // Examples 0, 1, 3, 4 are evaluated: 0 and 4 come from "a", 1 and 3 from "b".
+    assert_eq!(truth_by_dataset(&systems[0], "a"), 2 * 32);
+    assert_eq!(truth_by_dataset(&systems[0], "b"), 2 * 32);
     // Two samples per melody are pooled.
     assert_eq!(systems[1]["metrics"]["frames"], 2 * 4 * 32);
     assert!(systems[1]["nll"]["per_chord_token"].as_f64().unwrap() > 0.0);
@@ -487,6 +500,31 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
     assert!(table.contains("2 of 6 test examples"), "{table}");
     assert!(table.contains("| diatonic heuristic | 100.0% |"), "{table}");
     assert!(!table.contains("model"), "{table}");
+}
+
+fn truth_by_dataset(system: &serde_json::Value, dataset: &str) -> u64 {
+    system["by_dataset"][dataset]["frames"].as_u64().unwrap()
+}
+
+#[test]
+fn a_meta_file_that_does_not_match_the_split_is_an_error() {
+    let vocab = triad_vocabulary();
+    let data = scratch_dir("bad-meta");
+    write_data_folder(&data, &vocab);
+    std::fs::write(data.join("test_meta.jsonl"), "{\"dataset\": \"a\"}\n").unwrap();
+    let options = EvalOptions {
+        data_dir: data,
+        weights: None,
+        samples: 1,
+        temperature: 1.0,
+        max_examples: None,
+        seed: 0,
+    };
+    let err = evaluate(&options, |_| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("1 entries for 6 examples"),
+        "{err}"
+    );
 }
 
 #[test]

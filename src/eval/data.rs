@@ -180,3 +180,43 @@ pub fn evenly_spaced(total: usize, count: usize) -> Vec<usize> {
     }
     (0..count).map(|i| i * total / count).collect()
 }
+
+/// The dataset of every example of a split, from the converter's `<split>_meta.jsonl` (one
+/// JSON object with a `"dataset"` field per example); `None` when the file does not exist.
+pub fn read_datasets(path: &Path, examples: usize) -> Result<Option<Vec<String>>, EvalError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(EvalError::BadData {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })
+        }
+    };
+    let bad = |message: String| EvalError::BadData {
+        path: path.to_owned(),
+        message,
+    };
+    let datasets = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let entry: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| bad(format!("line {}: {e}", i + 1)))?;
+            entry
+                .get("dataset")
+                .and_then(|d| d.as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| bad(format!("line {}: no \"dataset\" string", i + 1)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if datasets.len() != examples {
+        return Err(bad(format!(
+            "{} entries for {examples} examples",
+            datasets.len()
+        )));
+    }
+    Ok(Some(datasets))
+}

@@ -16,6 +16,7 @@ pub mod data;
 pub mod metrics;
 pub mod nll;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -23,13 +24,14 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::chord::ChordTable;
+use crate::frames::ChordFrame;
 use crate::model::weights::{read_chord_names, CHORD_NAMES_FILE};
 use crate::model::{LoadedModel, ModelError, WeightsError};
 use crate::sample::{generate_options, OptionsRequest, SampleError, SamplingParams};
 use crate::tokens::TokenError;
 
 use baselines::{diatonic_track, ChordStatistics, TriadLookup};
-use data::{evenly_spaced, Split};
+use data::{evenly_spaced, read_datasets, Example, Split};
 use metrics::{chord_masks, FrameMetrics, MetricTotals};
 use nll::{Nll, NllTotals};
 
@@ -37,6 +39,8 @@ use nll::{Nll, NllTotals};
 pub const TEST_FILE: &str = "test.npz";
 /// The training split inside the data folder (for the training-distribution baseline).
 pub const TRAIN_FILE: &str = "train.npz";
+/// Which dataset each test example comes from (optional).
+pub const TEST_META_FILE: &str = "test_meta.jsonl";
 
 /// Why an evaluation could not run.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +93,8 @@ pub struct SystemResult {
     pub name: String,
     /// The frame measures, pooled over the evaluated examples (and samples).
     pub metrics: FrameMetrics,
+    /// The same measures per source dataset (empty without `test_meta.jsonl`).
+    pub by_dataset: BTreeMap<String, FrameMetrics>,
     /// Teacher-forced NLL of the ground truth (model rows only).
     pub nll: Option<Nll>,
     /// Wall-clock seconds this system took.
@@ -155,6 +161,11 @@ pub fn evaluate(
         .iter()
         .map(|&i| test.example(i, &vocab))
         .collect::<Result<Vec<_>, _>>()?;
+    let datasets = read_datasets(&options.data_dir.join(TEST_META_FILE), total)?;
+    let dataset_of = |n: usize| -> Option<&str> {
+        let index = indices.get(n)?;
+        datasets.as_ref()?.get(*index).map(String::as_str)
+    };
     let subset = if indices.len() == total {
         format!("all {total} test examples")
     } else {
@@ -169,9 +180,9 @@ pub fn evaluate(
 
     let mut systems = Vec::new();
     let timer = Instant::now();
-    let mut truth = MetricTotals::default();
-    for example in &examples {
-        truth.add(&example.melody, &example.chords, &masks);
+    let mut truth = SystemTotals::default();
+    for (n, example) in examples.iter().enumerate() {
+        truth.add(dataset_of(n), example, &example.chords, &masks);
     }
     systems.push(row("ground truth", &truth, None, timer));
 
@@ -182,7 +193,7 @@ pub fn evaluate(
             ..SamplingParams::default()
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
-        let mut sampled = MetricTotals::default();
+        let mut sampled = SystemTotals::default();
         let mut nll = NllTotals::default();
         for (n, (example, &index)) in examples.iter().zip(&indices).enumerate() {
             let request = OptionsRequest {
@@ -197,7 +208,7 @@ pub fn evaluate(
                     source,
                 })?;
             for option in &options {
-                sampled.add(&example.melody, &option.chords, &masks);
+                sampled.add(dataset_of(n), example, &option.chords, &masks);
             }
             let ids = vocab
                 .online_sequence(&example.chords, &example.melody)
@@ -234,19 +245,19 @@ pub fn evaluate(
     progress(&format!("counting chords in {}", train_path.display()));
     let statistics = training_statistics(&train_path, &vocab)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed ^ 0x5eed);
-    let mut random = MetricTotals::default();
-    for example in &examples {
+    let mut random = SystemTotals::default();
+    for (n, example) in examples.iter().enumerate() {
         let track = statistics.sample_track(example.len(), &mut rng);
-        random.add(&example.melody, &track, &masks);
+        random.add(dataset_of(n), example, &track, &masks);
     }
     systems.push(row("training distribution", &random, None, timer));
 
     let timer = Instant::now();
     let lookup = TriadLookup::new(&vocab, &table);
-    let mut diatonic = MetricTotals::default();
-    for example in &examples {
+    let mut diatonic = SystemTotals::default();
+    for (n, example) in examples.iter().enumerate() {
         let track = diatonic_track(&example.melody, &example.bars, &lookup);
-        diatonic.add(&example.melody, &track, &masks);
+        diatonic.add(dataset_of(n), example, &track, &masks);
     }
     systems.push(row("diatonic heuristic", &diatonic, None, timer));
 
@@ -264,10 +275,41 @@ pub fn evaluate(
     })
 }
 
-fn row(name: &str, totals: &MetricTotals, nll: Option<Nll>, timer: Instant) -> SystemResult {
+/// One system's totals, overall and per source dataset.
+#[derive(Default)]
+struct SystemTotals {
+    all: MetricTotals,
+    by_dataset: BTreeMap<String, MetricTotals>,
+}
+
+impl SystemTotals {
+    fn add(
+        &mut self,
+        dataset: Option<&str>,
+        example: &Example,
+        chords: &[ChordFrame],
+        masks: &[u16],
+    ) {
+        self.all.add(&example.melody, chords, masks);
+        if let Some(dataset) = dataset {
+            self.by_dataset.entry(dataset.to_owned()).or_default().add(
+                &example.melody,
+                chords,
+                masks,
+            );
+        }
+    }
+}
+
+fn row(name: &str, totals: &SystemTotals, nll: Option<Nll>, timer: Instant) -> SystemResult {
     SystemResult {
         name: name.into(),
-        metrics: totals.finish(),
+        metrics: totals.all.finish(),
+        by_dataset: totals
+            .by_dataset
+            .iter()
+            .map(|(dataset, t)| (dataset.clone(), t.finish()))
+            .collect(),
         nll,
         seconds: timer.elapsed().as_secs_f64(),
     }
@@ -322,6 +364,33 @@ impl EvalReport {
                 m.changes_per_bar,
                 100.0 * m.silence_ratio,
             );
+        }
+        let datasets: Vec<&String> = self
+            .systems
+            .first()
+            .map(|s| s.by_dataset.keys().collect())
+            .unwrap_or_default();
+        if !datasets.is_empty() {
+            out +=
+                "\nNote-in-chord by source dataset (melody frames in parentheses):\n\n| system |";
+            for dataset in &datasets {
+                out += &format!(" {dataset} |");
+            }
+            out += "\n|---|";
+            out += &"---:|".repeat(datasets.len());
+            out += "\n";
+            for system in &self.systems {
+                out += &format!("| {} |", system.name);
+                for dataset in &datasets {
+                    out += &match system.by_dataset.get(*dataset) {
+                        Some(m) => {
+                            format!(" {:.1}% ({}) |", 100.0 * m.note_in_chord, m.melody_frames)
+                        }
+                        None => " – |".into(),
+                    };
+                }
+                out += "\n";
+            }
         }
         for system in &self.systems {
             if let Some(nll) = system.nll {
