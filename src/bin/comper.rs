@@ -80,6 +80,9 @@ struct EvalArgs {
     /// Print the results as JSON on stdout (progress goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Also write the JSON results to this file (e.g. next to a model card).
+    #[arg(long)]
+    json_out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -171,8 +174,13 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let report = comper::eval::evaluate(&options, |line| eprintln!("{line}"))?;
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{json}");
     } else {
         print!("{}", report.markdown());
     }
