@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod chord;
+pub mod eval;
 pub mod frames;
 pub mod live;
 pub mod midi_file;

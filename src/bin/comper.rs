@@ -41,6 +41,8 @@ enum Command {
     Bench(BenchArgs),
     /// Jam along with a melody file as if it were played live, and write what Comper played.
     Jam(JamArgs),
+    /// Measure a model's accompaniment of the test split against the ground truth and baselines.
+    Eval(EvalArgs),
 }
 
 #[derive(Args)]
@@ -138,6 +140,34 @@ struct JamArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct EvalArgs {
+    /// Folder with test.npz, train.npz and chord_names.json (training/convert.py output).
+    #[arg(long)]
+    data: PathBuf,
+    /// Weights folder of the model to evaluate (without it: ground truth and baselines only).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Progressions sampled per test melody.
+    #[arg(long, default_value_t = 5)]
+    samples: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Evaluate only this many test examples (song chunks), evenly spaced over the split.
+    #[arg(long)]
+    max_songs: Option<usize>,
+    /// Seed of the model samples and the random baseline.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print the results as JSON on stdout (progress goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Also write the JSON results to this file (e.g. next to a model card).
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -145,6 +175,7 @@ fn main() -> ExitCode {
         Command::Import(args) => import(args),
         Command::Bench(args) => bench(args),
         Command::Jam(args) => jam(args),
+        Command::Eval(args) => eval(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -389,5 +420,28 @@ fn jam(args: JamArgs) -> anyhow::Result<()> {
         summary.late_frames,
     );
     println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let options = comper::eval::EvalOptions {
+        data_dir: args.data,
+        weights: args.weights,
+        samples: args.samples,
+        temperature: args.temperature,
+        max_examples: args.max_songs,
+        seed: args.seed,
+    };
+    let report = comper::eval::evaluate(&options, |line| eprintln!("{line}"))?;
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", report.markdown());
+    }
     Ok(())
 }

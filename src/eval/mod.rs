@@ -1,0 +1,405 @@
+//! `comper eval`: how well a chord model accompanies the melodies of a held-out test split,
+//! next to the ground truth and two model-free baselines.
+//!
+//! Systems, each measured with [`metrics`] on the same examples:
+//! * **ground truth** — the test split's own chords;
+//! * **model** — `samples` progressions per melody from Comper's sampler
+//!   ([`crate::sample::generate_options`], melody teacher-forced), plus the teacher-forced
+//!   NLL of the ground truth ([`nll`]);
+//! * **training distribution** — random chords and lengths as often as in the training split
+//!   ([`baselines::ChordStatistics`]);
+//! * **diatonic heuristic** — key finding plus the best-covering diatonic triad per bar
+//!   ([`baselines::diatonic_track`]).
+
+pub mod baselines;
+pub mod data;
+pub mod metrics;
+pub mod nll;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::SeedableRng;
+use serde::Serialize;
+
+use crate::chord::ChordTable;
+use crate::frames::ChordFrame;
+use crate::model::weights::{read_chord_names, CHORD_NAMES_FILE};
+use crate::model::{LoadedModel, ModelError, WeightsError};
+use crate::sample::{generate_options, OptionsRequest, SampleError, SamplingParams};
+use crate::tokens::TokenError;
+
+use baselines::{diatonic_track, ChordStatistics, TriadLookup};
+use data::{evenly_spaced, read_datasets, Example, Split};
+use metrics::{chord_masks, FrameMetrics, MetricTotals};
+use nll::{Nll, NllTotals};
+
+/// The test split inside the data folder.
+pub const TEST_FILE: &str = "test.npz";
+/// The training split inside the data folder (for the training-distribution baseline).
+pub const TRAIN_FILE: &str = "train.npz";
+/// Which dataset each test example comes from (optional).
+pub const TEST_META_FILE: &str = "test_meta.jsonl";
+
+/// Why an evaluation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{path}: {message}")]
+    BadData { path: PathBuf, message: String },
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error(
+        "the model's chord vocabulary ({model} names, {weights}) differs from the data's \
+         ({data} names, {names}); evaluate with the chord_names.json the model was trained on"
+    )]
+    VocabularyMismatch {
+        model: usize,
+        weights: PathBuf,
+        data: usize,
+        names: PathBuf,
+    },
+    #[error("sampling failed on test example {example}: {source}")]
+    Sample { example: usize, source: SampleError },
+    #[error("scoring test example {example} failed: {source}")]
+    Model { example: usize, source: ModelError },
+    #[error("encoding test example {example} failed: {source}")]
+    Token { example: usize, source: TokenError },
+    #[error("invalid option: {0}")]
+    BadOption(String),
+}
+
+/// What to evaluate and how.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// Folder with `test.npz`, `train.npz` and `chord_names.json` (`training/convert.py` output).
+    pub data_dir: PathBuf,
+    /// Weights folder of the model to evaluate; without it only the reference rows are computed.
+    pub weights: Option<PathBuf>,
+    /// Progressions sampled per test melody.
+    pub samples: usize,
+    /// Sampling temperature (1 = the model's own distribution).
+    pub temperature: f32,
+    /// Evaluate only this many test examples, evenly spaced over the split.
+    pub max_examples: Option<usize>,
+    /// Seed of every random draw (model samples and the random baseline).
+    pub seed: u64,
+}
+
+/// One row of the results table.
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemResult {
+    /// Short name of the system.
+    pub name: String,
+    /// The frame measures, pooled over the evaluated examples (and samples).
+    pub metrics: FrameMetrics,
+    /// The same measures per source dataset (empty without `test_meta.jsonl`).
+    pub by_dataset: BTreeMap<String, FrameMetrics>,
+    /// Teacher-forced NLL of the ground truth (model rows only).
+    pub nll: Option<Nll>,
+    /// Wall-clock seconds this system took.
+    pub seconds: f64,
+}
+
+/// Everything `comper eval` measured, with what it measured it on.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// The data folder.
+    pub data_dir: PathBuf,
+    /// The weights folder, if a model was evaluated.
+    pub weights: Option<PathBuf>,
+    /// The model's `config.json` name.
+    pub model_name: Option<String>,
+    /// Test examples in the split.
+    pub examples_total: usize,
+    /// Test examples evaluated.
+    pub examples_used: usize,
+    /// The indices evaluated, in words.
+    pub subset: String,
+    /// Samples per melody.
+    pub samples: usize,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Random seed.
+    pub seed: u64,
+    /// One entry per system, ground truth first.
+    pub systems: Vec<SystemResult>,
+}
+
+/// Runs the evaluation; `progress` receives human-readable status lines.
+pub fn evaluate(
+    options: &EvalOptions,
+    mut progress: impl FnMut(&str),
+) -> Result<EvalReport, EvalError> {
+    if options.samples == 0 {
+        return Err(EvalError::BadOption("--samples must be at least 1".into()));
+    }
+    let names_path = options.data_dir.join(CHORD_NAMES_FILE);
+    let vocab = read_chord_names(&names_path)?;
+    let table = ChordTable::new(&vocab);
+    let masks = chord_masks(&table);
+    let model = match &options.weights {
+        Some(dir) => {
+            let model = LoadedModel::load(dir)?;
+            if model.vocabulary != vocab {
+                return Err(EvalError::VocabularyMismatch {
+                    model: model.vocabulary.num_chords(),
+                    weights: dir.clone(),
+                    data: vocab.num_chords(),
+                    names: names_path,
+                });
+            }
+            Some(model)
+        }
+        None => None,
+    };
+
+    let test = Split::read(&options.data_dir.join(TEST_FILE))?;
+    let total = test.len();
+    let indices = evenly_spaced(total, options.max_examples.unwrap_or(total));
+    let examples = indices
+        .iter()
+        .map(|&i| test.example(i, &vocab))
+        .collect::<Result<Vec<_>, _>>()?;
+    let datasets = read_datasets(&options.data_dir.join(TEST_META_FILE), total)?;
+    let dataset_of = |n: usize| -> Option<&str> {
+        let index = indices.get(n)?;
+        datasets.as_ref()?.get(*index).map(String::as_str)
+    };
+    let subset = if indices.len() == total {
+        format!("all {total} test examples")
+    } else {
+        format!(
+            "{} of {total} test examples, evenly spaced (index i·{total}/{} for i < {})",
+            indices.len(),
+            indices.len(),
+            indices.len()
+        )
+    };
+    progress(&format!("evaluating {subset}"));
+
+    let mut systems = Vec::new();
+    let timer = Instant::now();
+    let mut truth = SystemTotals::default();
+    for (n, example) in examples.iter().enumerate() {
+        truth.add(dataset_of(n), example, &example.chords, &masks);
+    }
+    systems.push(row("ground truth", &truth, None, timer));
+
+    if let Some(model) = &model {
+        let timer = Instant::now();
+        let params = SamplingParams {
+            temperature: options.temperature,
+            ..SamplingParams::default()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
+        let mut sampled = SystemTotals::default();
+        let mut nll = NllTotals::default();
+        for (n, (example, &index)) in examples.iter().zip(&indices).enumerate() {
+            let request = OptionsRequest {
+                melody: &example.melody,
+                locked: &[],
+                count: options.samples,
+                max_retries: 0,
+            };
+            let options = generate_options(&model.decoder, &vocab, &request, &params, &mut rng)
+                .map_err(|source| EvalError::Sample {
+                    example: index,
+                    source,
+                })?;
+            for option in &options {
+                sampled.add(dataset_of(n), example, &option.chords, &masks);
+            }
+            let ids = vocab
+                .online_sequence(&example.chords, &example.melody)
+                .map_err(|source| EvalError::Token {
+                    example: index,
+                    source,
+                })?;
+            nll.add_sequence(&model.decoder, &ids)
+                .map_err(|source| EvalError::Model {
+                    example: index,
+                    source,
+                })?;
+            let done = n + 1;
+            if done % 25 == 0 || done == examples.len() {
+                let elapsed = timer.elapsed().as_secs_f64();
+                let left = elapsed / done as f64 * (examples.len() - done) as f64;
+                progress(&format!(
+                    "model: {done}/{} examples, {elapsed:.0} s, about {left:.0} s left",
+                    examples.len()
+                ));
+            }
+        }
+        let name = format!(
+            "model ({} sample{}, T={})",
+            options.samples,
+            if options.samples == 1 { "" } else { "s" },
+            options.temperature
+        );
+        systems.push(row(&name, &sampled, nll.finish(), timer));
+    }
+
+    let timer = Instant::now();
+    let train_path = options.data_dir.join(TRAIN_FILE);
+    progress(&format!("counting chords in {}", train_path.display()));
+    let statistics = training_statistics(&train_path, &vocab)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed ^ 0x5eed);
+    let mut random = SystemTotals::default();
+    for (n, example) in examples.iter().enumerate() {
+        let track = statistics.sample_track(example.len(), &mut rng);
+        random.add(dataset_of(n), example, &track, &masks);
+    }
+    systems.push(row("training distribution", &random, None, timer));
+
+    let timer = Instant::now();
+    let lookup = TriadLookup::new(&vocab, &table);
+    let mut diatonic = SystemTotals::default();
+    for (n, example) in examples.iter().enumerate() {
+        let track = diatonic_track(&example.melody, &example.bars, &lookup);
+        diatonic.add(dataset_of(n), example, &track, &masks);
+    }
+    systems.push(row("diatonic heuristic", &diatonic, None, timer));
+
+    Ok(EvalReport {
+        data_dir: options.data_dir.clone(),
+        weights: options.weights.clone(),
+        model_name: model.as_ref().map(|m| m.config.name.clone()),
+        examples_total: total,
+        examples_used: examples.len(),
+        subset,
+        samples: options.samples,
+        temperature: options.temperature,
+        seed: options.seed,
+        systems,
+    })
+}
+
+/// One system's totals, overall and per source dataset.
+#[derive(Default)]
+struct SystemTotals {
+    all: MetricTotals,
+    by_dataset: BTreeMap<String, MetricTotals>,
+}
+
+impl SystemTotals {
+    fn add(
+        &mut self,
+        dataset: Option<&str>,
+        example: &Example,
+        chords: &[ChordFrame],
+        masks: &[u16],
+    ) {
+        self.all.add(&example.melody, chords, masks);
+        if let Some(dataset) = dataset {
+            self.by_dataset.entry(dataset.to_owned()).or_default().add(
+                &example.melody,
+                chords,
+                masks,
+            );
+        }
+    }
+}
+
+fn row(name: &str, totals: &SystemTotals, nll: Option<Nll>, timer: Instant) -> SystemResult {
+    SystemResult {
+        name: name.into(),
+        metrics: totals.all.finish(),
+        by_dataset: totals
+            .by_dataset
+            .iter()
+            .map(|(dataset, t)| (dataset.clone(), t.finish()))
+            .collect(),
+        nll,
+        seconds: timer.elapsed().as_secs_f64(),
+    }
+}
+
+/// Chord-onset and chord-length counts over every example of a split.
+pub fn training_statistics(
+    path: &Path,
+    vocab: &crate::tokens::Vocabulary,
+) -> Result<ChordStatistics, EvalError> {
+    let split = Split::read(path)?;
+    let mut statistics = ChordStatistics::new(vocab.num_chords());
+    for i in 0..split.len() {
+        statistics.add(&split.example(i, vocab)?.chords);
+    }
+    Ok(statistics)
+}
+
+impl EvalReport {
+    /// The results as a markdown table, with the subset and settings above it.
+    pub fn markdown(&self) -> String {
+        let mut out = format!(
+            "Test split of {}: {}; seed {}.\n\n",
+            self.data_dir.display(),
+            self.subset,
+            self.seed
+        );
+        if let (Some(weights), Some(name)) = (&self.weights, &self.model_name) {
+            out += &format!("Model: {name} ({}).\n\n", weights.display());
+        }
+        let truth = self
+            .systems
+            .first()
+            .map_or(0.0, |s| s.metrics.note_in_chord);
+        out += "| system | note-in-chord | vs ground truth | chord-length entropy (bits) | changes / bar | silence | test NLL / chord token (nats) |\n";
+        out += "|---|---:|---:|---:|---:|---:|---:|\n";
+        for system in &self.systems {
+            let m = &system.metrics;
+            let relative = if truth > 0.0 {
+                format!("{:.1}%", 100.0 * m.note_in_chord / truth)
+            } else {
+                "–".into()
+            };
+            let nll = system
+                .nll
+                .map_or("–".into(), |n| format!("{:.3}", n.per_chord_token));
+            out += &format!(
+                "| {} | {:.1}% | {relative} | {:.2} | {:.2} | {:.1}% | {nll} |\n",
+                system.name,
+                100.0 * m.note_in_chord,
+                m.chord_length_entropy_bits,
+                m.changes_per_bar,
+                100.0 * m.silence_ratio,
+            );
+        }
+        let datasets: Vec<&String> = self
+            .systems
+            .first()
+            .map(|s| s.by_dataset.keys().collect())
+            .unwrap_or_default();
+        if !datasets.is_empty() {
+            out +=
+                "\nNote-in-chord by source dataset (melody frames in parentheses):\n\n| system |";
+            for dataset in &datasets {
+                out += &format!(" {dataset} |");
+            }
+            out += "\n|---|";
+            out += &"---:|".repeat(datasets.len());
+            out += "\n";
+            for system in &self.systems {
+                out += &format!("| {} |", system.name);
+                for dataset in &datasets {
+                    out += &match system.by_dataset.get(*dataset) {
+                        Some(m) => {
+                            format!(" {:.1}% ({}) |", 100.0 * m.note_in_chord, m.melody_frames)
+                        }
+                        None => " – |".into(),
+                    };
+                }
+                out += "\n";
+            }
+        }
+        for system in &self.systems {
+            if let Some(nll) = system.nll {
+                out += &format!(
+                    "\nTeacher-forced NLL of the ground truth: {:.3} nats per chord token ({} chord tokens), {:.3} nats per token over all tokens ({} tokens).\n",
+                    nll.per_chord_token, nll.chord_tokens, nll.per_token, nll.tokens
+                );
+            }
+        }
+        out
+    }
+}
