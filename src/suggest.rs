@@ -4,6 +4,8 @@
 
 use rand::Rng;
 
+use crate::chord::ChordTable;
+use crate::eval::metrics::{chord_masks, note_in_chord_counts};
 use crate::frames::Note;
 use crate::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
 use crate::model::LoadedModel;
@@ -13,6 +15,11 @@ use crate::sample::{generate_options, OptionsRequest, SampleError, SamplingParam
 
 /// Resampling passes allowed to replace options that duplicate another.
 pub const DUPLICATE_RETRIES: usize = 8;
+
+/// Candidates sampled per option offered. The online model must guess each chord before it hears
+/// the melody note it goes with, so some samples settle on a key that fights the tune; sampling
+/// more and offering those that fit the melody best keeps the model's style and drops the misfits.
+pub const CANDIDATES_PER_OPTION: usize = 3;
 
 /// A melody phrase ready for the model: whole bars of 16th-note frames.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,9 +68,13 @@ pub struct Suggestion {
     pub chords: Vec<NamedChord>,
     /// The model's log-likelihood of the sampled chords (see [`crate::sample::ChordOption`]).
     pub log_likelihood: f64,
+    /// Share of sounding melody frames whose pitch class is in the chord (0 when the melody is
+    /// silent): how well the progression fits the tune.
+    pub melody_fit: f64,
 }
 
-/// Samples `count` different progressions for `phrase` in one batched pass, most likely first.
+/// Samples [`CANDIDATES_PER_OPTION`] × `count` different progressions for `phrase` in one batched
+/// pass and offers the `count` that fit the melody best (ties: most likely first).
 /// `locked` is empty or has one entry per melody frame; `Some` chords are kept as given.
 pub fn suggest<R: Rng>(
     model: &LoadedModel,
@@ -77,18 +88,34 @@ pub fn suggest<R: Rng>(
     let request = OptionsRequest {
         melody: &phrase.melody,
         locked,
-        count,
+        count: count.saturating_mul(CANDIDATES_PER_OPTION),
         max_retries: DUPLICATE_RETRIES,
     };
     let options = generate_options(&model.decoder, &model.vocabulary, &request, params, rng)?;
-    Ok(options
+    let masks = chord_masks(&ChordTable::new(&model.vocabulary));
+    let mut suggestions: Vec<Suggestion> = options
         .into_iter()
-        .map(|option| Suggestion {
-            chords: name_chords(&option.chords, &model.vocabulary),
-            frames: option.chords,
-            log_likelihood: option.log_likelihood,
+        .map(|option| {
+            let (in_chord, sounding) = note_in_chord_counts(&phrase.melody, &option.chords, &masks);
+            Suggestion {
+                chords: name_chords(&option.chords, &model.vocabulary),
+                melody_fit: if sounding == 0 {
+                    0.0
+                } else {
+                    in_chord as f64 / sounding as f64
+                },
+                frames: option.chords,
+                log_likelihood: option.log_likelihood,
+            }
         })
-        .collect())
+        .collect();
+    suggestions.sort_by(|a, b| {
+        b.melody_fit
+            .total_cmp(&a.melody_fit)
+            .then(b.log_likelihood.total_cmp(&a.log_likelihood))
+    });
+    suggestions.truncate(count);
+    Ok(suggestions)
 }
 
 #[cfg(test)]

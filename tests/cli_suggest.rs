@@ -99,7 +99,7 @@ fn chart_output_names_every_option() {
     );
     for i in 1..=3 {
         assert!(
-            stdout.contains(&format!("Option {i} (log-likelihood")),
+            stdout.contains(&format!("Option {i} (melody in chord")),
             "{stdout}"
         );
     }
@@ -125,4 +125,38 @@ fn missing_weights_and_bad_melody_are_clear_errors() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("Cargo.toml"), "{stderr}");
+}
+
+#[test]
+fn options_are_offered_best_fitting_first() {
+    let out = out_dir("fit");
+    let output = comper(&[
+        "suggest",
+        "assets/frere_jacques.mid",
+        "--weights",
+        WEIGHTS,
+        "--seed",
+        "4",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let fits: Vec<f64> = json["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["melody_fit"].as_f64().unwrap())
+        .collect();
+    assert_eq!(fits.len(), 5);
+    assert!(fits.iter().all(|f| (0.0..=1.0).contains(f)), "{fits:?}");
+    assert!(
+        fits.windows(2).all(|w| w[0] >= w[1]),
+        "best fit first: {fits:?}"
+    );
 }

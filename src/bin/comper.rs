@@ -260,6 +260,7 @@ struct SuggestJson<'a> {
 struct OptionJson<'a> {
     chords: &'a [comper::progression::NamedChord],
     log_likelihood: f64,
+    melody_fit: f64,
 }
 
 fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
@@ -331,6 +332,7 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
                 .map(|s| OptionJson {
                     chords: &s.chords,
                     log_likelihood: s.log_likelihood,
+                    melody_fit: s.melody_fit,
                 })
                 .collect(),
         };
@@ -338,18 +340,20 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{}: {} bars at {:.0} BPM, model {} ({} options in {:.0} ms)",
+        "{}: {} bars at {:.0} BPM, model {} ({} options from {} candidates in {:.0} ms)",
         args.melody.display(),
         phrase.melody.len() / comper::suggest::frames_per_bar(phrase.time_signature),
         melody.tempo_bpm,
         model.config.name,
         suggestions.len(),
+        args.options * comper::suggest::CANDIDATES_PER_OPTION,
         elapsed.as_secs_f64() * 1000.0
     );
     for ((i, suggestion), path) in suggestions.iter().enumerate().zip(&written) {
         println!(
-            "\nOption {} (log-likelihood {:.1}) → {}",
+            "\nOption {} (melody in chord {:.0}%, log-likelihood {:.1}) → {}",
             i + 1,
+            100.0 * suggestion.melody_fit,
             suggestion.log_likelihood,
             path.display()
         );
