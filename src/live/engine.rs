@@ -13,11 +13,11 @@ use crate::sample::{generate_options, LivePlanner, LiveRequest, OptionsRequest, 
 use crate::schedule::{PlanUpdate, PlannedFrame, Voiced};
 use crate::tokens::Vocabulary;
 
-/// How far the context window jumps when the history outgrows the model (four bars of 4/4).
-/// ReaLJam slides it by one frame per re-plan, which changes every position and forces the whole
-/// context through the decoder each time; jumping keeps the context a stable prefix between
-/// jumps, so [`LivePlanner`] only pushes the new frames and the plan. The cost is a context up to
-/// this much shorter than the model's maximum.
+/// How far the context window jumps when the history outgrows the model (four bars of 4/4; at
+/// most half the context). ReaLJam slides it by one frame per re-plan, which changes every
+/// position and forces the whole context through the decoder each time; jumping keeps the context
+/// a stable prefix between jumps, so [`LivePlanner`] only pushes the new frames and the plan. The
+/// cost is a context up to this much shorter than the model's maximum.
 const CONTEXT_HOP_FRAMES: usize = 64;
 
 /// One phrase's history, in frames counted from the phrase's first frame.
@@ -32,8 +32,6 @@ struct Session {
     voicings: Vec<Voiced>,
     /// Frames before this index are fixed.
     committed_until: usize,
-    /// First frame of the model's context.
-    window_start: usize,
     /// Melody length the latest plan was made for.
     planned_for: Option<usize>,
     intro_done: bool,
@@ -80,7 +78,9 @@ impl<'m> LiveEngine<'m> {
             config,
             params,
             rng: StdRng::seed_from_u64(config.seed),
-            planner: LivePlanner::new(),
+            planner: LivePlanner::with_window_hop(
+                CONTEXT_HOP_FRAMES.min((max - config.lookahead_frames()) / 2),
+            ),
             session: None,
             spare: Vec::new(),
         })
@@ -107,7 +107,6 @@ impl<'m> LiveEngine<'m> {
                     chords: Vec::new(),
                     voicings: Vec::new(),
                     committed_until: 0,
-                    window_start: 0,
                     planned_for: None,
                     intro_done: false,
                 });
@@ -188,15 +187,9 @@ impl<'m> LiveEngine<'m> {
             .saturating_sub(heard)
             .min(lookahead)
             .min(session.chords.len() - heard);
-        let max_context = self.decoder.config().max_frames().saturating_sub(lookahead);
-        if heard.saturating_sub(session.window_start) > max_context {
-            let hop = CONTEXT_HOP_FRAMES.min(max_context / 2);
-            session.window_start = (heard + hop).saturating_sub(max_context);
-        }
-        let window = session.window_start..heard;
         let request = LiveRequest {
-            melody: session.melody.get(window.clone()).unwrap_or_default(),
-            chords: session.chords.get(window).unwrap_or_default(),
+            melody: session.melody.get(..heard).unwrap_or_default(),
+            chords: session.chords.get(..heard).unwrap_or_default(),
             committed: session
                 .chords
                 .get(heard..heard + commit)
