@@ -3,10 +3,7 @@
 //! chords never change, and every note is released. A counting allocator also checks that the
 //! audio side (quantizer, channels, scheduler) never touches the heap.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,45 +21,8 @@ use comper::quantize::{
 use comper::schedule::{PlannedFrame, Scheduler, SchedulerOutput};
 use comper::tokens::Vocabulary;
 
-struct CountingAllocator;
-
-static HEAP_CALLS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// Only the audio loop is counted; the engine thread and the harness allocate freely.
-    static WATCHING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count() {
-    if WATCHING.with(Cell::get) {
-        HEAP_CALLS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count();
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+#[path = "common/heap_counter.rs"]
+mod heap_counter;
 
 const LISTEN_BEATS: u32 = 4;
 
@@ -353,7 +313,7 @@ fn the_audio_side_never_allocates_or_frees() {
             &events[..0]
         };
 
-        WATCHING.with(|w| w.set(true));
+        heap_counter::watch(true);
         let mut started = None;
         quantizer.process_block(&block, &[], keys, &mut |output| {
             if let QuantizerOutput::PhraseStart {
@@ -383,7 +343,7 @@ fn the_audio_side_never_allocates_or_frees() {
                 engine.recycle.try_send(old).unwrap();
             }
         }
-        WATCHING.with(|w| w.set(false));
+        heap_counter::watch(false);
 
         if playing {
             beat += beats_per_block;
@@ -394,7 +354,7 @@ fn the_audio_side_never_allocates_or_frees() {
         // Leave the engine some time, as a real audio callback would.
         std::thread::sleep(Duration::from_millis(1));
     }
-    assert_eq!(HEAP_CALLS.load(Ordering::Relaxed), 0);
+    assert_eq!(heap_counter::heap_calls(), 0);
     assert!(played > 0, "the engine's plans were played");
     engine.finish().unwrap();
 }

@@ -2,53 +2,13 @@
 //! allocator watches this thread while thousands of blocks go through every code path (notes,
 //! tempo changes, loop wraps, jumps, stops, the free-running clock, MIDI floods).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use comper::quantize::{
     Block, NoteEvent, OutputBuffer, Quantizer, QuantizerConfig, QuantizerOutput, TempoChange,
     TimeSignature, Transport,
 };
 
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// Only the thread under test is counted; the test harness allocates on its own threads.
-    static WATCHING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count() {
-    if WATCHING.with(Cell::get) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+#[path = "common/heap_counter.rs"]
+mod heap_counter;
 
 const BLOCK: u32 = 512;
 const RATE: f64 = 48_000.0;
@@ -139,11 +99,11 @@ fn processing_blocks_never_allocates() {
     };
 
     run(0..400, &mut frames); // warm-up: one full pass of the script
-    WATCHING.with(|w| w.set(true));
+    heap_counter::watch(true);
     run(400..20_400, &mut frames);
-    WATCHING.with(|w| w.set(false));
+    heap_counter::watch(false);
 
-    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0);
+    assert_eq!(heap_counter::heap_calls(), 0);
     assert!(
         frames > 1_000,
         "the script must actually produce frames, got {frames}"
