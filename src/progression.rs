@@ -170,9 +170,9 @@ mod tests {
         let v = vocab();
         // C for ten beats, then F for two: bars read "C", "(C)", "F".
         let mut frames = vec![ChordFrame::Onset(1)];
-        frames.extend(std::iter::repeat(ChordFrame::Hold(1)).take(39));
+        frames.extend(std::iter::repeat_n(ChordFrame::Hold(1), 39));
         frames.push(ChordFrame::Onset(2));
-        frames.extend(std::iter::repeat(ChordFrame::Hold(2)).take(7));
+        frames.extend(std::iter::repeat_n(ChordFrame::Hold(2), 7));
         let chart = chord_chart(&name_chords(&frames, &v), 12.0, TimeSignature::default(), 4);
         assert_eq!(chart.trim_end(), "    1 | C      | (C)    | F      |");
         let chart = chord_chart(&name_chords(&frames, &v), 16.0, TimeSignature::default(), 2);
