@@ -5,7 +5,7 @@
 use rand::Rng;
 
 use crate::chord::ChordTable;
-use crate::eval::metrics::{chord_masks, note_in_chord_counts};
+use crate::fit::{chord_masks, melody_fit};
 use crate::frames::Note;
 use crate::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
 use crate::model::LoadedModel;
@@ -95,18 +95,11 @@ pub fn suggest<R: Rng>(
     let masks = chord_masks(&ChordTable::new(&model.vocabulary));
     let mut suggestions: Vec<Suggestion> = options
         .into_iter()
-        .map(|option| {
-            let (in_chord, sounding) = note_in_chord_counts(&phrase.melody, &option.chords, &masks);
-            Suggestion {
-                chords: name_chords(&option.chords, &model.vocabulary),
-                melody_fit: if sounding == 0 {
-                    0.0
-                } else {
-                    in_chord as f64 / sounding as f64
-                },
-                frames: option.chords,
-                log_likelihood: option.log_likelihood,
-            }
+        .map(|option| Suggestion {
+            chords: name_chords(&option.chords, &model.vocabulary),
+            melody_fit: melody_fit(&phrase.melody, &option.chords, &masks),
+            frames: option.chords,
+            log_likelihood: option.log_likelihood,
         })
         .collect();
     suggestions.sort_by(|a, b| {

@@ -7,58 +7,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::chord::ChordTable;
-use crate::frames::{ChordFrame, ChordIndex, MelodyFrame, FRAMES_PER_BEAT};
+use crate::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
 use crate::tokens::frames_to_chord_spans;
 
 /// Frames per 4/4 bar: the unit of "changes per bar" (whatever the piece's metre).
 pub const FRAMES_PER_BAR: usize = 4 * FRAMES_PER_BEAT as usize;
 
-/// Each chord's pitch classes as a 12-bit mask (bit `pc`), indexed by chord index.
-///
-/// A chord's pitch classes are its note_seq pitch classes plus its bass (a vocabulary name like
-/// `A6/9/Gb` stands for root-position pitches whose lowest note is the bass). Chords the table
-/// could not parse get an empty mask, so no note is ever "in" them.
-pub fn chord_masks(table: &ChordTable) -> Vec<u16> {
-    (0..table.len())
-        .map(|i| {
-            let index = ChordIndex::try_from(i).unwrap_or(ChordIndex::MAX);
-            table.tones(index).map_or(0, |tones| {
-                tones
-                    .pitch_classes
-                    .iter()
-                    .chain(std::iter::once(&tones.bass))
-                    .fold(0u16, |mask, &pc| mask | 1 << (pc % 12))
-            })
-        })
-        .collect()
-}
-
-/// `(frames whose melody note is in the sounding chord, frames with a melody note)`.
-///
-/// A frame with a note but no chord counts as "not in chord": an accompaniment that stays
-/// silent does not get credit for avoiding clashes.
-pub fn note_in_chord_counts(
-    melody: &[MelodyFrame],
-    chords: &[ChordFrame],
-    masks: &[u16],
-) -> (u64, u64) {
-    let mut in_chord = 0;
-    let mut sounding = 0;
-    for (note, chord) in melody.iter().zip(chords) {
-        let Some(pitch) = note.pitch() else { continue };
-        sounding += 1;
-        let mask = chord
-            .chord()
-            .and_then(|c| masks.get(usize::from(c)))
-            .copied()
-            .unwrap_or(0);
-        if mask & (1 << (pitch % 12)) != 0 {
-            in_chord += 1;
-        }
-    }
-    (in_chord, sounding)
-}
+pub use crate::fit::{chord_masks, note_in_chord_counts};
 
 /// Length in frames of every chord in a track, in order (a chord cut by the end of the track
 /// counts with the frames it has). A hold that does not continue the chord before it starts a
