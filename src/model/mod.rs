@@ -10,7 +10,7 @@ pub mod weights;
 
 pub use config::ModelConfig;
 pub use decoder::{Decoder, KvCache, LogitRows};
-pub use weights::{LoadedModel, WeightsError};
+pub use weights::{FolderBytes, LoadedModel, WeightsError};
 
 /// Errors from running the decoder.
 #[derive(Debug, thiserror::Error)]

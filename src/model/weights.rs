@@ -96,11 +96,31 @@ impl LoadedModel {
     /// Loads and validates `dir/{config.json, chord_names.json, model.safetensors}`.
     pub fn load(dir: &Path) -> Result<Self, WeightsError> {
         let config_path = dir.join(CONFIG_FILE);
-        let config = read_config(&config_path)?;
-        let vocabulary = read_chord_names(&dir.join(CHORD_NAMES_FILE))?;
-        check_vocabulary(&config, &vocabulary, &config_path)?;
+        let names_path = dir.join(CHORD_NAMES_FILE);
         let model_path = dir.join(MODEL_FILE);
-        let tensors = read_safetensors(&model_path)?;
+        let config = read_text(&config_path)?;
+        let names = read_text(&names_path)?;
+        let model = std::fs::read(&model_path).map_err(|source| WeightsError::Io {
+            path: model_path.clone(),
+            source,
+        })?;
+        Self::from_bytes(FolderBytes {
+            dir,
+            config: &config,
+            chord_names: &names,
+            model: &model,
+        })
+    }
+
+    /// Loads and validates a weights folder already in memory (the plugin embeds its default
+    /// model); errors name the files as if they lay in `bytes.dir`.
+    pub fn from_bytes(bytes: FolderBytes<'_>) -> Result<Self, WeightsError> {
+        let config_path = bytes.dir.join(CONFIG_FILE);
+        let config = parse_config(bytes.config, &config_path)?;
+        let vocabulary = parse_chord_names(bytes.chord_names, &bytes.dir.join(CHORD_NAMES_FILE))?;
+        check_vocabulary(&config, &vocabulary, &config_path)?;
+        let model_path = bytes.dir.join(MODEL_FILE);
+        let tensors = parse_safetensors(bytes.model, &model_path)?;
         let decoder = decoder_from_tensors(&config, tensors, &model_path)?;
         Ok(Self {
             config,
@@ -110,14 +130,30 @@ impl LoadedModel {
     }
 }
 
+/// The three files of a weights folder, in memory.
+#[derive(Debug, Clone, Copy)]
+pub struct FolderBytes<'a> {
+    /// Where the files came from, for error messages.
+    pub dir: &'a Path,
+    /// `config.json`.
+    pub config: &'a str,
+    /// `chord_names.json`.
+    pub chord_names: &'a str,
+    /// `model.safetensors`.
+    pub model: &'a [u8],
+}
+
 /// Reads and sanity-checks `config.json` (unknown fields are ignored).
 pub fn read_config(path: &Path) -> Result<ModelConfig, WeightsError> {
-    let text = read_text(path)?;
+    parse_config(&read_text(path)?, path)
+}
+
+fn parse_config(text: &str, path: &Path) -> Result<ModelConfig, WeightsError> {
     let bad = |message: String| WeightsError::BadConfig {
         path: path.to_owned(),
         message,
     };
-    let config: ModelConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let config: ModelConfig = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
     for (field, value) in [
         ("dim", config.dim),
         ("depth", config.depth),
@@ -140,12 +176,15 @@ pub fn read_config(path: &Path) -> Result<ModelConfig, WeightsError> {
 
 /// Reads `chord_names.json` into the vocabulary that fixes the token layout.
 pub fn read_chord_names(path: &Path) -> Result<Vocabulary, WeightsError> {
-    let text = read_text(path)?;
+    parse_chord_names(&read_text(path)?, path)
+}
+
+fn parse_chord_names(text: &str, path: &Path) -> Result<Vocabulary, WeightsError> {
     let bad = |message: String| WeightsError::BadChordNames {
         path: path.to_owned(),
         message,
     };
-    let names: Vec<String> = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let names: Vec<String> = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
     Vocabulary::new(names).map_err(|e: TokenError| bad(e.to_string()))
 }
 
@@ -174,7 +213,11 @@ pub fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>, WeightsE
         path: path.to_owned(),
         source,
     })?;
-    candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
+    parse_safetensors(&bytes, path)
+}
+
+fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<HashMap<String, Tensor>, WeightsError> {
+    candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| {
         WeightsError::BadSafetensors {
             path: path.to_owned(),
             message: e.to_string(),
