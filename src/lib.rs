@@ -16,4 +16,5 @@ pub mod quantize;
 pub mod sample;
 pub mod schedule;
 pub mod suggest;
+pub mod synth;
 pub mod tokens;

@@ -1,5 +1,5 @@
-//! The audio-thread side of live jamming: the latest chord plan becomes note on/off events at
-//! 16th-note frame boundaries, at the right sample offsets, without allocating.
+//! The live player: the latest chord plan from the inference thread becomes note on/off events
+//! at 16th-note frame boundaries, at the right sample offsets, without allocating.
 //!
 //! The inference thread ([`crate::live`]) sends [`PlanUpdate`]s: for a run of frames, the chord
 //! and the exact pitches to sound (voiced on the inference thread, so this side only copies
@@ -10,11 +10,9 @@
 //! # Per block
 //! Call the quantizer first, then [`Scheduler::process_block`] with the same block, then
 //! [`Scheduler::begin_phrase`] if the quantizer started a phrase in that block. The scheduler
-//! follows the host transport with the quantizer's rules: a stop, a jump (position off by more
-//! than [`JUMP_TOLERANCE_BEATS`]) or a loop wrap releases every sounding note (at the sample where
-//! it happens) and disarms it until the next phrase begins, because the plan belonged to the
-//! phrase that just ended. Tempo is taken as constant within a block; each block re-syncs to the
-//! host's position.
+//! follows the host transport through a [`FrameClock`]: a stop, a jump or a loop wrap releases
+//! every sounding note (at the sample where it happens) and disarms it until the next phrase
+//! begins, because the plan belonged to the phrase that just ended.
 //!
 //! # Late frames
 //! Only committed chords are played: a tentative chord may still be re-sampled, and what was
@@ -22,100 +20,11 @@
 //! committed in the current plan when its boundary comes is *late*: it is counted, and whatever
 //! sounds keeps sounding (no gap, no re-trigger), so a slow re-plan only delays a chord change.
 
-use crate::frames::{ChordFrame, ChordIndex, FRAMES_PER_BEAT};
-use crate::quantize::{
-    Block, NoteEvent, PhraseId, Transport, JUMP_TOLERANCE_BEATS, MAX_BEAT_POSITION,
-    MAX_LOOP_WRAPS_PER_BLOCK, MAX_TEMPO_BPM, MIN_TEMPO_BPM,
-};
-
-const FRAMES_PER_BEAT_F64: f64 = FRAMES_PER_BEAT as f64;
-
-/// Most notes one planned chord sounds (a 13th chord has seven tones, plus the bass); extra
-/// pitches of a voicing are dropped.
-pub const MAX_VOICES: usize = 8;
-
-/// The pitches of one chord voicing in fixed storage, so plans can be copied without allocating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Voiced {
-    pitches: [u8; MAX_VOICES],
-    len: u8,
-}
-
-impl Voiced {
-    /// The first [`MAX_VOICES`] of `pitches`, in order.
-    pub fn new(pitches: &[u8]) -> Self {
-        let mut voiced = Self::default();
-        for (slot, &pitch) in voiced.pitches.iter_mut().zip(pitches) {
-            *slot = pitch;
-            voiced.len += 1;
-        }
-        voiced
-    }
-
-    /// The pitches, in the order given to [`Voiced::new`].
-    pub fn pitches(&self) -> &[u8] {
-        self.pitches
-            .get(..usize::from(self.len))
-            .unwrap_or_default()
-    }
-
-    /// Whether no pitch sounds (silence, or a chord whose name could not be voiced).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-/// One planned frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct PlannedFrame {
-    pub chord: ChordFrame,
-    /// Whether this chord is final: every later plan repeats it with the same voicing. Only
-    /// committed chords are played; the others are a preview that may still change.
-    pub committed: bool,
-    /// What to sound from this frame on (empty for silence).
-    pub voicing: Voiced,
-}
-
-/// A plan for consecutive frames of one phrase, made on the inference thread.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct PlanUpdate {
-    /// The quantizer phrase the plan belongs to; other phrases' plans are refused.
-    pub phrase: PhraseId,
-    /// Absolute host frame index of `frames[0]`.
-    pub first_frame: i64,
-    pub frames: Vec<PlannedFrame>,
-    /// Wall time the plan took to make, in milliseconds.
-    pub replan_ms: f64,
-}
-
-impl PlanUpdate {
-    /// The planned frame with absolute index `index`, if the plan covers it.
-    pub fn get(&self, index: i64) -> Option<&PlannedFrame> {
-        let offset = usize::try_from(index.checked_sub(self.first_frame)?).ok()?;
-        self.frames.get(offset)
-    }
-
-    /// One past the last absolute frame index the plan covers.
-    pub fn end_frame(&self) -> i64 {
-        self.first_frame.saturating_add(self.frames.len() as i64)
-    }
-}
-
-/// What the scheduler tells its caller during a block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SchedulerOutput {
-    /// A note to play (`NoteEvent::on`) or release (`NoteEvent::off`) at a sample offset.
-    Note(NoteEvent),
-    /// A frame boundary of the armed phrase was reached at `offset`; `chord` is what sounds from
-    /// there (after the listening period: the planned chord, or, when `late`, the chord that
-    /// keeps sounding as a `Hold`, or silence). For displays and logs.
-    FrameDue {
-        index: i64,
-        offset: u32,
-        chord: ChordFrame,
-        late: bool,
-    },
-}
+use super::clock::{ClockEvent, FrameClock};
+use super::plan::{PlanUpdate, SchedulerOutput};
+use super::sounding::Sounding;
+use crate::frames::ChordFrame;
+use crate::quantize::{Block, PhraseId};
 
 /// Counters a UI can show; they only grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -138,12 +47,8 @@ pub struct Scheduler {
     listen_frames: i64,
     phrase: Option<ArmedPhrase>,
     plan: Option<PlanUpdate>,
-    sounding_chord: Option<ChordIndex>,
-    sounding: Voiced,
-    /// Beat where the previous block ended; `None` while stopped.
-    position: Option<f64>,
-    /// Next frame boundary to handle.
-    next_frame: i64,
+    sounding: Sounding,
+    clock: FrameClock,
     stats: SchedulerStats,
 }
 
@@ -155,10 +60,8 @@ impl Scheduler {
             listen_frames: i64::from(listen_frames),
             phrase: None,
             plan: None,
-            sounding_chord: None,
-            sounding: Voiced::default(),
-            position: None,
-            next_frame: 0,
+            sounding: Sounding::default(),
+            clock: FrameClock::new(),
             stats: SchedulerStats::default(),
         }
     }
@@ -197,81 +100,19 @@ impl Scheduler {
 
     /// Releases every sounding note at `offset` (host "all notes off", bypass, reset).
     pub fn all_notes_off(&mut self, offset: u32, sink: &mut impl FnMut(SchedulerOutput)) {
-        for &pitch in self.sounding.pitches() {
-            sink(SchedulerOutput::Note(NoteEvent::off(offset, pitch)));
-        }
-        self.sounding = Voiced::default();
-        self.sounding_chord = None;
+        self.sounding.release(offset, sink);
     }
 
     /// Plays one audio block: note events at frame boundaries, releases on stop/jump/loop wrap.
     /// Without a host transport (or with a stopped one) nothing plays. Never allocates.
     pub fn process_block(&mut self, block: &Block, sink: &mut impl FnMut(SchedulerOutput)) {
-        let timed = block.sample_rate.is_finite() && block.sample_rate > 0.0;
-        let transport = match block.transport {
-            Some(t) if timed && t.playing && t.beat_position.abs() <= MAX_BEAT_POSITION => t,
-            _ => {
-                self.stop(sink);
-                return;
-            }
-        };
-        let start = transport.beat_position;
-        let continuous = self
-            .position
-            .is_some_and(|p| (start - p).abs() <= JUMP_TOLERANCE_BEATS);
-        if !continuous {
-            self.stop(sink);
-            self.next_frame = first_boundary_at_or_after(start);
-        }
-        let beats_per_sample = beats_per_sample(&transport, block.sample_rate);
-        let len = block.len_samples;
-        let end = start + f64::from(len) * beats_per_sample;
-        let loop_end = valid_loop(&transport).filter(|&(ls, le)| start >= ls && start < le);
-        match loop_end {
-            Some((loop_start, loop_end)) if end >= loop_end => {
-                self.play_frames(start, loop_end, beats_per_sample, len, sink);
-                let wrap_offset = offset_of(loop_end, start, beats_per_sample, len);
-                self.stop(&mut sink_at(wrap_offset, sink));
-                let length = loop_end - loop_start;
-                let mut position = loop_start + (end - loop_end);
-                for _ in 1..MAX_LOOP_WRAPS_PER_BLOCK {
-                    if position < loop_end {
-                        break;
-                    }
-                    position -= length;
-                }
-                self.position = Some(position);
-                self.next_frame = first_boundary_at_or_after(position);
-            }
-            _ => {
-                self.play_frames(start, end, beats_per_sample, len, sink);
-                self.position = Some(end);
-            }
-        }
-    }
-
-    /// Handles every frame boundary in `[from, to)` (beats) of a block starting at beat `from`.
-    fn play_frames(
-        &mut self,
-        from: f64,
-        to: f64,
-        beats_per_sample: f64,
-        len: u32,
-        sink: &mut impl FnMut(SchedulerOutput),
-    ) {
-        loop {
-            let index = self.next_frame;
-            let beat = index as f64 / FRAMES_PER_BEAT_F64;
-            if beat >= to {
-                break;
-            }
-            self.next_frame = index.saturating_add(1);
-            if beat < from - JUMP_TOLERANCE_BEATS {
-                continue;
-            }
-            let offset = offset_of(beat, from, beats_per_sample, len);
-            self.frame_due(index, offset, sink);
-        }
+        // The clock is a small `Copy` value: stepping a copy lets its events borrow `self`.
+        let mut clock = self.clock;
+        clock.process_block(block, &mut |event| match event {
+            ClockEvent::Frame { index, offset } => self.frame_due(index, offset, sink),
+            ClockEvent::Break { offset, .. } => self.end_phrase(offset, sink),
+        });
+        self.clock = clock;
     }
 
     fn frame_due(&mut self, index: i64, offset: u32, sink: &mut impl FnMut(SchedulerOutput)) {
@@ -287,13 +128,14 @@ impl Scheduler {
         let (chord, late) = match planned {
             _ if listening => (ChordFrame::Silence, false),
             Some(entry) => {
-                self.apply(&entry, offset, sink);
+                self.sounding.play(&entry, offset, sink);
                 (entry.chord, false)
             }
             None => {
                 self.stats.late_frames += 1;
                 let still = self
-                    .sounding_chord
+                    .sounding
+                    .chord()
                     .map_or(ChordFrame::Silence, ChordFrame::Hold);
                 (still, true)
             }
@@ -306,78 +148,18 @@ impl Scheduler {
         });
     }
 
-    fn apply(&mut self, entry: &PlannedFrame, offset: u32, sink: &mut impl FnMut(SchedulerOutput)) {
-        let retrigger = match entry.chord {
-            ChordFrame::Silence => {
-                self.all_notes_off(offset, sink);
-                return;
-            }
-            ChordFrame::Onset(_) => true,
-            ChordFrame::Hold(chord) => {
-                self.sounding_chord != Some(chord) || self.sounding != entry.voicing
-            }
-        };
-        if retrigger {
-            self.all_notes_off(offset, sink);
-            for &pitch in entry.voicing.pitches() {
-                sink(SchedulerOutput::Note(NoteEvent::on(offset, pitch)));
-            }
-            self.sounding = entry.voicing;
-            self.sounding_chord = entry.chord.chord();
-        }
-    }
-
-    /// Releases everything and disarms: the phrase is over.
-    fn stop(&mut self, sink: &mut impl FnMut(SchedulerOutput)) {
-        self.all_notes_off(0, sink);
+    /// Releases everything at `offset` and disarms: the timeline broke, the phrase is over.
+    fn end_phrase(&mut self, offset: u32, sink: &mut impl FnMut(SchedulerOutput)) {
+        self.sounding.release(offset, sink);
         self.phrase = None;
-        self.position = None;
     }
-}
-
-/// A sink that moves every note event of `stop`'s release to `offset`.
-fn sink_at<'a>(
-    offset: u32,
-    sink: &'a mut impl FnMut(SchedulerOutput),
-) -> impl FnMut(SchedulerOutput) + 'a {
-    move |output| match output {
-        SchedulerOutput::Note(event) => sink(SchedulerOutput::Note(NoteEvent { offset, ..event })),
-        other => sink(other),
-    }
-}
-
-fn beats_per_sample(transport: &Transport, sample_rate: f64) -> f64 {
-    let bpm = if transport.tempo_bpm.is_finite() {
-        transport.tempo_bpm.clamp(MIN_TEMPO_BPM, MAX_TEMPO_BPM)
-    } else {
-        crate::quantize::DEFAULT_TEMPO_BPM
-    };
-    bpm / 60.0 / sample_rate
-}
-
-/// The loop the quantizer follows: finite and at least one frame long.
-fn valid_loop(transport: &Transport) -> Option<(f64, f64)> {
-    transport.loop_range.filter(|&(start, end)| {
-        start.abs() <= MAX_BEAT_POSITION
-            && end.abs() <= MAX_BEAT_POSITION
-            && end - start >= 1.0 / FRAMES_PER_BEAT_F64
-    })
-}
-
-/// Sample offset of `beat` in a block starting at `block_start`, inside `0..len`.
-fn offset_of(beat: f64, block_start: f64, beats_per_sample: f64, len: u32) -> u32 {
-    let samples = ((beat - block_start) / beats_per_sample).floor();
-    samples.clamp(0.0, f64::from(len.saturating_sub(1))) as u32
-}
-
-fn first_boundary_at_or_after(beat: f64) -> i64 {
-    (beat * FRAMES_PER_BEAT_F64).ceil() as i64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quantize::{NoteEventKind, TimeSignature};
+    use crate::quantize::{NoteEventKind, PhraseId, Transport, TimeSignature};
+    use crate::schedule::{PlannedFrame, Voiced};
 
     const SR: f64 = 48_000.0;
 
@@ -425,13 +207,6 @@ mod tests {
                 SchedulerOutput::FrameDue { .. } => None,
             })
             .collect()
-    }
-
-    #[test]
-    fn voiced_keeps_at_most_max_voices() {
-        let v = Voiced::new(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-        assert_eq!(v.pitches(), &[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert!(Voiced::new(&[]).is_empty());
     }
 
     #[test]
