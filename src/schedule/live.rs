@@ -66,6 +66,11 @@ impl Scheduler {
         }
     }
 
+    /// Changes the listening period for phrases armed from now on (a live setting changed).
+    pub fn set_listen_frames(&mut self, listen_frames: u32) {
+        self.listen_frames = i64::from(listen_frames);
+    }
+
     /// Counters since construction.
     pub fn stats(&self) -> SchedulerStats {
         self.stats

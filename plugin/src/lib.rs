@@ -1,0 +1,321 @@
+//! Comper as a CLAP / VST3 plugin (and a standalone app): it hears the melody on its MIDI input,
+//! and plays chords from the ReaLchords-style model as MIDI notes and through a small built-in
+//! synth on its stereo output (for hosts that pass no MIDI out of a plugin).
+//!
+//! Threads: the host's audio thread runs [`audio::AudioEngine`] inside `process()`; the
+//! inference thread ([`worker`]) owns the model; [`link`] connects them. Parameters and the saved
+//! session live in [`params`] and [`session`].
+
+pub mod audio;
+pub mod capture;
+pub mod link;
+pub mod params;
+pub mod plan;
+pub mod session;
+pub mod worker;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use comper::frames::FRAMES_PER_BEAT;
+use comper::quantize::{self, Block, TimeSignature};
+use crossbeam_channel::Sender;
+use nice_plug::midi::{Channel, Key, VoiceID};
+use nice_plug::prelude::*;
+
+use audio::{AudioEngine, BlockSettings, ChordNote};
+use link::{Command, Shared, WorkerStatus};
+use params::ComperParams;
+
+/// Most melody events taken per block (hosts send at most `INPUT_EVENT_CAPACITY`).
+const MAX_KEYS: usize = 1024;
+
+/// The plugin.
+pub struct Comper {
+    params: Arc<ComperParams>,
+    shared: Arc<Shared>,
+    audio: Option<AudioEngine>,
+    worker: Option<JoinHandle<()>>,
+    commands: Option<Sender<Command>>,
+    /// Melody events of the current block.
+    keys: Vec<quantize::NoteEvent>,
+    /// Channels (bit mask) on which each melody key was passed through and is still down, so its
+    /// release is passed too even if "Melody thru" was switched off meanwhile.
+    thru_down: [u16; 128],
+}
+
+impl Default for Comper {
+    fn default() -> Self {
+        Self {
+            params: Arc::new(ComperParams::default()),
+            shared: Arc::new(Shared::default()),
+            audio: None,
+            worker: None,
+            commands: None,
+            keys: Vec::with_capacity(MAX_KEYS),
+            thru_down: [0; 128],
+        }
+    }
+}
+
+impl Comper {
+    /// Sends a command to the inference thread (panel, tests); false when it is not running.
+    pub fn command(&self, command: Command) -> bool {
+        self.commands
+            .as_ref()
+            .is_some_and(|tx| tx.send(command).is_ok())
+    }
+
+    fn stop_worker(&mut self) {
+        // Dropping the audio side closes the worker's input, which ends it.
+        self.audio = None;
+        self.commands = None;
+        if let Some(handle) = self.worker.take() {
+            if handle.join().is_err() {
+                nice_log!("Comper: the inference thread panicked while stopping");
+            }
+        }
+    }
+
+    fn settings(&self) -> BlockSettings {
+        let p = &self.params;
+        BlockSettings {
+            mode: p.mode.value(),
+            velocity: p.velocity.value().clamp(1, 127) as u8,
+            channel: (p.midi_channel.value().clamp(1, 16) - 1) as u8,
+            synth_on: p.synth_on.value(),
+            bypass: p.bypass.value(),
+            listen_frames: p.live_config().listen_beats * FRAMES_PER_BEAT,
+        }
+    }
+
+    /// Reads the block's note events into `self.keys`, passing the melody through.
+    fn read_keys(&mut self, context: &mut impl ProcessContext<Self>, thru: bool) {
+        self.keys.clear();
+        while let Some(event) = context.next_event() {
+            let (timing, channel, key, on, velocity) = match event {
+                NoteEvent::NoteOn {
+                    timing,
+                    channel,
+                    key,
+                    velocity,
+                    ..
+                } => (timing, channel, key, velocity > 0.0, velocity),
+                NoteEvent::NoteOff {
+                    timing,
+                    channel,
+                    key,
+                    velocity,
+                    ..
+                } => (timing, channel, key, false, velocity),
+                _ => continue,
+            };
+            let Key::Number(pitch) = key else { continue };
+            if pitch > 127 {
+                continue;
+            }
+            let bit = match channel {
+                Channel::Number(c) if c < 16 => 1u16 << c,
+                _ => 1,
+            };
+            let slot = &mut self.thru_down[usize::from(pitch)];
+            let forward = if on { thru } else { *slot & bit != 0 };
+            if forward {
+                if on {
+                    *slot |= bit;
+                } else {
+                    *slot &= !bit;
+                }
+                let event = if on {
+                    NoteEvent::NoteOn {
+                        timing,
+                        voice_id: VoiceID::Wildcard,
+                        channel,
+                        key,
+                        velocity,
+                    }
+                } else {
+                    NoteEvent::NoteOff {
+                        timing,
+                        voice_id: VoiceID::Wildcard,
+                        channel,
+                        key,
+                        velocity,
+                    }
+                };
+                let _ = context.try_send_event(event);
+            }
+            if self.keys.len() < self.keys.capacity() {
+                self.keys.push(if on {
+                    quantize::NoteEvent::on(timing, pitch)
+                } else {
+                    quantize::NoteEvent::off(timing, pitch)
+                });
+            }
+        }
+    }
+}
+
+/// The host's transport as the quantizer sees it.
+fn block_of(transport: &Transport, len: usize) -> Block {
+    let host = match (transport.tempo, transport.pos_beats()) {
+        (Some(tempo), Some(beats)) => Some(quantize::Transport {
+            tempo_bpm: tempo,
+            beat_position: beats,
+            playing: transport.playing,
+            loop_range: transport.loop_range_beats(),
+            time_signature: match (transport.time_sig_numerator, transport.time_sig_denominator) {
+                (Some(n), Some(d)) if (1..=64).contains(&n) && (1..=64).contains(&d) => {
+                    TimeSignature {
+                        numerator: n as u8,
+                        denominator: d as u8,
+                    }
+                }
+                _ => TimeSignature::default(),
+            },
+        }),
+        _ => None,
+    };
+    Block {
+        transport: host,
+        len_samples: u32::try_from(len).unwrap_or(u32::MAX),
+        sample_rate: f64::from(transport.sample_rate),
+    }
+}
+
+impl Plugin for Comper {
+    const NAME: &'static str = "Comper";
+    const VENDOR: &'static str = "Comper";
+    const URL: &'static str = "https://github.com/comper-audio/comper";
+    const EMAIL: &'static str = "hello@comper.invalid";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[AudioIOLayout {
+        main_input_channels: None,
+        main_output_channels: NonZeroU32::new(2),
+        ..AudioIOLayout::const_default()
+    }];
+    const MIDI_INPUT: MidiConfig = MidiConfig::Basic;
+    const MIDI_OUTPUT: MidiConfig = MidiConfig::Basic;
+
+    type Editor = ();
+    type SysExMessage = ();
+    type BackgroundTask = ();
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn activate(
+        &mut self,
+        _audio_io_layout: &AudioIOLayout,
+        buffer_config: &BufferConfig,
+        _context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        self.stop_worker();
+        let (audio_link, worker_link, commands) = link::link();
+        let listen = self.settings().listen_frames;
+        self.audio = Some(AudioEngine::new(
+            audio_link,
+            self.shared.clone(),
+            buffer_config.sample_rate,
+            listen,
+        ));
+        match worker::spawn(self.params.clone(), self.shared.clone(), worker_link) {
+            Ok(handle) => {
+                self.worker = Some(handle);
+                self.commands = Some(commands);
+            }
+            Err(e) => self.shared.set_status(WorkerStatus::Error(format!(
+                "could not start the inference thread: {e}"
+            ))),
+        }
+        true
+    }
+
+    fn reset(&mut self) {
+        if let Some(audio) = self.audio.as_mut() {
+            audio.reset();
+        }
+    }
+
+    fn deactivate(&mut self) {
+        self.stop_worker();
+        self.shared.set_status(WorkerStatus::Idle);
+    }
+
+    fn process(
+        &mut self,
+        buffer: &mut Buffer,
+        _aux: &mut AuxiliaryBuffers,
+        context: &mut impl ProcessContext<Self>,
+    ) -> ProcessStatus {
+        let settings = self.settings();
+        let thru = self.params.melody_thru.value() || settings.bypass;
+        self.read_keys(context, thru);
+        let block = block_of(context.transport(), buffer.samples());
+        for channel in buffer.as_slice().iter_mut() {
+            channel.fill(0.0);
+        }
+        let Some(audio) = self.audio.as_mut() else {
+            return ProcessStatus::Normal;
+        };
+        let mut send = |note: ChordNote| {
+            let event = if note.velocity > 0 {
+                NoteEvent::NoteOn {
+                    timing: note.offset,
+                    voice_id: VoiceID::Wildcard,
+                    channel: Channel::Number(note.channel),
+                    key: Key::Number(note.pitch),
+                    velocity: f32::from(note.velocity) / 127.0,
+                }
+            } else {
+                NoteEvent::NoteOff {
+                    timing: note.offset,
+                    voice_id: VoiceID::Wildcard,
+                    channel: Channel::Number(note.channel),
+                    key: Key::Number(note.pitch),
+                    velocity: 0.0,
+                }
+            };
+            let _ = context.try_send_event(event);
+        };
+        let channels = buffer.as_slice();
+        if let [left, right, ..] = channels {
+            audio.process(&block, &self.keys, settings, &mut send, left, right);
+        } else {
+            audio.process(&block, &self.keys, settings, &mut send, &mut [], &mut []);
+        }
+        for mut samples in buffer.iter_samples() {
+            let gain = self.params.synth_level.smoothed.next();
+            for sample in samples.iter_mut() {
+                *sample *= gain;
+            }
+        }
+        ProcessStatus::Normal
+    }
+}
+
+impl ClapPlugin for Comper {
+    const CLAP_ID: &'static str = "audio.comper.comper";
+    const CLAP_DESCRIPTION: Option<&'static str> =
+        Some("Listens to your melody and accompanies it with chords");
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] = &[
+        ClapFeature::NoteEffect,
+        ClapFeature::Instrument,
+        ClapFeature::Synthesizer,
+        ClapFeature::Stereo,
+    ];
+}
+
+impl Vst3Plugin for Comper {
+    const VST3_CLASS_ID: [u8; 16] = *b"ComperChordsAcmp";
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
+        &[Vst3SubCategory::Instrument, Vst3SubCategory::Synth];
+}
+
+nice_export_clap!(Comper);
+nice_export_vst3!(Comper);

@@ -1,0 +1,168 @@
+//! How the audio thread, the inference thread and the panel talk.
+//!
+//! * Audio → worker: quantizer outputs over a bounded channel (`try_send`; a full channel drops
+//!   and counts). Plans the audio thread is done with go back the same way, so memory is only
+//!   ever freed on the worker.
+//! * Worker → audio: [`ToAudio`] messages over a small bounded channel (`try_recv` per block).
+//! * Panel/host → worker: [`Command`]s over an unbounded channel (never touched by audio).
+//! * Everyone → panel: [`Shared`], atomics written by the audio thread and a mutex written by
+//!   the worker (the audio thread never locks it).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use comper::quantize::QuantizerOutput;
+use comper::schedule::PlanUpdate;
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+
+/// Quantizer outputs waiting for the worker: many seconds of frames.
+pub const FRAME_CAPACITY: usize = 1024;
+/// Plans waiting for the audio thread.
+pub const PLAN_CAPACITY: usize = 8;
+/// Plans waiting to be freed on the worker; larger than the plans that can be in flight.
+pub const RECYCLE_CAPACITY: usize = 64;
+
+/// A message from the inference thread to the audio thread.
+#[derive(Debug)]
+pub enum ToAudio {
+    /// Suggest mode: loop this progression (one cycle, anchored at `first_frame`).
+    Loop(PlanUpdate),
+    /// Suggest mode: stop looping (nothing captured any more).
+    StopLoop,
+    /// Live mode: the latest plan of the running session.
+    Live(PlanUpdate),
+}
+
+/// A request from the panel (or the host's main thread) to the inference thread.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Play option `index` (switches at the next chord boundary).
+    Select(usize),
+    /// Sample new options for the captured phrase, keeping locked chords.
+    Regenerate,
+    /// Sample a new progression for one option only.
+    RegenerateOne(usize),
+    /// Forget the phrase and capture the next one.
+    Recapture,
+    /// Lock (or unlock) the chord of the selected option that covers `frame`.
+    ToggleLock { frame: usize },
+    /// Use the weights folder at this path, or the built-in model with `None`.
+    LoadWeights(Option<std::path::PathBuf>),
+}
+
+/// The audio thread's ends.
+pub struct AudioLink {
+    pub frames: Sender<QuantizerOutput>,
+    pub plans: Receiver<ToAudio>,
+    pub recycle: Sender<PlanUpdate>,
+}
+
+/// The inference thread's ends.
+pub struct WorkerLink {
+    pub frames: Receiver<QuantizerOutput>,
+    pub plans: Sender<ToAudio>,
+    pub recycled: Receiver<PlanUpdate>,
+    pub commands: Receiver<Command>,
+}
+
+/// Creates the channels; the `Sender<Command>` goes to the panel.
+pub fn link() -> (AudioLink, WorkerLink, Sender<Command>) {
+    let (frames_tx, frames_rx) = bounded(FRAME_CAPACITY);
+    let (plans_tx, plans_rx) = bounded(PLAN_CAPACITY);
+    let (recycle_tx, recycle_rx) = bounded(RECYCLE_CAPACITY);
+    let (commands_tx, commands_rx) = unbounded();
+    (
+        AudioLink {
+            frames: frames_tx,
+            plans: plans_rx,
+            recycle: recycle_tx,
+        },
+        WorkerLink {
+            frames: frames_rx,
+            plans: plans_tx,
+            recycled: recycle_rx,
+            commands: commands_rx,
+        },
+        commands_tx,
+    )
+}
+
+/// What the inference thread is doing, for the panel's status line.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum WorkerStatus {
+    /// Not started (the plugin is not active).
+    #[default]
+    Idle,
+    LoadingModel,
+    /// Suggest mode, waiting for the first note of a phrase.
+    Listening,
+    /// Suggest mode, recording bar `bar` (1-based) of `of`.
+    Capturing { bar: usize, of: usize },
+    Generating,
+    /// Suggest mode: options are ready.
+    Ready,
+    /// Live mode: a session runs.
+    Jamming,
+    /// Something failed; Comper keeps passing MIDI through.
+    Error(String),
+}
+
+/// State every thread may read; see the module docs for who writes what.
+#[derive(Debug, Default)]
+pub struct Shared {
+    status: Mutex<WorkerStatus>,
+    model_name: Mutex<String>,
+    /// Host position (beats, as f64 bits), tempo (f64 bits) and whether it plays.
+    position_beats: AtomicU64,
+    tempo_bpm: AtomicU64,
+    playing: AtomicBool,
+    /// Quantizer outputs lost because the worker's channel was full.
+    pub dropped_frames: AtomicU64,
+    /// Live frames that came due before their chord was committed.
+    pub late_frames: AtomicU64,
+    /// Bumped whenever options, selection or status change, so a panel knows to redraw.
+    pub revision: AtomicU64,
+}
+
+impl Shared {
+    /// The worker's status (panel, tests).
+    pub fn status(&self) -> WorkerStatus {
+        lock(&self.status).clone()
+    }
+
+    /// Worker only.
+    pub fn set_status(&self, status: WorkerStatus) {
+        *lock(&self.status) = status;
+        self.revision.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Name of the model in use.
+    pub fn model_name(&self) -> String {
+        lock(&self.model_name).clone()
+    }
+
+    /// Worker only.
+    pub fn set_model_name(&self, name: String) {
+        *lock(&self.model_name) = name;
+    }
+
+    /// Audio thread only: lock-free.
+    pub fn set_transport(&self, beats: f64, tempo_bpm: f64, playing: bool) {
+        self.position_beats.store(beats.to_bits(), Ordering::Relaxed);
+        self.tempo_bpm.store(tempo_bpm.to_bits(), Ordering::Relaxed);
+        self.playing.store(playing, Ordering::Relaxed);
+    }
+
+    /// Host position in beats, tempo and whether it plays, as of the last block.
+    pub fn transport(&self) -> (f64, f64, bool) {
+        (
+            f64::from_bits(self.position_beats.load(Ordering::Relaxed)),
+            f64::from_bits(self.tempo_bpm.load(Ordering::Relaxed)),
+            self.playing.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,172 @@
+//! The host-automatable parameters and the persisted session. Everything a musician sets is here,
+//! so the host saves it with the project.
+
+use comper::chord::VoicingRange;
+use comper::live::LiveConfig;
+use comper::progression::VoicingStyle;
+use comper::sample::SamplingParams;
+use nice_plug::prelude::*;
+
+use crate::session::SessionStore;
+
+/// What Comper does with the melody it hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum Mode {
+    /// Capture a phrase, offer five progressions, loop the chosen one.
+    #[name = "Suggest"]
+    Suggest,
+    /// Accompany while you play, planning a few beats ahead (ReaLJam).
+    #[name = "Live"]
+    Live,
+}
+
+/// Length of the phrase Suggest mode captures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum PhraseBars {
+    #[name = "2 bars"]
+    Two,
+    #[name = "4 bars"]
+    Four,
+    #[name = "8 bars"]
+    Eight,
+    #[name = "16 bars"]
+    Sixteen,
+}
+
+impl PhraseBars {
+    /// The number of bars.
+    pub fn bars(self) -> usize {
+        match self {
+            Self::Two => 2,
+            Self::Four => 4,
+            Self::Eight => 8,
+            Self::Sixteen => 16,
+        }
+    }
+}
+
+/// How chords become notes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum Voicing {
+    /// Root-position chord over a bass note, as ReaLJam plays them.
+    #[name = "Plain"]
+    Plain,
+    /// Each chord moves as little as possible from the previous one.
+    #[name = "Voice-led"]
+    VoiceLed,
+}
+
+/// All parameters; `session` is the non-automatable state saved with the project.
+#[derive(Params)]
+pub struct ComperParams {
+    #[persist = "session"]
+    pub session: SessionStore,
+
+    #[id = "mode"]
+    pub mode: EnumParam<Mode>,
+    #[id = "temperature"]
+    pub temperature: FloatParam,
+    #[id = "top_p"]
+    pub top_p: FloatParam,
+    #[id = "phrase"]
+    pub phrase_bars: EnumParam<PhraseBars>,
+    #[id = "voicing"]
+    pub voicing: EnumParam<Voicing>,
+    #[id = "octave"]
+    pub chord_octave: IntParam,
+    #[id = "velocity"]
+    pub velocity: IntParam,
+    #[id = "channel"]
+    pub midi_channel: IntParam,
+    #[id = "thru"]
+    pub melody_thru: BoolParam,
+    #[id = "synth"]
+    pub synth_on: BoolParam,
+    #[id = "level"]
+    pub synth_level: FloatParam,
+    #[id = "listen"]
+    pub listen_beats: IntParam,
+    #[id = "lookahead"]
+    pub lookahead_beats: IntParam,
+    #[id = "commit"]
+    pub commit_beats: IntParam,
+    #[id = "bypass"]
+    pub bypass: BoolParam,
+}
+
+impl Default for ComperParams {
+    fn default() -> Self {
+        Self {
+            session: SessionStore::default(),
+            mode: EnumParam::new("Mode", Mode::Suggest),
+            temperature: FloatParam::new(
+                "Variety",
+                0.8,
+                FloatRange::Linear { min: 0.1, max: 1.5 },
+            )
+            .with_step_size(0.05),
+            top_p: FloatParam::new("Top-p", 1.0, FloatRange::Linear { min: 0.5, max: 1.0 })
+                .with_step_size(0.01),
+            phrase_bars: EnumParam::new("Phrase length", PhraseBars::Four),
+            voicing: EnumParam::new("Voicing", Voicing::VoiceLed),
+            chord_octave: IntParam::new("Chord octave", 0, IntRange::Linear { min: -2, max: 2 }),
+            velocity: IntParam::new("Velocity", 90, IntRange::Linear { min: 1, max: 127 }),
+            midi_channel: IntParam::new("MIDI channel", 1, IntRange::Linear { min: 1, max: 16 }),
+            melody_thru: BoolParam::new("Melody thru", true),
+            synth_on: BoolParam::new("Synth", true),
+            synth_level: FloatParam::new(
+                "Synth level",
+                util::db_to_gain(-6.0),
+                FloatRange::Skewed {
+                    min: util::db_to_gain(-40.0),
+                    max: util::db_to_gain(6.0),
+                    factor: FloatRange::gain_skew_factor(-40.0, 6.0),
+                },
+            )
+            .with_smoother(SmoothingStyle::Logarithmic(30.0))
+            .with_unit(" dB")
+            .with_value_to_string(formatters::v2s_f32_gain_to_db(1))
+            .with_string_to_value(formatters::s2v_f32_gain_to_db()),
+            listen_beats: IntParam::new("Listen beats", 8, IntRange::Linear { min: 1, max: 32 }),
+            lookahead_beats: IntParam::new("Lookahead beats", 4, IntRange::Linear { min: 1, max: 8 }),
+            commit_beats: IntParam::new("Commit beats", 4, IntRange::Linear { min: 1, max: 8 }),
+            bypass: BoolParam::new("Bypass", false).make_bypass(),
+        }
+    }
+}
+
+impl ComperParams {
+    /// Sampling settings for Suggest mode.
+    pub fn sampling(&self) -> SamplingParams {
+        let top_p = self.top_p.value();
+        SamplingParams {
+            temperature: self.temperature.value(),
+            top_p: (top_p < 1.0).then_some(top_p),
+            ..SamplingParams::default()
+        }
+    }
+
+    /// The voicing style and the range it is placed in (moved by the octave parameter).
+    pub fn voicing(&self) -> (VoicingStyle, i8) {
+        let style = match self.voicing.value() {
+            Voicing::Plain => VoicingStyle::Plain,
+            Voicing::VoiceLed => VoicingStyle::VoiceLed,
+        };
+        (style, self.chord_octave.value().clamp(-2, 2) as i8)
+    }
+
+    /// Live-mode settings; the commit window is clamped to the lookahead.
+    pub fn live_config(&self) -> LiveConfig {
+        let lookahead = self.lookahead_beats.value().clamp(1, 8) as u32;
+        let (voicing, _) = self.voicing();
+        LiveConfig {
+            listen_beats: self.listen_beats.value().clamp(1, 32) as u32,
+            lookahead_beats: lookahead,
+            commit_beats: (self.commit_beats.value().clamp(1, 8) as u32).min(lookahead),
+            temperature: self.temperature.value(),
+            voicing,
+            range: VoicingRange::default(),
+            ..LiveConfig::default()
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! The inference thread: owns the model, turns the quantizer's frames into captured phrases and
+//! live sessions, and sends voiced plans to the audio thread.
+//!
+//! It starts when the plugin is activated and ends when the audio side's channel closes
+//! (deactivation). Failures never reach the audio thread: a model that does not load or a panic
+//! shows as [`WorkerStatus::Error`] and the plugin keeps passing MIDI through.
+//!
+//! A mode change takes effect at the next phrase (transport start, jump or loop wrap), because a
+//! live session must hear a phrase from its start.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use comper::chord::ChordTable;
+use comper::frames::{ChordFrame, MelodyFrame};
+use comper::live::{LiveConfig, LiveEngine};
+use comper::model::{FolderBytes, LoadedModel};
+use comper::quantize::QuantizerOutput;
+use comper::suggest::{frames_per_bar, suggest, Phrase};
+use crossbeam_channel::{select, TrySendError};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::capture::{Capture, CaptureProgress, CapturedPhrase};
+use crate::link::{Command, Shared, ToAudio, WorkerLink, WorkerStatus};
+use crate::params::{ComperParams, Mode};
+use crate::plan::{loop_plan, transpose_plan, VoicingChoice};
+use crate::session::{chords_by_name, chords_in_vocabulary, Session, SessionOption};
+
+/// Options offered for a captured phrase.
+pub const OPTION_COUNT: usize = 5;
+/// How often the worker looks at parameters and saved-state loads when nothing arrives.
+const TICK: Duration = Duration::from_millis(20);
+
+/// The model Comper ships, built into the plugin binary so the bundle is one file.
+mod builtin {
+    pub const NAME: &str = comper::model::weights::DEFAULT_MODEL_NAME;
+    pub const CONFIG: &str = include_str!("../../weights/comper-online/config.json");
+    pub const CHORD_NAMES: &str = include_str!("../../weights/comper-online/chord_names.json");
+    pub const MODEL: &[u8] = include_bytes!("../../weights/comper-online/model.safetensors");
+}
+
+/// Starts the inference thread.
+pub fn spawn(
+    params: Arc<ComperParams>,
+    shared: Arc<Shared>,
+    link: WorkerLink,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("comper-inference".into())
+        .spawn(move || {
+            let worker = Worker::new(params, shared.clone(), link);
+            if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| worker.run())) {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                shared.set_status(WorkerStatus::Error(format!(
+                    "the inference thread stopped: {message}"
+                )));
+            }
+        })
+}
+
+/// Loads the built-in model, or the folder at `path`.
+pub fn load_model(path: Option<&Path>) -> Result<(LoadedModel, String), String> {
+    match path {
+        None => LoadedModel::from_bytes(FolderBytes {
+            dir: Path::new("<built-in>"),
+            config: builtin::CONFIG,
+            chord_names: builtin::CHORD_NAMES,
+            model: builtin::MODEL,
+        })
+        .map(|model| (model, builtin::NAME.to_owned()))
+        .map_err(|e| e.to_string()),
+        Some(dir) => LoadedModel::load(dir)
+            .map(|model| {
+                let name = dir
+                    .file_name()
+                    .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
+                (model, name)
+            })
+            .map_err(|e| e.to_string()),
+    }
+}
+
+enum Exit {
+    /// The audio side went away (deactivation).
+    Disconnected,
+    /// The user chose other weights.
+    Reload,
+}
+
+struct Worker {
+    params: Arc<ComperParams>,
+    shared: Arc<Shared>,
+    link: WorkerLink,
+    capture: Capture,
+    rng: StdRng,
+    /// Session loads by the host already applied.
+    applied_generation: u64,
+    /// A plan the audio channel had no room for yet.
+    unsent: Option<ToAudio>,
+    /// Voicing of the loop plan last sent.
+    sent_voicing: Option<VoicingChoice>,
+    error: Option<String>,
+    generating: bool,
+}
+
+impl Worker {
+    fn new(params: Arc<ComperParams>, shared: Arc<Shared>, link: WorkerLink) -> Self {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Self {
+            params,
+            shared,
+            link,
+            capture: Capture::new(),
+            rng: StdRng::seed_from_u64(seed),
+            applied_generation: u64::MAX,
+            unsent: None,
+            sent_voicing: None,
+            error: None,
+            generating: false,
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            self.shared.set_status(WorkerStatus::LoadingModel);
+            let path = self.params.session.lock().weights_path.clone();
+            let model = match load_model(path.as_deref()) {
+                Ok((model, name)) => {
+                    self.shared.set_model_name(name);
+                    self.error = None;
+                    Some(model)
+                }
+                Err(message) => {
+                    self.shared.set_model_name("none".into());
+                    self.error = Some(format!("the model did not load: {message}"));
+                    None
+                }
+            };
+            self.applied_generation = u64::MAX;
+            match self.serve(model.as_ref()) {
+                Exit::Disconnected => return,
+                Exit::Reload => continue,
+            }
+        }
+    }
+
+    fn serve(&mut self, model: Option<&LoadedModel>) -> Exit {
+        let table = model.map(|m| ChordTable::new(&m.vocabulary));
+        let mut live: Option<(LiveEngine<'_>, LiveConfig)> = None;
+        loop {
+            let mut batch = Vec::new();
+            let mut commands = Vec::new();
+            select! {
+                recv(self.link.frames) -> output => match output {
+                    Ok(output) => batch.push(output),
+                    Err(_) => return Exit::Disconnected,
+                },
+                recv(self.link.commands) -> command => {
+                    if let Ok(command) = command {
+                        commands.push(command);
+                    }
+                },
+                default(TICK) => {}
+            }
+            batch.extend(self.link.frames.try_iter());
+            commands.extend(self.link.commands.try_iter());
+            for plan in self.link.recycled.try_iter() {
+                if let Some((engine, _)) = live.as_mut() {
+                    engine.recycle(plan);
+                }
+            }
+            let (Some(model), Some(table)) = (model, table.as_ref()) else {
+                if commands.iter().any(|c| matches!(c, Command::LoadWeights(_))) {
+                    self.apply_weights_commands(&commands);
+                    return Exit::Reload;
+                }
+                self.update_status();
+                continue;
+            };
+            let mode = self.params.mode.value();
+            let mut live_heard = false;
+            for output in &batch {
+                if let Some(phrase) = self.capture.push(output) {
+                    self.captured(model, table, phrase);
+                }
+                if mode != Mode::Live {
+                    continue;
+                }
+                if matches!(output, QuantizerOutput::PhraseStart { .. }) {
+                    live = self.start_live(model, live.take());
+                }
+                if let Some((engine, _)) = live.as_mut() {
+                    engine.push(output);
+                    live_heard |= matches!(output, QuantizerOutput::Frame { .. });
+                }
+            }
+            if mode == Mode::Live && live_heard {
+                if let Some((engine, _)) = live.as_mut() {
+                    self.replan(engine);
+                }
+            }
+            for command in &commands {
+                if let Command::LoadWeights(_) = command {
+                    self.apply_weights_commands(&commands);
+                    return Exit::Reload;
+                }
+                self.command(model, table, command);
+            }
+            self.apply_saved_session(model, table);
+            self.keep_capture_armed(mode);
+            self.resend_on_voicing_change(model, table);
+            self.flush_unsent();
+            self.update_status();
+        }
+    }
+
+    fn apply_weights_commands(&mut self, commands: &[Command]) {
+        for command in commands {
+            if let Command::LoadWeights(path) = command {
+                self.params.session.lock().weights_path = path.clone();
+            }
+        }
+    }
+
+    fn start_live<'m>(
+        &mut self,
+        model: &'m LoadedModel,
+        previous: Option<(LiveEngine<'m>, LiveConfig)>,
+    ) -> Option<(LiveEngine<'m>, LiveConfig)> {
+        let config = self.params.live_config();
+        if let Some((engine, old)) = previous {
+            if old == config {
+                return Some((engine, old));
+            }
+        }
+        match LiveEngine::new(&model.decoder, &model.vocabulary, config) {
+            Ok(engine) => Some((engine, config)),
+            Err(e) => {
+                self.error = Some(format!("live mode cannot start: {e}"));
+                None
+            }
+        }
+    }
+
+    fn replan(&mut self, engine: &mut LiveEngine<'_>) {
+        match engine.replan() {
+            Ok(Some(mut plan)) => {
+                let (_, octave) = self.params.voicing();
+                transpose_plan(&mut plan, octave);
+                match self.link.plans.try_send(ToAudio::Live(plan)) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(ToAudio::Live(plan))) => engine.recycle(plan),
+                    Err(_) => {}
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self.error = Some(format!("live re-plan failed: {e}")),
+        }
+    }
+
+    fn captured(&mut self, model: &LoadedModel, table: &ChordTable, phrase: CapturedPhrase) {
+        {
+            let mut session = self.params.session.lock();
+            session.melody = phrase.melody;
+            session.time_signature = phrase.time_signature;
+            session.first_frame = phrase.first_frame;
+            session.options.clear();
+            session.locked.clear();
+            session.selected = 0;
+        }
+        self.regenerate(model, table, None);
+    }
+
+    /// Samples options for the captured phrase: all of them, or only `only`.
+    fn regenerate(&mut self, model: &LoadedModel, table: &ChordTable, only: Option<usize>) {
+        let (melody, time_signature, locked_names) = {
+            let session = self.params.session.lock();
+            (
+                session.melody.clone(),
+                session.time_signature,
+                session.locked.clone(),
+            )
+        };
+        if melody.is_empty() {
+            return;
+        }
+        let bar = frames_per_bar(time_signature);
+        let max_frames = model.config.max_frames() / bar * bar;
+        let melody: Vec<MelodyFrame> = melody.into_iter().take(max_frames.max(bar)).collect();
+        let locked = match chords_in_vocabulary(&locked_names, &model.vocabulary) {
+            Ok(frames) => locked_frames(&frames, &locked_names, melody.len()),
+            Err(_) => Vec::new(),
+        };
+        let phrase = Phrase {
+            melody,
+            time_signature,
+            truncated_bars: 0,
+        };
+        self.generating = true;
+        self.update_status();
+        let count = if only.is_some() { 1 } else { OPTION_COUNT };
+        let sampling = self.params.sampling();
+        let result = suggest(model, &phrase, &locked, count, &sampling, &mut self.rng);
+        self.generating = false;
+        let suggestions = match result {
+            Ok(s) => s,
+            Err(e) => {
+                self.error = Some(format!("generating options failed: {e}"));
+                return;
+            }
+        };
+        self.error = None;
+        let fresh: Vec<SessionOption> = suggestions
+            .iter()
+            .map(|s| SessionOption {
+                frames: chords_by_name(&s.frames, &model.vocabulary),
+                log_likelihood: s.log_likelihood,
+                melody_fit: s.melody_fit,
+            })
+            .collect();
+        {
+            let mut session = self.params.session.lock();
+            session.melody = phrase.melody;
+            match only {
+                Some(index) if index < session.options.len() => {
+                    if let Some(option) = fresh.into_iter().next() {
+                        session.options[index] = option;
+                    }
+                }
+                _ => {
+                    session.options = fresh;
+                    session.selected = 0;
+                }
+            }
+        }
+        self.send_loop(model, table);
+    }
+
+    fn command(&mut self, model: &LoadedModel, table: &ChordTable, command: &Command) {
+        match *command {
+            Command::Select(index) => {
+                let changed = {
+                    let mut session = self.params.session.lock();
+                    let valid = index < session.options.len() && session.selected != index;
+                    if valid {
+                        session.selected = index;
+                    }
+                    valid
+                };
+                if changed {
+                    self.send_loop(model, table);
+                }
+            }
+            Command::Regenerate => self.regenerate(model, table, None),
+            Command::RegenerateOne(index) => {
+                self.regenerate(model, table, Some(index));
+            }
+            Command::Recapture => {
+                {
+                    let mut session = self.params.session.lock();
+                    let weights = session.weights_path.take();
+                    *session = Session {
+                        weights_path: weights,
+                        ..Session::default()
+                    };
+                }
+                self.queue(ToAudio::StopLoop);
+                self.capture.disarm();
+            }
+            Command::ToggleLock { frame } => self.toggle_lock(frame),
+            Command::LoadWeights(_) => {}
+        }
+        self.shared
+            .revision
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Locks the selected option's chord covering `frame` (or unlocks it if locked).
+    fn toggle_lock(&mut self, frame: usize) {
+        let mut session = self.params.session.lock();
+        let Some(option) = session.options.get(session.selected) else {
+            return;
+        };
+        let frames = option.frames.clone();
+        if frame >= frames.len() {
+            return;
+        }
+        let start = (0..=frame)
+            .rev()
+            .find(|&i| frames[i].as_ref().is_none_or(|(_, onset)| *onset))
+            .unwrap_or(0);
+        let end = (frame + 1..frames.len())
+            .find(|&i| frames[i].as_ref().is_none_or(|(_, onset)| *onset))
+            .unwrap_or(frames.len());
+        if session.locked.len() != frames.len() {
+            session.locked = vec![None; frames.len()];
+        }
+        let unlock = session.locked[frame].is_some();
+        for i in start..end {
+            session.locked[i] = if unlock { None } else { frames[i].clone() };
+        }
+        if session.locked.iter().all(Option::is_none) {
+            session.locked.clear();
+        }
+    }
+
+    /// Applies a session the host just loaded with the project.
+    fn apply_saved_session(&mut self, model: &LoadedModel, table: &ChordTable) {
+        let generation = self.params.session.generation();
+        if generation == self.applied_generation {
+            return;
+        }
+        self.applied_generation = generation;
+        let usable = {
+            let session = self.params.session.lock();
+            session.has_options()
+                && session
+                    .options
+                    .iter()
+                    .chain(std::iter::once(&SessionOption {
+                        frames: session.locked.clone(),
+                        log_likelihood: 0.0,
+                        melody_fit: 0.0,
+                    }))
+                    .all(|o| chords_in_vocabulary(&o.frames, &model.vocabulary).is_ok())
+        };
+        if usable {
+            self.capture.disarm();
+            self.send_loop(model, table);
+        } else {
+            let mut session = self.params.session.lock();
+            if session.has_options() {
+                nice_plug::nice_log!(
+                    "Comper: the saved options use chords this model does not know; capturing anew"
+                );
+            }
+            session.options.clear();
+            session.melody.clear();
+            session.locked.clear();
+            drop(session);
+            self.queue(ToAudio::StopLoop);
+        }
+    }
+
+    fn keep_capture_armed(&mut self, mode: Mode) {
+        let has_options = self.params.session.lock().has_options();
+        let progress = self.capture.progress();
+        match mode {
+            Mode::Live if progress != CaptureProgress::Off => self.capture.disarm(),
+            Mode::Suggest if !has_options && progress == CaptureProgress::Off => {
+                self.capture.arm(self.params.phrase_bars.value().bars());
+            }
+            _ => {}
+        }
+    }
+
+    fn resend_on_voicing_change(&mut self, model: &LoadedModel, table: &ChordTable) {
+        let (style, octave) = self.params.voicing();
+        let choice = VoicingChoice { style, octave };
+        if self.sent_voicing.is_some_and(|sent| sent != choice) {
+            self.send_loop(model, table);
+        }
+    }
+
+    /// Sends the selected option, voiced with the current settings, to the audio thread.
+    fn send_loop(&mut self, model: &LoadedModel, table: &ChordTable) {
+        let (style, octave) = self.params.voicing();
+        let choice = VoicingChoice { style, octave };
+        let plan = {
+            let session = self.params.session.lock();
+            let Some(option) = session.options.get(session.selected) else {
+                return;
+            };
+            let Ok(frames) = chords_in_vocabulary(&option.frames, &model.vocabulary) else {
+                return;
+            };
+            loop_plan(
+                &frames,
+                session.first_frame,
+                &model.vocabulary,
+                table,
+                choice,
+            )
+        };
+        self.sent_voicing = Some(choice);
+        self.queue(ToAudio::Loop(plan));
+        self.shared
+            .revision
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sends now, or keeps the message (replacing an older unsent one) until there is room.
+    fn queue(&mut self, message: ToAudio) {
+        self.unsent = Some(message);
+        self.flush_unsent();
+    }
+
+    fn flush_unsent(&mut self) {
+        if let Some(message) = self.unsent.take() {
+            if let Err(TrySendError::Full(message)) = self.link.plans.try_send(message) {
+                self.unsent = Some(message);
+            }
+        }
+    }
+
+    fn update_status(&self) {
+        let status = if let Some(error) = &self.error {
+            WorkerStatus::Error(error.clone())
+        } else if self.generating {
+            WorkerStatus::Generating
+        } else if self.params.mode.value() == Mode::Live {
+            WorkerStatus::Jamming
+        } else {
+            match self.capture.progress() {
+                CaptureProgress::Recording { bar, of } => WorkerStatus::Capturing { bar, of },
+                CaptureProgress::Armed => WorkerStatus::Listening,
+                CaptureProgress::Off if self.params.session.lock().has_options() => {
+                    WorkerStatus::Ready
+                }
+                CaptureProgress::Off => WorkerStatus::Listening,
+            }
+        };
+        if self.shared.status() != status {
+            self.shared.set_status(status);
+        }
+    }
+}
+
+/// Locked chords as the sampler wants them: one entry per melody frame, or none at all.
+fn locked_frames(
+    frames: &[ChordFrame],
+    names: &[Option<(String, bool)>],
+    len: usize,
+) -> Vec<Option<ChordFrame>> {
+    if names.is_empty() || frames.len() < len {
+        return Vec::new();
+    }
+    frames
+        .iter()
+        .zip(names)
+        .take(len)
+        .map(|(&frame, name)| name.as_ref().map(|_| frame))
+        .collect()
+}

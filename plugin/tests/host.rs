@@ -1,0 +1,373 @@
+//! A headless CLAP host (clack-host) drives the built plugin the way a DAW does: 48 kHz blocks,
+//! a 120 BPM transport looping four bars, a melody on the MIDI input. It checks that chords come
+//! out on 16th-note boundaries, that every chord note is released at a loop wrap and at stop,
+//! and that the session survives save → load into a fresh instance.
+//!
+//! The plugin is the `libcomper_plugin.so` cargo built next to this test (or `COMPER_CLAP`, e.g.
+//! `target/bundled/Comper.clap`). In a debug build the plugin aborts on any allocation inside
+//! `process()` (nice-plug's `assert_process_allocs`), so this scenario is also the no-allocation
+//! proof: an allocation would kill the test process.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CStr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clack_extensions::state::PluginState;
+use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, TransportEvent, TransportFlags};
+use clack_host::events::{EventFlags, EventHeader, Match, Pckn};
+use clack_host::prelude::*;
+use clack_host::utils::BeatTime;
+
+const SAMPLE_RATE: f64 = 48_000.0;
+const BLOCK: usize = 512;
+const BPM: f64 = 120.0;
+const SAMPLES_PER_BEAT: f64 = SAMPLE_RATE * 60.0 / BPM;
+const LOOP_BEATS: f64 = 16.0;
+const PLUGIN_ID: &[u8] = b"audio.comper.comper";
+/// Melody notes go in on channel 2 (index 1); Comper's chords come out on channel 1 (index 0).
+const MELODY_CHANNEL: u16 = 1;
+const CHORD_CHANNEL: i16 = 0;
+
+struct Host;
+struct HostShared;
+
+impl SharedHandler<'_> for HostShared {
+    fn request_restart(&self) {}
+    fn request_process(&self) {}
+    fn request_callback(&self) {}
+}
+
+impl HostHandlers for Host {
+    type Shared<'a> = HostShared;
+    type MainThread<'a> = ();
+    type AudioProcessor<'a> = ();
+}
+
+fn plugin_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("COMPER_CLAP") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join("libcomper_plugin.so");
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// Ode to Joy, four bars of quarter notes (last one a half note): (beat, pitch, length).
+fn melody() -> Vec<(f64, u8, f64)> {
+    let pitches = [64, 64, 65, 67, 67, 65, 64, 62, 60, 60, 62, 64, 64, 62, 62];
+    let mut notes: Vec<(f64, u8, f64)> = pitches
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| (i as f64, p, 0.9))
+        .collect();
+    notes[14].2 = 1.9;
+    notes
+}
+
+/// One chord note event seen at the plugin's output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Out {
+    /// Host beat position (inside the loop) where it happened.
+    beat: f64,
+    key: i16,
+    on: bool,
+}
+
+struct Session {
+    instance: PluginInstance<Host>,
+    processor: Option<StartedPluginAudioProcessor<Host>>,
+    /// Samples played since the transport started (the loop folds them).
+    sample: u64,
+    chord_events: Vec<Out>,
+    melody_thru: usize,
+    sounding: BTreeSet<i16>,
+}
+
+impl Session {
+    fn new(entry: &PluginEntry) -> Self {
+        let host_info = HostInfo::new("comper-test", "comper", "https://example.invalid", "1.0")
+            .unwrap();
+        let id = CStr::from_bytes_with_nul(b"audio.comper.comper\0").unwrap();
+        let instance = PluginInstance::<Host>::new(|_| HostShared, |_| (), entry, id, &host_info)
+            .expect("the plugin instantiates");
+        Self {
+            instance,
+            processor: None,
+            sample: 0,
+            chord_events: Vec::new(),
+            melody_thru: 0,
+            sounding: BTreeSet::new(),
+        }
+    }
+
+    fn activate(&mut self) {
+        let config = PluginAudioConfiguration {
+            sample_rate: SAMPLE_RATE,
+            min_frames_count: 1,
+            max_frames_count: BLOCK as u32,
+        };
+        let stopped = self.instance.activate(|_, _| (), config).unwrap();
+        self.processor = Some(stopped.start_processing().unwrap());
+    }
+
+    fn deactivate(&mut self) {
+        if let Some(started) = self.processor.take() {
+            self.instance.deactivate(started.stop_processing());
+        }
+    }
+
+    fn beat(&self, sample: u64) -> f64 {
+        (sample as f64 / SAMPLES_PER_BEAT) % LOOP_BEATS
+    }
+
+    /// Processes one block; `melody` notes (beats in the loop) are played on the first pass.
+    fn block(&mut self, playing: bool, play_melody: bool) {
+        let start = self.sample;
+        let start_beat = self.beat(start);
+        let mut events = EventBuffer::new();
+        let mut transport = TransportEvent {
+            header: EventHeader::new_core(0, EventFlags::empty()),
+            flags: TransportFlags::HAS_TEMPO
+                | TransportFlags::HAS_BEATS_TIMELINE
+                | TransportFlags::HAS_TIME_SIGNATURE
+                | TransportFlags::IS_LOOP_ACTIVE,
+            song_pos_beats: BeatTime::from_float(start_beat),
+            song_pos_seconds: Default::default(),
+            tempo: BPM,
+            tempo_inc: 0.0,
+            loop_start_beats: BeatTime::from_float(0.0),
+            loop_end_beats: BeatTime::from_float(LOOP_BEATS),
+            loop_start_seconds: Default::default(),
+            loop_end_seconds: Default::default(),
+            bar_start: BeatTime::from_float((start_beat / 4.0).floor() * 4.0),
+            bar_number: (start_beat / 4.0) as i32,
+            time_signature_numerator: 4,
+            time_signature_denominator: 4,
+        };
+        if playing {
+            transport.flags |= TransportFlags::IS_PLAYING;
+        }
+        if play_melody && playing {
+            let mut timed: Vec<(u32, bool, u8)> = Vec::new();
+            for (onset, pitch, length) in melody() {
+                for (beat, on) in [(onset, true), (onset + length, false)] {
+                    let at = (beat * SAMPLES_PER_BEAT).round() as u64;
+                    if (start..start + BLOCK as u64).contains(&at) {
+                        timed.push(((at - start) as u32, on, pitch));
+                    }
+                }
+            }
+            timed.sort_by_key(|&(t, on, _)| (t, on));
+            for (time, on, pitch) in timed {
+                let pckn = Pckn::new(0u16, MELODY_CHANNEL, u16::from(pitch), Match::All);
+                if on {
+                    events.push(&NoteOnEvent::new(time, pckn, 0.8));
+                } else {
+                    events.push(&NoteOffEvent::new(time, pckn, 0.0));
+                }
+            }
+        }
+        let mut output_events = EventBuffer::new();
+        let mut left = vec![0.0f32; BLOCK];
+        let mut right = vec![0.0f32; BLOCK];
+        let mut output_ports = AudioPorts::with_capacity(2, 1);
+        let mut output_audio = output_ports.with_output_buffers([AudioPortBuffer {
+            latency: 0,
+            channels: AudioPortBufferType::f32_output_only(
+                [left.as_mut_slice(), right.as_mut_slice()].into_iter(),
+            ),
+        }]);
+        let input_audio = AudioPorts::with_capacity(0, 0).with_input_buffers([]);
+        let processor = self.processor.as_mut().unwrap();
+        processor
+            .process(
+                &input_audio,
+                &mut output_audio,
+                &InputEvents::from_buffer(&events),
+                &mut OutputEvents::from_buffer(&mut output_events),
+                Some(start),
+                Some(&transport),
+            )
+            .expect("process() succeeds");
+        for event in output_events.iter() {
+            let (raw, on) = if let Some(e) = event.as_event::<NoteOnEvent>() {
+                (*e.as_raw(), true)
+            } else if let Some(e) = event.as_event::<NoteOffEvent>() {
+                (*e.as_raw(), false)
+            } else {
+                continue;
+            };
+            if raw.channel != CHORD_CHANNEL {
+                self.melody_thru += 1;
+                continue;
+            }
+            let beat = start_beat + f64::from(raw.header.time) / SAMPLES_PER_BEAT;
+            self.chord_events.push(Out {
+                beat,
+                key: raw.key,
+                on,
+            });
+            if on {
+                self.sounding.insert(raw.key);
+            } else {
+                self.sounding.remove(&raw.key);
+            }
+        }
+        if playing {
+            self.sample += BLOCK as u64;
+        }
+    }
+
+    /// Plays (without melody) until chords come out, in at most `timeout` of wall time while the
+    /// inference thread works; returns whether they did.
+    fn play_until_chords(&mut self, timeout: Duration) -> bool {
+        let started = Instant::now();
+        let before = self.chord_events.len();
+        while started.elapsed() < timeout {
+            self.block(true, false);
+            if self.chord_events[before..].iter().any(|e| e.on) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+
+    fn save(&mut self) -> Vec<u8> {
+        let mut handle = self.instance.plugin_handle();
+        let state: PluginState = handle.get_extension().expect("state extension");
+        let mut bytes = Vec::new();
+        state.save(&mut handle, &mut bytes).expect("state saves");
+        bytes
+    }
+
+    fn load(&mut self, bytes: &[u8]) -> bool {
+        let mut handle = self.instance.plugin_handle();
+        let state: PluginState = handle.get_extension().expect("state extension");
+        state.load(&mut handle, &mut &bytes[..]).is_ok()
+    }
+}
+
+fn assert_on_frame_boundaries(events: &[Out]) {
+    for e in events {
+        let frames = e.beat * 4.0;
+        let off_by_samples = (frames - frames.round()).abs() * SAMPLES_PER_BEAT / 4.0;
+        assert!(
+            off_by_samples <= 1.0,
+            "chord event {e:?} is {off_by_samples} samples off a 16th-note boundary"
+        );
+    }
+}
+
+/// Chords (per loop-beat position, the set of keys turned on there) over one loop pass.
+fn chords_by_beat(events: &[Out]) -> BTreeMap<i64, BTreeSet<i16>> {
+    let mut chords: BTreeMap<i64, BTreeSet<i16>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.on) {
+        chords
+            .entry((e.beat * 4.0).round() as i64)
+            .or_default()
+            .insert(e.key);
+    }
+    chords
+}
+
+#[test]
+fn plays_chords_on_time_releases_them_and_restores_its_session() {
+    let entry = unsafe { PluginEntry::load(plugin_path()) }.expect("the plugin loads");
+    let factory = entry.get_plugin_factory().expect("a plugin factory");
+    assert!(
+        factory
+            .plugin_descriptors()
+            .any(|d| d.id().is_some_and(|id| id.to_bytes() == PLUGIN_ID)),
+        "Comper is listed"
+    );
+
+    let mut session = Session::new(&entry);
+    session.activate();
+    // First pass: play the melody over the four-bar loop; Comper captures it.
+    let pass = (LOOP_BEATS * SAMPLES_PER_BEAT) as u64;
+    while session.sample < pass {
+        session.block(true, true);
+    }
+    assert!(session.melody_thru > 0, "the melody is passed through");
+    assert!(
+        session.play_until_chords(Duration::from_secs(120)),
+        "chords come out once the options are ready"
+    );
+    // Play two more full passes of the loop (each ends with a wrap).
+    let from = session.chord_events.len();
+    let until = session.sample + 2 * pass;
+    let mut checked_wraps = 0;
+    while session.sample < until {
+        let before_wrap = session.beat(session.sample + BLOCK as u64) < session.beat(session.sample);
+        let sounding_before: BTreeSet<i16> = session.sounding.clone();
+        let events_before = session.chord_events.len();
+        session.block(true, false);
+        if before_wrap && !sounding_before.is_empty() {
+            // Everything sounding before the wrap is released in the wrap block.
+            let released: BTreeSet<i16> = session.chord_events[events_before..]
+                .iter()
+                .filter(|e| !e.on)
+                .map(|e| e.key)
+                .collect();
+            assert!(
+                sounding_before.is_subset(&released),
+                "loop wrap released {released:?} of {sounding_before:?}"
+            );
+            checked_wraps += 1;
+        }
+    }
+    assert!(checked_wraps >= 1, "a loop wrap happened while chords sounded");
+    let played = session.chord_events[from..].to_vec();
+    assert!(played.iter().filter(|e| e.on).count() >= 8, "{played:?}");
+    assert_on_frame_boundaries(&played);
+    let first_chords = chords_by_beat(&played);
+
+    // Stop: every chord note is released.
+    session.block(false, false);
+    assert!(session.sounding.is_empty(), "stop left {:?} hanging", session.sounding);
+
+    // Save, then load into a fresh instance: it plays the same progression without hearing
+    // the melody again.
+    let state = session.save();
+    let text = String::from_utf8_lossy(&state);
+    assert!(text.contains("session"), "the state holds the session: {text:.200}");
+    session.deactivate();
+
+    let mut restored = Session::new(&entry);
+    assert!(restored.load(&state), "the saved state loads");
+    restored.activate();
+    assert!(
+        restored.play_until_chords(Duration::from_secs(60)),
+        "the restored session plays"
+    );
+    let until = restored.sample + pass;
+    let from = restored.chord_events.len();
+    while restored.sample < until {
+        restored.block(true, false);
+    }
+    let replayed = chords_by_beat(&restored.chord_events[from..]);
+    // Compare the beats both passes covered fully.
+    for (frame, keys) in &replayed {
+        if let Some(expected) = first_chords.get(frame) {
+            assert_eq!(keys, expected, "chord at frame {frame} differs after restore");
+        }
+    }
+    assert!(!replayed.is_empty());
+    restored.block(false, false);
+    assert!(restored.sounding.is_empty());
+
+    // A broken state is refused or ignored, never a crash, and the plugin keeps working.
+    let mut broken = Session::new(&entry);
+    let _ = broken.load(b"{\"fields\":{\"session\":\"not json\"}");
+    broken.activate();
+    for _ in 0..50 {
+        broken.block(true, true);
+    }
+    assert!(broken.melody_thru > 0);
+    broken.deactivate();
+    restored.deactivate();
+}
