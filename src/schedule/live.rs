@@ -158,7 +158,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quantize::{NoteEventKind, PhraseId, Transport, TimeSignature};
+    use crate::quantize::{NoteEventKind, PhraseId, TimeSignature, Transport};
     use crate::schedule::{PlannedFrame, Voiced};
 
     const SR: f64 = 48_000.0;
