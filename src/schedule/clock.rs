@@ -120,7 +120,11 @@ impl FrameClock {
     }
 
     /// How a block starting at `start` continues the previous one, if it does not.
-    fn discontinuity_at(&self, start: f64, loop_range: Option<(f64, f64)>) -> Option<Discontinuity> {
+    fn discontinuity_at(
+        &self,
+        start: f64,
+        loop_range: Option<(f64, f64)>,
+    ) -> Option<Discontinuity> {
         let Some(expected) = self.position else {
             return Some(Discontinuity::Start);
         };
@@ -269,7 +273,10 @@ mod tests {
         run(&mut clock, &block(120.0, 48_000.0, 6_000, 0.0, None));
         let slightly_late = 0.25 + JUMP_TOLERANCE_BEATS / 2.0;
         assert_eq!(
-            run(&mut clock, &block(120.0, 48_000.0, 6_000, slightly_late, None)),
+            run(
+                &mut clock,
+                &block(120.0, 48_000.0, 6_000, slightly_late, None)
+            ),
             vec![frame(1, 0), frame(2, 5812)]
         );
     }
@@ -286,12 +293,12 @@ mod tests {
         if let Some(t) = stopped.transport.as_mut() {
             t.playing = false;
         }
-        assert_eq!(
-            run(&mut clock, &stopped),
-            vec![brk(Discontinuity::Stop, 0)]
-        );
+        assert_eq!(run(&mut clock, &stopped), vec![brk(Discontinuity::Stop, 0)]);
         assert!(!clock.is_running());
-        assert!(run(&mut clock, &stopped).is_empty(), "a stop is reported once");
+        assert!(
+            run(&mut clock, &stopped).is_empty(),
+            "a stop is reported once"
+        );
         let timeless = Block {
             sample_rate: 0.0,
             ..block(120.0, 48_000.0, 6_000, 2.375, None)
@@ -342,7 +349,15 @@ mod tests {
         let events = run(&mut clock, &block(120.0, 48_000.0, 48_000, 0.0, looped));
         let wraps = events
             .iter()
-            .filter(|e| matches!(e, ClockEvent::Break { kind: Discontinuity::LoopWrap, .. }))
+            .filter(|e| {
+                matches!(
+                    e,
+                    ClockEvent::Break {
+                        kind: Discontinuity::LoopWrap,
+                        ..
+                    }
+                )
+            })
             .count();
         assert_eq!(wraps, MAX_LOOP_WRAPS_PER_BLOCK as usize);
         assert!(events.len() < 64, "{events:?}");

@@ -118,6 +118,11 @@ impl Scheduler {
             ClockEvent::Break { offset, .. } => self.end_phrase(offset, sink),
         });
         self.clock = clock;
+        if !clock.is_running() {
+            // Without a rolling host transport no phrase plays: a phrase the quantizer starts on
+            // its free-running clock is not armed, and its plans are refused.
+            self.phrase = None;
+        }
     }
 
     fn frame_due(&mut self, index: i64, offset: u32, sink: &mut impl FnMut(SchedulerOutput)) {
@@ -163,7 +168,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quantize::{NoteEventKind, PhraseId, Transport, TimeSignature};
+    use crate::quantize::{NoteEventKind, PhraseId, TimeSignature, Transport};
     use crate::schedule::{PlannedFrame, Voiced};
 
     const SR: f64 = 48_000.0;
@@ -307,6 +312,22 @@ mod tests {
         let out = run(&mut s, &block(0.125, true, looped));
         assert!(notes(&out).is_empty(), "continues after the wrap, disarmed");
         assert!(s.sounding().is_empty());
+    }
+
+    #[test]
+    fn without_a_rolling_transport_phrases_are_not_armed() {
+        let mut s = Scheduler::new(0);
+        let free_running = Block {
+            transport: None,
+            ..block(0.0, true, None)
+        };
+        run(&mut s, &free_running);
+        s.begin_phrase(1, 0);
+        run(&mut s, &free_running);
+        assert!(s
+            .accept(plan(1, 0, &[(ChordFrame::Onset(1), &[50])]))
+            .is_some());
+        assert_eq!(s.stats().refused_plans, 1);
     }
 
     #[test]
