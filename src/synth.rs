@@ -278,10 +278,11 @@ impl Voice {
         match self.stage {
             Stage::Idle => {}
             Stage::Attack => {
-                self.level += coefficients.attack_step;
+                // A retrigger softer than the current level decays from where it is.
                 if self.level >= self.peak {
-                    self.level = self.peak;
                     self.stage = Stage::Decay;
+                } else {
+                    self.level = (self.level + coefficients.attack_step).min(self.peak);
                 }
             }
             Stage::Decay => {
@@ -358,7 +359,8 @@ impl Synth {
 
     /// Starts `pitch` (0..=127, others ignored) at `velocity` (clamped to 0..=1, NaN is 0).
     /// A pitch already sounding is retriggered on its own voice; with every voice busy, the
-    /// oldest releasing voice is stolen, else the oldest voice, after a short fade.
+    /// releasing voice nearest silence (the one released longest ago) is stolen, else the
+    /// oldest note's voice, after a fade of [`STEAL_FADE_SECONDS`].
     pub fn note_on(&mut self, pitch: u8, velocity: f32) {
         if pitch > 127 {
             return;
@@ -385,16 +387,22 @@ impl Synth {
             voice.start(note, &coefficients);
             return;
         }
-        let oldest = |releasing: bool| {
+        let quietest_releasing = self
+            .voices
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_releasing())
+            .min_by(|(_, a), (_, b)| a.level.total_cmp(&b.level))
+            .map(|(index, _)| index);
+        let oldest = || {
             self.voices
                 .iter()
                 .enumerate()
-                .filter(|(_, v)| !releasing || v.is_releasing())
                 .min_by_key(|(_, v)| v.started)
                 .map(|(index, _)| index)
         };
-        if let Some(voice) = oldest(true)
-            .or_else(|| oldest(false))
+        if let Some(voice) = quietest_releasing
+            .or_else(oldest)
             .and_then(|index| self.voices.get_mut(index))
         {
             voice.started = started;
@@ -469,4 +477,99 @@ fn starting_phases(started: u64) -> (f32, f32) {
     x ^= x >> 32;
     let unit = |bits: u64| (bits & 0xFF_FFFF) as f32 / (1u32 << 24) as f32;
     (unit(x), unit(x >> 24))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: f32 = 48_000.0;
+
+    fn owners(synth: &Synth) -> Vec<u8> {
+        synth.voices.iter().filter_map(Voice::owner).collect()
+    }
+
+    fn render_samples(synth: &mut Synth, samples: usize) {
+        let mut left = vec![0.0; samples];
+        let mut right = vec![0.0; samples];
+        synth.render(&mut left, &mut right);
+    }
+
+    fn hold_sixteen_notes(synth: &mut Synth) {
+        for pitch in 40..40 + MAX_VOICES as u8 {
+            synth.note_on(pitch, 1.0);
+            render_samples(synth, 10);
+        }
+    }
+
+    #[test]
+    fn with_every_voice_held_the_oldest_note_is_stolen() {
+        let mut synth = Synth::new(RATE);
+        hold_sixteen_notes(&mut synth);
+        synth.note_on(70, 1.0);
+        let owners = owners(&synth);
+        assert!(!owners.contains(&40) && owners.contains(&41) && owners.contains(&70));
+        render_samples(&mut synth, 1_000);
+        assert!(synth.voices.iter().any(|v| v.pitch == 70 && v.stage != Stage::Steal));
+    }
+
+    #[test]
+    fn a_releasing_voice_is_stolen_before_a_held_one() {
+        let mut synth = Synth::new(RATE);
+        hold_sixteen_notes(&mut synth);
+        synth.note_off(47);
+        render_samples(&mut synth, 100);
+        synth.note_off(45); // released later, so louder than 47
+        synth.note_on(70, 1.0);
+        let owners = owners(&synth);
+        assert!(owners.contains(&40) && owners.contains(&45) && !owners.contains(&47));
+    }
+
+    #[test]
+    fn a_note_released_while_waiting_for_its_stolen_voice_never_starts() {
+        let mut synth = Synth::new(RATE);
+        hold_sixteen_notes(&mut synth);
+        synth.note_on(70, 1.0);
+        synth.note_off(70);
+        render_samples(&mut synth, 1_000);
+        assert_eq!(synth.active_voices(), MAX_VOICES - 1);
+        assert!(!owners(&synth).contains(&70));
+    }
+
+    /// A click is a jump in a voice's envelope: whatever happens, no voice's level may move by
+    /// more than the steal fade's step in one sample, and a new note starts only from silence.
+    #[test]
+    fn envelopes_never_jump() {
+        let mut synth = Synth::new(RATE);
+        let largest_step = 1.0 / synth.coefficients.fade_samples + 1e-6;
+        let mut levels = [0.0_f32; MAX_VOICES];
+        let mut check = |synth: &mut Synth, samples: usize| {
+            for _ in 0..samples {
+                render_samples(synth, 1);
+                for (voice, previous) in synth.voices.iter().zip(levels.iter_mut()) {
+                    let step = (voice.level - *previous).abs();
+                    assert!(step <= largest_step, "jump of {step} in {voice:?}");
+                    *previous = voice.level;
+                }
+            }
+        };
+        synth.note_on(60, 0.3);
+        check(&mut synth, 500);
+        synth.note_on(60, 1.0); // retrigger, louder, mid-attack
+        check(&mut synth, 3_000);
+        synth.note_on(60, 0.1); // retrigger, softer than the level
+        check(&mut synth, 3_000);
+        synth.note_off(60);
+        check(&mut synth, 2_000);
+        synth.note_on(60, 0.8); // retrigger during the release
+        check(&mut synth, 2_000);
+        for pitch in 40..80 {
+            synth.note_on(pitch, 1.0); // steals, some of them mid-fade
+            check(&mut synth, 37);
+        }
+        check(&mut synth, 3_000);
+        synth.release_all();
+        check(&mut synth, 30_000);
+        assert_eq!(synth.active_voices(), 0);
+    }
 }
