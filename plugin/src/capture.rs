@@ -159,6 +159,9 @@ impl Capture {
     fn finish(&mut self) -> Option<CapturedPhrase> {
         let bar = self.bar_len();
         let time_signature = self.phrase.map(|(_, ts)| ts).unwrap_or_default();
+        if !matches!(self.state, State::Recording { .. }) {
+            return None;
+        }
         let State::Recording {
             first_frame,
             mut frames,

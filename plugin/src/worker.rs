@@ -188,6 +188,8 @@ impl Worker {
                 continue;
             };
             let mode = self.params.mode.value();
+            self.apply_saved_session(model, table);
+            self.keep_capture_armed(mode);
             let mut live_heard = false;
             for output in &batch {
                 if let Some(phrase) = self.capture.push(output) {
@@ -216,7 +218,6 @@ impl Worker {
                 }
                 self.command(model, table, command);
             }
-            self.apply_saved_session(model, table);
             self.keep_capture_armed(mode);
             self.resend_on_voicing_change(model, table);
             self.flush_unsent();

@@ -48,9 +48,9 @@ fn plugin_path() -> PathBuf {
     if let Some(path) = std::env::var_os("COMPER_CLAP") {
         return PathBuf::from(path);
     }
+    // Cargo builds the library (cdylib included) into deps/ beside this test's executable.
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let path = profile_dir.join("libcomper_plugin.so");
+    let path = exe.parent().unwrap().join("libcomper_plugin.so");
     assert!(path.exists(), "{} was not built", path.display());
     path
 }
@@ -180,7 +180,7 @@ impl Session {
                 [left.as_mut_slice(), right.as_mut_slice()].into_iter(),
             ),
         }]);
-        let input_audio = AudioPorts::with_capacity(0, 0).with_input_buffers([]);
+        let input_audio = InputAudioBuffers::empty();
         let processor = self.processor.as_mut().unwrap();
         processor
             .process(
@@ -256,7 +256,7 @@ fn assert_on_frame_boundaries(events: &[Out]) {
         let frames = e.beat * 4.0;
         let off_by_samples = (frames - frames.round()).abs() * SAMPLES_PER_BEAT / 4.0;
         assert!(
-            off_by_samples <= 1.0,
+            off_by_samples <= 0.5 + 1e-6,
             "chord event {e:?} is {off_by_samples} samples off a 16th-note boundary"
         );
     }
@@ -302,15 +302,17 @@ fn plays_chords_on_time_releases_them_and_restores_its_session() {
     let until = session.sample + 2 * pass;
     let mut checked_wraps = 0;
     while session.sample < until {
-        let before_wrap = session.beat(session.sample + BLOCK as u64) < session.beat(session.sample);
+        let wraps_next = session.beat(session.sample + BLOCK as u64) < session.beat(session.sample);
         let sounding_before: BTreeSet<i16> = session.sounding.clone();
         let events_before = session.chord_events.len();
         session.block(true, false);
-        if before_wrap && !sounding_before.is_empty() {
-            // Everything sounding before the wrap is released in the wrap block.
+        if wraps_next && !sounding_before.is_empty() {
+            // Everything sounding before the wrap is released at it (at the end of this block or
+            // the start of the next, where the host restarts the loop).
+            session.block(true, false);
             let released: BTreeSet<i16> = session.chord_events[events_before..]
                 .iter()
-                .filter(|e| !e.on)
+                .filter(|e| !e.on && (e.beat < 0.1 || e.beat > LOOP_BEATS - 0.1))
                 .map(|e| e.key)
                 .collect();
             assert!(

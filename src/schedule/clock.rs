@@ -93,7 +93,13 @@ impl FrameClock {
         loop {
             let end = segment.beat + (f64::from(len) - segment.sample) * beats_per_sample;
             match active_loop {
-                Some((loop_start, loop_end)) if end >= loop_end => {
+                // A wrap that rounds to the block's end belongs to the next block, which the
+                // host starts at the loop start (a wrap between blocks, handled below).
+                Some((loop_start, loop_end))
+                    if end >= loop_end
+                        && (segment.sample + (loop_end - segment.beat) / beats_per_sample).round()
+                            < f64::from(len) =>
+                {
                     self.frames_until(loop_end, segment, beats_per_sample, len, sink);
                     let wrap_sample = segment.sample + (loop_end - segment.beat) / beats_per_sample;
                     sink(ClockEvent::Break {
@@ -111,7 +117,9 @@ impl FrameClock {
                     }
                 }
                 _ => {
-                    self.frames_until(end, segment, beats_per_sample, len, sink);
+                    // Boundaries at the loop end belong to the wrap, not to this pass.
+                    let to = active_loop.map_or(end, |(_, loop_end)| end.min(loop_end));
+                    self.frames_until(to, segment, beats_per_sample, len, sink);
                     self.position = Some(end);
                     return;
                 }
@@ -156,11 +164,15 @@ impl FrameClock {
             if beat >= to {
                 return;
             }
+            let sample = segment.sample + (beat - segment.beat) / beats_per_sample;
+            if beat >= segment.beat - JUMP_TOLERANCE_BEATS && sample.round() >= f64::from(len) {
+                // Rounds to the next block's first sample: it belongs there.
+                return;
+            }
             self.next_frame = index.saturating_add(1);
             if beat < segment.beat - JUMP_TOLERANCE_BEATS {
                 continue;
             }
-            let sample = segment.sample + (beat - segment.beat) / beats_per_sample;
             sink(ClockEvent::Frame {
                 index,
                 offset: sample_offset(sample, len),
@@ -195,9 +207,11 @@ fn valid_loop(transport: &Transport) -> Option<(f64, f64)> {
     })
 }
 
-/// The sample offset of a position `sample` samples into a block, inside `0..len`.
+/// The sample offset of a position `sample` samples into a block, inside `0..len`: the nearest
+/// sample, so a boundary is never more than half a sample off (rounding error in the host's
+/// position must not move it a whole sample early).
 fn sample_offset(sample: f64, len: u32) -> u32 {
-    sample.floor().clamp(0.0, f64::from(len.saturating_sub(1))) as u32
+    sample.round().clamp(0.0, f64::from(len.saturating_sub(1))) as u32
 }
 
 fn first_boundary_at_or_after(beat: f64) -> i64 {
@@ -277,7 +291,7 @@ mod tests {
                 &mut clock,
                 &block(120.0, 48_000.0, 6_000, slightly_late, None)
             ),
-            vec![frame(1, 0), frame(2, 5812)]
+            vec![frame(1, 0), frame(2, 5813)]
         );
     }
 
@@ -343,10 +357,10 @@ mod tests {
 
     #[test]
     fn loop_wraps_per_block_are_bounded() {
-        // A one-frame loop and a block of eight frames: only the first wraps are followed.
+        // A one-frame loop and a block of ten frames: only the first wraps are followed.
         let looped = Some((0.0, 0.25));
         let mut clock = FrameClock::new();
-        let events = run(&mut clock, &block(120.0, 48_000.0, 48_000, 0.0, looped));
+        let events = run(&mut clock, &block(120.0, 48_000.0, 60_000, 0.0, looped));
         let wraps = events
             .iter()
             .filter(|e| {
