@@ -237,8 +237,10 @@ impl Voice {
         let detune = (DETUNE_CENTS / 1200.0).exp2();
         self.pitch = note.pitch;
         self.level = 0.0;
-        self.left_saw.start(frequency / detune, phases.0, coefficients);
-        self.right_saw.start(frequency * detune, phases.1, coefficients);
+        self.left_saw
+            .start(frequency / detune, phases.0, coefficients);
+        self.right_saw
+            .start(frequency * detune, phases.1, coefficients);
         self.left_filter = LowPass::default();
         self.right_filter = LowPass::default();
         self.key_cutoff_hz = frequency * CUTOFF_KEY_RATIO + CUTOFF_BASE_HZ;
@@ -321,12 +323,8 @@ impl Voice {
         let a = self.left_saw.next();
         let b = self.right_saw.next();
         let far = 1.0 - NEAR_SIDE_SHARE;
-        let left = self
-            .left_filter
-            .next(NEAR_SIDE_SHARE * a + far * b, g);
-        let right = self
-            .right_filter
-            .next(far * a + NEAR_SIDE_SHARE * b, g);
+        let left = self.left_filter.next(NEAR_SIDE_SHARE * a + far * b, g);
+        let right = self.right_filter.next(far * a + NEAR_SIDE_SHARE * b, g);
         let amplitude = self.level * VOICE_GAIN;
         (left * amplitude, right * amplitude)
     }
@@ -464,7 +462,6 @@ impl Synth {
             .filter(|v| v.stage != Stage::Idle)
             .count()
     }
-
 }
 
 /// Two well-spread starting phases in 0..1 for note number `started`, so the notes of a chord do
@@ -510,7 +507,10 @@ mod tests {
         let owners = owners(&synth);
         assert!(!owners.contains(&40) && owners.contains(&41) && owners.contains(&70));
         render_samples(&mut synth, 1_000);
-        assert!(synth.voices.iter().any(|v| v.pitch == 70 && v.stage != Stage::Steal));
+        assert!(synth
+            .voices
+            .iter()
+            .any(|v| v.pitch == 70 && v.stage != Stage::Steal));
     }
 
     #[test]

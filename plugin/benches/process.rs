@@ -10,7 +10,7 @@ use comper::frames::ChordFrame;
 use comper::quantize::{Block, NoteEvent, TimeSignature, Transport};
 use comper::schedule::{PlanUpdate, PlannedFrame, Voiced};
 use comper_plugin::audio::{AudioEngine, BlockSettings, ChordNote};
-use comper_plugin::link::{link, Shared, ToAudio};
+use comper_plugin::link::{command_channel, link, Shared, ToAudio};
 use comper_plugin::params::Mode;
 
 const SAMPLE_RATE: f64 = 48_000.0;
@@ -55,7 +55,7 @@ fn plan(voices: usize) -> PlanUpdate {
 }
 
 fn run(name: &str, playing: bool, voices: usize, melody: bool, synth_on: bool) {
-    let (audio_link, worker_link, _commands) = link();
+    let (audio_link, worker_link) = link(command_channel().1);
     let mut engine = AudioEngine::new(audio_link, Arc::new(Shared::default()), 48_000.0, 32);
     if voices > 0 {
         worker_link.plans.send(ToAudio::Loop(plan(voices))).unwrap();
@@ -67,7 +67,10 @@ fn run(name: &str, playing: bool, voices: usize, melody: bool, synth_on: bool) {
     let beats_per_block = f64::from(BLOCK) / SAMPLE_RATE * 2.0;
     for i in 0..BLOCKS {
         let keys = if melody && i % 4 == 0 {
-            [NoteEvent::on(10, 60 + (i % 12) as u8), NoteEvent::off(400, 60 + (i % 12) as u8)]
+            [
+                NoteEvent::on(10, 60 + (i % 12) as u8),
+                NoteEvent::off(400, 60 + (i % 12) as u8),
+            ]
         } else {
             [NoteEvent::on(0, 0); 2]
         };
@@ -113,7 +116,25 @@ fn main() {
     println!("AudioEngine::process per {BLOCK}-sample block at 48 kHz, {BLOCKS} blocks:");
     run("idle (stopped, no plan)", false, 0, false, true);
     run("playing, no plan, melody in", true, 0, true, true);
-    run("looping 4-note chords, melody in, synth", true, 4, true, true);
-    run("looping 8-note chords, melody in, synth", true, 8, true, true);
-    run("looping 4-note chords, synth off (MIDI only)", true, 4, true, false);
+    run(
+        "looping 4-note chords, melody in, synth",
+        true,
+        4,
+        true,
+        true,
+    );
+    run(
+        "looping 8-note chords, melody in, synth",
+        true,
+        8,
+        true,
+        true,
+    );
+    run(
+        "looping 4-note chords, synth off (MIDI only)",
+        true,
+        4,
+        true,
+        false,
+    );
 }

@@ -10,7 +10,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use comper::quantize::{Block, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput};
+use comper::quantize::{
+    Block, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput,
+};
 use comper::schedule::{LoopPlayer, PlanUpdate, Scheduler, SchedulerOutput};
 use comper::synth::Synth;
 use crossbeam_channel::TrySendError;
@@ -177,19 +179,20 @@ impl AudioEngine {
         let mut started = None;
         let frames = &self.link.frames;
         let shared = &self.shared;
-        self.quantizer.process_block(block, &[], keys, &mut |output| {
-            if let QuantizerOutput::PhraseStart {
-                phrase,
-                first_frame,
-                ..
-            } = output
-            {
-                started = Some((phrase, first_frame));
-            }
-            if frames.try_send(output).is_err() {
-                shared.dropped_frames.fetch_add(1, Ordering::Relaxed);
-            }
-        });
+        self.quantizer
+            .process_block(block, &[], keys, &mut |output| {
+                if let QuantizerOutput::PhraseStart {
+                    phrase,
+                    first_frame,
+                    ..
+                } = output
+                {
+                    started = Some((phrase, first_frame));
+                }
+                if frames.try_send(output).is_err() {
+                    shared.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                }
+            });
         started
     }
 
@@ -231,7 +234,8 @@ impl AudioEngine {
             let event = self.events[i];
             let at = (event.offset as usize).min(len);
             if settings.synth_on && at > rendered {
-                self.synth.render(&mut left[rendered..at], &mut right[rendered..at]);
+                self.synth
+                    .render(&mut left[rendered..at], &mut right[rendered..at]);
                 rendered = at;
             }
             let pitch = usize::from(event.pitch.min(127));
@@ -259,7 +263,8 @@ impl AudioEngine {
         }
         if settings.synth_on {
             if rendered < len {
-                self.synth.render(&mut left[rendered..len], &mut right[rendered..len]);
+                self.synth
+                    .render(&mut left[rendered..len], &mut right[rendered..len]);
             }
         } else {
             self.synth.reset();
@@ -288,7 +293,8 @@ impl AudioEngine {
 
     fn publish(&self, block: &Block) {
         if let Some(t) = block.transport {
-            self.shared.set_transport(t.beat_position, t.tempo_bpm, t.playing);
+            self.shared
+                .set_transport(t.beat_position, t.tempo_bpm, t.playing);
         }
     }
 

@@ -27,7 +27,10 @@ pub enum CaptureProgress {
     /// Waiting for the first note.
     Armed,
     /// Recording bar `bar` (1-based) of `of`.
-    Recording { bar: usize, of: usize },
+    Recording {
+        bar: usize,
+        of: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,7 +117,7 @@ impl Capture {
                 index,
                 frame,
             } => {
-                if !self.phrase.is_some_and(|(id, _)| id == phrase) {
+                if self.phrase.is_none_or(|(id, _)| id != phrase) {
                     return None;
                 }
                 self.frame(index, frame)

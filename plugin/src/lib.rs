@@ -8,7 +8,9 @@
 
 pub mod audio;
 pub mod capture;
+pub mod export;
 pub mod link;
+pub mod panel;
 pub mod params;
 pub mod plan;
 pub mod session;
@@ -20,9 +22,10 @@ use std::thread::JoinHandle;
 
 use comper::frames::FRAMES_PER_BEAT;
 use comper::quantize::{self, Block, TimeSignature};
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
+use nice_plug_egui::{EguiEditor, EguiEditorState};
 
 use audio::{AudioEngine, BlockSettings, ChordNote};
 use link::{Command, Shared, WorkerStatus};
@@ -37,7 +40,10 @@ pub struct Comper {
     shared: Arc<Shared>,
     audio: Option<AudioEngine>,
     worker: Option<JoinHandle<()>>,
-    commands: Option<Sender<Command>>,
+    /// The panel's (and tests') way to the worker; lives as long as the plugin.
+    commands: Sender<Command>,
+    command_inbox: Receiver<Command>,
+    editor_state: Arc<EguiEditorState>,
     /// Melody events of the current block.
     keys: Vec<quantize::NoteEvent>,
     /// Channels (bit mask) on which each melody key was passed through and is still down, so its
@@ -47,12 +53,15 @@ pub struct Comper {
 
 impl Default for Comper {
     fn default() -> Self {
+        let (commands, command_inbox) = link::command_channel();
         Self {
             params: Arc::new(ComperParams::default()),
             shared: Arc::new(Shared::default()),
             audio: None,
             worker: None,
-            commands: None,
+            commands,
+            command_inbox,
+            editor_state: panel::default_state(),
             keys: Vec::with_capacity(MAX_KEYS),
             thru_down: [0; 128],
         }
@@ -60,17 +69,9 @@ impl Default for Comper {
 }
 
 impl Comper {
-    /// Sends a command to the inference thread (panel, tests); false when it is not running.
-    pub fn command(&self, command: Command) -> bool {
-        self.commands
-            .as_ref()
-            .is_some_and(|tx| tx.send(command).is_ok())
-    }
-
     fn stop_worker(&mut self) {
         // Dropping the audio side closes the worker's input, which ends it.
         self.audio = None;
-        self.commands = None;
         if let Some(handle) = self.worker.take() {
             if handle.join().is_err() {
                 nice_log!("Comper: the inference thread panicked while stopping");
@@ -199,12 +200,26 @@ impl Plugin for Comper {
     const MIDI_INPUT: MidiConfig = MidiConfig::Basic;
     const MIDI_OUTPUT: MidiConfig = MidiConfig::Basic;
 
-    type Editor = ();
+    type Editor = EguiEditor<panel::Panel>;
     type SysExMessage = ();
     type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        let panel = panel::Panel::new(
+            self.params.clone(),
+            self.shared.clone(),
+            self.commands.clone(),
+        );
+        nice_plug_egui::create_egui_editor(
+            self.editor_state.clone(),
+            nice_plug_egui::RepaintNotifier::new(),
+            nice_plug_egui::EguiNiceSettings::new().with_tile("Comper"),
+            panel,
+        )
     }
 
     fn activate(
@@ -214,7 +229,7 @@ impl Plugin for Comper {
         _context: &mut impl ActivateContext<Self>,
     ) -> bool {
         self.stop_worker();
-        let (audio_link, worker_link, commands) = link::link();
+        let (audio_link, worker_link) = link::link(self.command_inbox.clone());
         let listen = self.settings().listen_frames;
         self.audio = Some(AudioEngine::new(
             audio_link,
@@ -223,10 +238,7 @@ impl Plugin for Comper {
             listen,
         ));
         match worker::spawn(self.params.clone(), self.shared.clone(), worker_link) {
-            Ok(handle) => {
-                self.worker = Some(handle);
-                self.commands = Some(commands);
-            }
+            Ok(handle) => self.worker = Some(handle),
             Err(e) => self.shared.set_status(WorkerStatus::Error(format!(
                 "could not start the inference thread: {e}"
             ))),

@@ -65,12 +65,17 @@ pub struct WorkerLink {
     pub commands: Receiver<Command>,
 }
 
-/// Creates the channels; the `Sender<Command>` goes to the panel.
-pub fn link() -> (AudioLink, WorkerLink, Sender<Command>) {
+/// The panel's command channel; it outlives activations, so a panel opened before the plugin
+/// is activated can still send.
+pub fn command_channel() -> (Sender<Command>, Receiver<Command>) {
+    unbounded()
+}
+
+/// Creates the audio ↔ worker channels; the worker also reads `commands`.
+pub fn link(commands: Receiver<Command>) -> (AudioLink, WorkerLink) {
     let (frames_tx, frames_rx) = bounded(FRAME_CAPACITY);
     let (plans_tx, plans_rx) = bounded(PLAN_CAPACITY);
     let (recycle_tx, recycle_rx) = bounded(RECYCLE_CAPACITY);
-    let (commands_tx, commands_rx) = unbounded();
     (
         AudioLink {
             frames: frames_tx,
@@ -81,9 +86,8 @@ pub fn link() -> (AudioLink, WorkerLink, Sender<Command>) {
             frames: frames_rx,
             plans: plans_tx,
             recycled: recycle_rx,
-            commands: commands_rx,
+            commands,
         },
-        commands_tx,
     )
 }
 
@@ -97,7 +101,10 @@ pub enum WorkerStatus {
     /// Suggest mode, waiting for the first note of a phrase.
     Listening,
     /// Suggest mode, recording bar `bar` (1-based) of `of`.
-    Capturing { bar: usize, of: usize },
+    Capturing {
+        bar: usize,
+        of: usize,
+    },
     Generating,
     /// Suggest mode: options are ready.
     Ready,
@@ -107,10 +114,23 @@ pub enum WorkerStatus {
     Error(String),
 }
 
+/// One frame of the live timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveFrame {
+    /// Absolute host frame.
+    pub index: i64,
+    /// Chord name, `None` for silence.
+    pub chord: Option<String>,
+    pub onset: bool,
+    /// Fixed (will sound) rather than a preview that may still change.
+    pub committed: bool,
+}
+
 /// State every thread may read; see the module docs for who writes what.
 #[derive(Debug, Default)]
 pub struct Shared {
     status: Mutex<WorkerStatus>,
+    live: Mutex<Vec<LiveFrame>>,
     model_name: Mutex<String>,
     /// Host position (beats, as f64 bits), tempo (f64 bits) and whether it plays.
     position_beats: AtomicU64,
@@ -136,6 +156,17 @@ impl Shared {
         self.revision.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The live timeline: recent committed frames and the latest plan, in frame order.
+    pub fn live_frames(&self) -> Vec<LiveFrame> {
+        lock(&self.live).clone()
+    }
+
+    /// Worker only.
+    pub fn set_live_frames(&self, frames: Vec<LiveFrame>) {
+        *lock(&self.live) = frames;
+        self.revision.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Name of the model in use.
     pub fn model_name(&self) -> String {
         lock(&self.model_name).clone()
@@ -148,7 +179,8 @@ impl Shared {
 
     /// Audio thread only: lock-free.
     pub fn set_transport(&self, beats: f64, tempo_bpm: f64, playing: bool) {
-        self.position_beats.store(beats.to_bits(), Ordering::Relaxed);
+        self.position_beats
+            .store(beats.to_bits(), Ordering::Relaxed);
         self.tempo_bpm.store(tempo_bpm.to_bits(), Ordering::Relaxed);
         self.playing.store(playing, Ordering::Relaxed);
     }
@@ -164,5 +196,7 @@ impl Shared {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -99,12 +99,8 @@ impl Default for ComperParams {
         Self {
             session: SessionStore::default(),
             mode: EnumParam::new("Mode", Mode::Suggest),
-            temperature: FloatParam::new(
-                "Variety",
-                0.8,
-                FloatRange::Linear { min: 0.1, max: 1.5 },
-            )
-            .with_step_size(0.05),
+            temperature: FloatParam::new("Variety", 0.8, FloatRange::Linear { min: 0.1, max: 1.5 })
+                .with_step_size(0.05),
             top_p: FloatParam::new("Top-p", 1.0, FloatRange::Linear { min: 0.5, max: 1.0 })
                 .with_step_size(0.01),
             phrase_bars: EnumParam::new("Phrase length", PhraseBars::Four),
@@ -128,7 +124,11 @@ impl Default for ComperParams {
             .with_value_to_string(formatters::v2s_f32_gain_to_db(1))
             .with_string_to_value(formatters::s2v_f32_gain_to_db()),
             listen_beats: IntParam::new("Listen beats", 8, IntRange::Linear { min: 1, max: 32 }),
-            lookahead_beats: IntParam::new("Lookahead beats", 4, IntRange::Linear { min: 1, max: 8 }),
+            lookahead_beats: IntParam::new(
+                "Lookahead beats",
+                4,
+                IntRange::Linear { min: 1, max: 8 },
+            ),
             commit_beats: IntParam::new("Commit beats", 4, IntRange::Linear { min: 1, max: 8 }),
             bypass: BoolParam::new("Bypass", false).make_bypass(),
         }

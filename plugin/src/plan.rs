@@ -119,7 +119,12 @@ mod tests {
                 ..choice
             },
         );
-        let shifted: Vec<u8> = plan.frames[0].voicing.pitches().iter().map(|p| p + 12).collect();
+        let shifted: Vec<u8> = plan.frames[0]
+            .voicing
+            .pitches()
+            .iter()
+            .map(|p| p + 12)
+            .collect();
         assert_eq!(up.frames[0].voicing.pitches(), shifted.as_slice());
     }
 

@@ -94,7 +94,10 @@ impl Session {
             ));
         }
         if stored.melody.len() > MAX_STATE_FRAMES {
-            return Err(format!("melody of {} frames is too long", stored.melody.len()));
+            return Err(format!(
+                "melody of {} frames is too long",
+                stored.melody.len()
+            ));
         }
         let melody = stored
             .melody
@@ -126,7 +129,10 @@ impl Session {
             });
         }
         if !options.is_empty() && stored.selected >= options.len() {
-            return Err(format!("selected option {} does not exist", stored.selected + 1));
+            return Err(format!(
+                "selected option {} does not exist",
+                stored.selected + 1
+            ));
         }
         let locked = decode_chords(&stored.locked)?;
         if !locked.is_empty() && locked.len() != melody.len() {
@@ -200,7 +206,9 @@ pub struct SessionStore {
 impl SessionStore {
     /// The session, for the inference thread and the panel (never the audio thread).
     pub fn lock(&self) -> MutexGuard<'_, Session> {
-        self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Counts state loads by the host; the inference thread re-applies the session when it moves.
@@ -400,7 +408,11 @@ mod tests {
     #[test]
     fn names_map_back_to_a_vocabulary() {
         let vocab = Vocabulary::new(vec!["C".into(), "G7".into()]).unwrap();
-        let frames = [ChordFrame::Onset(1), ChordFrame::Hold(1), ChordFrame::Silence];
+        let frames = [
+            ChordFrame::Onset(1),
+            ChordFrame::Hold(1),
+            ChordFrame::Silence,
+        ];
         let named = chords_by_name(&frames, &vocab);
         assert_eq!(chords_in_vocabulary(&named, &vocab).unwrap(), frames);
         let other = Vocabulary::new(vec!["C".into()]).unwrap();

@@ -17,21 +17,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use comper::chord::ChordTable;
 use comper::frames::{ChordFrame, MelodyFrame};
 use comper::live::{LiveConfig, LiveEngine};
+use comper::midi_file::{read_melody, MelodyChoice};
 use comper::model::{FolderBytes, LoadedModel};
 use comper::quantize::QuantizerOutput;
+use comper::schedule::PlanUpdate;
 use comper::suggest::{frames_per_bar, suggest, Phrase};
+use comper::tokens::Vocabulary;
 use crossbeam_channel::{select, TrySendError};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::capture::{Capture, CaptureProgress, CapturedPhrase};
-use crate::link::{Command, Shared, ToAudio, WorkerLink, WorkerStatus};
+use crate::link::{Command, LiveFrame, Shared, ToAudio, WorkerLink, WorkerStatus};
 use crate::params::{ComperParams, Mode};
 use crate::plan::{loop_plan, transpose_plan, VoicingChoice};
 use crate::session::{chords_by_name, chords_in_vocabulary, Session, SessionOption};
 
 /// Options offered for a captured phrase.
 pub const OPTION_COUNT: usize = 5;
+/// Frames of live history the panel's timeline keeps (two bars).
+const LIVE_HISTORY_FRAMES: i64 = 32;
 /// How often the worker looks at parameters and saved-state loads when nothing arrives.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -42,6 +47,10 @@ mod builtin {
     pub const CHORD_NAMES: &str = include_str!("../../weights/comper-online/chord_names.json");
     pub const MODEL: &[u8] = include_bytes!("../../weights/comper-online/model.safetensors");
 }
+
+/// Environment variable naming a `.mid` file whose melody is used as if it had just been
+/// captured (standalone use without a MIDI keyboard, and the panel's screenshot test).
+pub const MELODY_ENV: &str = "COMPER_MELODY";
 
 /// Starts the inference thread.
 pub fn spawn(
@@ -109,6 +118,8 @@ struct Worker {
     sent_voicing: Option<VoicingChoice>,
     error: Option<String>,
     generating: bool,
+    /// A melody file to use once the model is ready ([`MELODY_ENV`]).
+    melody_file: Option<std::path::PathBuf>,
 }
 
 impl Worker {
@@ -127,6 +138,7 @@ impl Worker {
             sent_voicing: None,
             error: None,
             generating: false,
+            melody_file: std::env::var_os(MELODY_ENV).map(std::path::PathBuf::from),
         }
     }
 
@@ -180,7 +192,10 @@ impl Worker {
                 }
             }
             let (Some(model), Some(table)) = (model, table.as_ref()) else {
-                if commands.iter().any(|c| matches!(c, Command::LoadWeights(_))) {
+                if commands
+                    .iter()
+                    .any(|c| matches!(c, Command::LoadWeights(_)))
+                {
                     self.apply_weights_commands(&commands);
                     return Exit::Reload;
                 }
@@ -189,6 +204,9 @@ impl Worker {
             };
             let mode = self.params.mode.value();
             self.apply_saved_session(model, table);
+            if let Some(path) = self.melody_file.take() {
+                self.use_melody_file(model, table, &path);
+            }
             self.keep_capture_armed(mode);
             let mut live_heard = false;
             for output in &batch {
@@ -200,6 +218,7 @@ impl Worker {
                 }
                 if matches!(output, QuantizerOutput::PhraseStart { .. }) {
                     live = self.start_live(model, live.take());
+                    self.shared.set_live_frames(Vec::new());
                 }
                 if let Some((engine, _)) = live.as_mut() {
                     engine.push(output);
@@ -208,7 +227,7 @@ impl Worker {
             }
             if mode == Mode::Live && live_heard {
                 if let Some((engine, _)) = live.as_mut() {
-                    self.replan(engine);
+                    self.replan(engine, &model.vocabulary);
                 }
             }
             for command in &commands {
@@ -222,6 +241,28 @@ impl Worker {
             self.resend_on_voicing_change(model, table);
             self.flush_unsent();
             self.update_status();
+        }
+    }
+
+    /// Uses a melody file's first bars as the captured phrase.
+    fn use_melody_file(&mut self, model: &LoadedModel, table: &ChordTable, path: &Path) {
+        match read_melody(path, MelodyChoice::Auto) {
+            Ok(melody) => {
+                let bars = self.params.phrase_bars.value().bars();
+                let bar = frames_per_bar(melody.time_signature);
+                let phrase = Phrase::from_notes(&melody.notes, melody.time_signature, bars * bar);
+                self.capture.disarm();
+                self.captured(
+                    model,
+                    table,
+                    CapturedPhrase {
+                        melody: phrase.melody,
+                        first_frame: 0,
+                        time_signature: melody.time_signature,
+                    },
+                );
+            }
+            Err(e) => self.error = Some(format!("{MELODY_ENV}: {e}")),
         }
     }
 
@@ -253,9 +294,10 @@ impl Worker {
         }
     }
 
-    fn replan(&mut self, engine: &mut LiveEngine<'_>) {
+    fn replan(&mut self, engine: &mut LiveEngine<'_>, vocab: &Vocabulary) {
         match engine.replan() {
             Ok(Some(mut plan)) => {
+                self.publish_live(&plan, vocab);
                 let (_, octave) = self.params.voicing();
                 transpose_plan(&mut plan, octave);
                 match self.link.plans.try_send(ToAudio::Live(plan)) {
@@ -267,6 +309,28 @@ impl Worker {
             Ok(None) => {}
             Err(e) => self.error = Some(format!("live re-plan failed: {e}")),
         }
+    }
+
+    /// Merges a plan into the panel's live timeline (keeping the last few bars heard).
+    fn publish_live(&mut self, plan: &PlanUpdate, vocab: &Vocabulary) {
+        let mut frames = self.shared.live_frames();
+        frames.retain(|f| f.index < plan.first_frame);
+        frames.extend(plan.frames.iter().enumerate().map(|(k, planned)| {
+            let (chord, onset) = match planned.chord {
+                ChordFrame::Silence => (None, false),
+                ChordFrame::Onset(i) => (vocab.name(i).map(str::to_owned), true),
+                ChordFrame::Hold(i) => (vocab.name(i).map(str::to_owned), false),
+            };
+            LiveFrame {
+                index: plan.first_frame + k as i64,
+                chord,
+                onset,
+                committed: planned.committed,
+            }
+        }));
+        let keep_from = plan.first_frame - LIVE_HISTORY_FRAMES;
+        frames.retain(|f| f.index >= keep_from);
+        self.shared.set_live_frames(frames);
     }
 
     fn captured(&mut self, model: &LoadedModel, table: &ChordTable, phrase: CapturedPhrase) {
@@ -407,8 +471,11 @@ impl Worker {
             session.locked = vec![None; frames.len()];
         }
         let unlock = session.locked[frame].is_some();
-        for i in start..end {
-            session.locked[i] = if unlock { None } else { frames[i].clone() };
+        for (slot, frame) in session.locked[start..end]
+            .iter_mut()
+            .zip(&frames[start..end])
+        {
+            *slot = if unlock { None } else { frame.clone() };
         }
         if session.locked.iter().all(Option::is_none) {
             session.locked.clear();

@@ -9,7 +9,6 @@
 //! proof: an allocation would kill the test process.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CStr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -88,9 +87,9 @@ struct Session {
 
 impl Session {
     fn new(entry: &PluginEntry) -> Self {
-        let host_info = HostInfo::new("comper-test", "comper", "https://example.invalid", "1.0")
-            .unwrap();
-        let id = CStr::from_bytes_with_nul(b"audio.comper.comper\0").unwrap();
+        let host_info =
+            HostInfo::new("comper-test", "comper", "https://example.invalid", "1.0").unwrap();
+        let id = c"audio.comper.comper";
         let instance = PluginInstance::<Host>::new(|_| HostShared, |_| (), entry, id, &host_info)
             .expect("the plugin instantiates");
         Self {
@@ -237,17 +236,17 @@ impl Session {
     }
 
     fn save(&mut self) -> Vec<u8> {
-        let mut handle = self.instance.plugin_handle();
+        let handle = self.instance.plugin_handle();
         let state: PluginState = handle.get_extension().expect("state extension");
         let mut bytes = Vec::new();
-        state.save(&mut handle, &mut bytes).expect("state saves");
+        state.save(&handle, &mut bytes).expect("state saves");
         bytes
     }
 
     fn load(&mut self, bytes: &[u8]) -> bool {
-        let mut handle = self.instance.plugin_handle();
+        let handle = self.instance.plugin_handle();
         let state: PluginState = handle.get_extension().expect("state extension");
-        state.load(&mut handle, &mut &bytes[..]).is_ok()
+        state.load(&handle, &mut &bytes[..]).is_ok()
     }
 }
 
@@ -322,7 +321,10 @@ fn plays_chords_on_time_releases_them_and_restores_its_session() {
             checked_wraps += 1;
         }
     }
-    assert!(checked_wraps >= 1, "a loop wrap happened while chords sounded");
+    assert!(
+        checked_wraps >= 1,
+        "a loop wrap happened while chords sounded"
+    );
     let played = session.chord_events[from..].to_vec();
     assert!(played.iter().filter(|e| e.on).count() >= 8, "{played:?}");
     assert_on_frame_boundaries(&played);
@@ -330,13 +332,20 @@ fn plays_chords_on_time_releases_them_and_restores_its_session() {
 
     // Stop: every chord note is released.
     session.block(false, false);
-    assert!(session.sounding.is_empty(), "stop left {:?} hanging", session.sounding);
+    assert!(
+        session.sounding.is_empty(),
+        "stop left {:?} hanging",
+        session.sounding
+    );
 
     // Save, then load into a fresh instance: it plays the same progression without hearing
     // the melody again.
     let state = session.save();
     let text = String::from_utf8_lossy(&state);
-    assert!(text.contains("session"), "the state holds the session: {text:.200}");
+    assert!(
+        text.contains("session"),
+        "the state holds the session: {text:.200}"
+    );
     session.deactivate();
 
     let mut restored = Session::new(&entry);
@@ -355,7 +364,10 @@ fn plays_chords_on_time_releases_them_and_restores_its_session() {
     // Compare the beats both passes covered fully.
     for (frame, keys) in &replayed {
         if let Some(expected) = first_chords.get(frame) {
-            assert_eq!(keys, expected, "chord at frame {frame} differs after restore");
+            assert_eq!(
+                keys, expected,
+                "chord at frame {frame} differs after restore"
+            );
         }
     }
     assert!(!replayed.is_empty());

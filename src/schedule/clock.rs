@@ -97,7 +97,8 @@ impl FrameClock {
                 // host starts at the loop start (a wrap between blocks, handled below).
                 Some((loop_start, loop_end))
                     if end >= loop_end
-                        && (segment.sample + (loop_end - segment.beat) / beats_per_sample).round()
+                        && (segment.sample + (loop_end - segment.beat) / beats_per_sample)
+                            .round()
                             < f64::from(len) =>
                 {
                     self.frames_until(loop_end, segment, beats_per_sample, len, sink);

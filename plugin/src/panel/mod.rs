@@ -1,0 +1,358 @@
+//! The editor: five options a musician can read, hear, pick and save, or the live timeline.
+//!
+//! The panel only reads shared state (the session mutex, which the audio thread never touches,
+//! and atomics) and sends [`Command`]s; it never waits on the model. Keyboard: `1`–`5` select an
+//! option, `R` regenerates. Right-click a chord to lock it (regeneration keeps it).
+//!
+//! Export: "Save MIDI" writes the selected option into [`export_dir`]. The drag handle would
+//! start an OS drag-and-drop, but the windowing layer (baseview) has no drag *source* support on
+//! any platform, so it writes the file there too and copies its path to the clipboard.
+
+mod draw;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use comper::suggest::frames_per_bar;
+use crossbeam_channel::Sender;
+use nice_plug::context::gui::GuiContext;
+use nice_plug_egui::widgets::ParamSlider;
+use nice_plug_egui::{EguiEditorState, NiceEguiApp};
+
+use crate::export::{export_dir, save_selected, ExportSettings};
+use crate::link::{Command, Shared, WorkerStatus};
+use crate::params::{ComperParams, Mode};
+use crate::plan::VoicingChoice;
+use crate::worker::OPTION_COUNT;
+
+/// Default editor size in logical pixels.
+pub const SIZE: (u32, u32) = (960, 640);
+
+/// The editor's state: what it needs to read and where it sends commands.
+pub struct Panel {
+    params: Arc<ComperParams>,
+    shared: Arc<Shared>,
+    commands: Sender<Command>,
+    gui: Option<GuiContext>,
+    with_melody: bool,
+    /// The last export's result, shown under the buttons.
+    message: Option<String>,
+}
+
+impl Panel {
+    pub fn new(params: Arc<ComperParams>, shared: Arc<Shared>, commands: Sender<Command>) -> Self {
+        Self {
+            params,
+            shared,
+            commands,
+            gui: None,
+            with_melody: true,
+            message: None,
+        }
+    }
+
+    fn send(&self, command: Command) {
+        // The worker may be stopped (plugin inactive); the command is then simply dropped.
+        let _ = self.commands.send(command);
+    }
+
+    fn top_bar(&self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.heading("Comper");
+            ui.separator();
+            if let Some(gui) = &self.gui {
+                let setter = gui.param_setter();
+                ui.add(ParamSlider::for_param(&self.params.mode, &setter).with_width(90.0));
+            }
+            ui.separator();
+            ui.label(format!("model: {}", self.shared.model_name()));
+            ui.separator();
+            let status = self.shared.status();
+            let text = status_text(&status);
+            if matches!(status, WorkerStatus::Error(_)) {
+                ui.colored_label(egui::Color32::from_rgb(236, 112, 99), text);
+            } else {
+                if matches!(
+                    status,
+                    WorkerStatus::Generating | WorkerStatus::LoadingModel
+                ) {
+                    ui.spinner();
+                }
+                ui.label(text);
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let (beats, tempo, playing) = self.shared.transport();
+                let bar_beats = self.bar_beats();
+                let bar = (beats / bar_beats).floor() as i64 + 1;
+                let beat = (beats - (bar - 1) as f64 * bar_beats).floor() as i64 + 1;
+                let state = if playing { "▶" } else { "■" };
+                ui.monospace(format!("{state} {tempo:.1} BPM  bar {bar}.{beat}"));
+            });
+        });
+    }
+
+    fn bar_beats(&self) -> f64 {
+        self.params.session.lock().time_signature.beats_per_bar()
+    }
+
+    fn suggest_view(&mut self, ui: &mut egui::Ui) {
+        let session = self.params.session.lock().clone();
+        let bar = frames_per_bar(session.time_signature);
+        ui.label("Melody");
+        draw::melody_roll(ui, &session.melody, bar, 70.0);
+        ui.add_space(6.0);
+        let mut select = None;
+        let mut regenerate_one = None;
+        let mut lock = None;
+        for index in 0..OPTION_COUNT {
+            ui.horizontal(|ui| {
+                ui.allocate_ui(egui::Vec2::new(150.0, 44.0), |ui| {
+                    ui.vertical(|ui| {
+                        let option = session.options.get(index);
+                        let label = format!("Option {}", index + 1);
+                        if ui
+                            .add_enabled(
+                                option.is_some(),
+                                egui::Button::new(label)
+                                    .selected(index == session.selected && option.is_some()),
+                            )
+                            .on_hover_text("Play this option (key 1–5)")
+                            .clicked()
+                        {
+                            select = Some(index);
+                        }
+                        if let Some(option) = option {
+                            ui.horizontal(|ui| {
+                                ui.small(format!("fit {:.0}%", 100.0 * option.melody_fit));
+                                if ui.small_button("↻").on_hover_text("New chords for this lane").clicked() {
+                                    regenerate_one = Some(index);
+                                }
+                            });
+                        }
+                    });
+                });
+                match session.options.get(index) {
+                    Some(option) => {
+                        let selected = index == session.selected;
+                        let locked: &[Option<(String, bool)>] =
+                            if selected { &session.locked } else { &[] };
+                        let (response, grid) =
+                            draw::option_lane(ui, option, locked, bar, selected, 44.0);
+                        if response.clicked() {
+                            select = Some(index);
+                        }
+                        if response.secondary_clicked() && selected {
+                            if let Some(pos) = response.interact_pointer_pos() {
+                                lock = Some(grid.frame_at(pos.x));
+                            }
+                        }
+                        response.on_hover_text(format!(
+                            "log-likelihood {:.1} · right-click a chord of the playing option to lock it",
+                            option.log_likelihood
+                        ));
+                    }
+                    None => {
+                        let (rect, _) = ui.allocate_exact_size(
+                            egui::Vec2::new(ui.available_width(), 44.0),
+                            egui::Sense::hover(),
+                        );
+                        ui.painter().rect_filled(rect, 4.0, draw::BACKGROUND);
+                    }
+                }
+            });
+        }
+        if let Some(index) = select {
+            self.send(Command::Select(index));
+        }
+        if let Some(index) = regenerate_one {
+            self.send(Command::RegenerateOne(index));
+        }
+        if let Some(frame) = lock {
+            self.send(Command::ToggleLock { frame });
+        }
+        ui.add_space(6.0);
+        ui.horizontal(|ui| {
+            let has = session.has_options();
+            if ui
+                .add_enabled(has, egui::Button::new("↻ Regenerate (R)"))
+                .on_hover_text("Five new options; locked chords stay")
+                .clicked()
+            {
+                self.send(Command::Regenerate);
+            }
+            if ui.button("● Capture again").clicked() {
+                self.send(Command::Recapture);
+            }
+            ui.separator();
+            ui.checkbox(&mut self.with_melody, "with melody");
+            if ui
+                .add_enabled(has, egui::Button::new("💾 Save MIDI"))
+                .clicked()
+            {
+                self.export(ui, false);
+            }
+            let handle = ui
+                .add_enabled(
+                    has,
+                    egui::Button::new("⇲ drag").sense(egui::Sense::click_and_drag()),
+                )
+                .on_hover_text(
+                    "Drag-out is not available in this window system: the clip is written to \
+                     the export folder and its path copied to the clipboard",
+                );
+            if handle.drag_started() || handle.clicked() {
+                self.export(ui, true);
+            }
+        });
+        if let Some(message) = &self.message {
+            ui.small(message);
+        }
+    }
+
+    fn export(&mut self, ui: &egui::Ui, copy_path: bool) {
+        let session = self.params.session.lock().clone();
+        let (style, octave) = self.params.voicing();
+        let (_, tempo, _) = self.shared.transport();
+        let settings = ExportSettings {
+            voicing: VoicingChoice { style, octave },
+            with_melody: self.with_melody,
+            tempo_bpm: tempo,
+            velocity: self.params.velocity.value().clamp(1, 127) as u8,
+        };
+        self.message = Some(match save_selected(&session, settings, &export_dir()) {
+            Ok(path) => {
+                let shown = path.display().to_string();
+                if copy_path {
+                    ui.ctx().copy_text(shown.clone());
+                    format!("saved {shown} (path copied)")
+                } else {
+                    format!("saved {shown}")
+                }
+            }
+            Err(e) => format!("not saved: {e}"),
+        });
+    }
+
+    fn live_view(&self, ui: &mut egui::Ui) {
+        let (beats, _, _) = self.shared.transport();
+        let bar = frames_per_bar(self.params.session.lock().time_signature);
+        ui.label("Live: committed chords solid, planned ones faint");
+        draw::live_timeline(
+            ui,
+            &self.shared.live_frames(),
+            beats * f64::from(comper::frames::FRAMES_PER_BEAT),
+            bar,
+            120.0,
+        );
+        ui.small(format!(
+            "late frames: {} · dropped frames: {}",
+            self.shared.late_frames.load(Ordering::Relaxed),
+            self.shared.dropped_frames.load(Ordering::Relaxed)
+        ));
+    }
+
+    fn controls(&self, ui: &mut egui::Ui) {
+        let Some(gui) = &self.gui else { return };
+        let setter = gui.param_setter();
+        let p = &self.params;
+        egui::Grid::new("controls")
+            .num_columns(6)
+            .spacing([12.0, 6.0])
+            .show(ui, |ui| {
+                ui.label("Variety");
+                ui.add(ParamSlider::for_param(&p.temperature, &setter).with_width(110.0));
+                ui.label("Voicing");
+                ui.add(ParamSlider::for_param(&p.voicing, &setter).with_width(110.0));
+                ui.label("Octave");
+                ui.add(ParamSlider::for_param(&p.chord_octave, &setter).with_width(110.0));
+                ui.end_row();
+                ui.label("Phrase");
+                ui.add(ParamSlider::for_param(&p.phrase_bars, &setter).with_width(110.0));
+                ui.label("Synth");
+                ui.add(ParamSlider::for_param(&p.synth_on, &setter).with_width(110.0));
+                ui.label("Level");
+                ui.add(ParamSlider::for_param(&p.synth_level, &setter).with_width(110.0));
+                ui.end_row();
+                ui.label("Velocity");
+                ui.add(ParamSlider::for_param(&p.velocity, &setter).with_width(110.0));
+                ui.label("MIDI ch.");
+                ui.add(ParamSlider::for_param(&p.midi_channel, &setter).with_width(110.0));
+                ui.label("Melody thru");
+                ui.add(ParamSlider::for_param(&p.melody_thru, &setter).with_width(110.0));
+                ui.end_row();
+            });
+    }
+
+    fn shortcuts(&self, ui: &egui::Ui) {
+        let keys = [
+            egui::Key::Num1,
+            egui::Key::Num2,
+            egui::Key::Num3,
+            egui::Key::Num4,
+            egui::Key::Num5,
+        ];
+        ui.input(|input| {
+            for (index, key) in keys.iter().enumerate() {
+                if input.key_pressed(*key) {
+                    self.send(Command::Select(index));
+                }
+            }
+            if input.key_pressed(egui::Key::R) {
+                self.send(Command::Regenerate);
+            }
+        });
+    }
+}
+
+impl NiceEguiApp for Panel {
+    fn build(
+        &mut self,
+        egui_ctx: egui::Context,
+        gui: GuiContext,
+        _frame: &mut nice_plug_egui::Frame,
+    ) -> Result<(), nice_plug_egui::baseview::HandlerError> {
+        egui_ctx.set_visuals(egui::Visuals::dark());
+        self.gui = Some(gui);
+        Ok(())
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut nice_plug_egui::Frame) {
+        self.shortcuts(ui);
+        egui::Frame::default()
+            .inner_margin(egui::Margin::same(10))
+            .show(ui, |ui| {
+                self.top_bar(ui);
+                ui.separator();
+                match self.params.mode.value() {
+                    Mode::Suggest => self.suggest_view(ui),
+                    Mode::Live => self.live_view(ui),
+                }
+                ui.separator();
+                self.controls(ui);
+            });
+        // Follow the transport and the worker without waiting for input.
+        ui.ctx()
+            .request_repaint_after(std::time::Duration::from_millis(33));
+    }
+}
+
+/// The editor's size state (kept by the plugin so reopening keeps the size).
+pub fn default_state() -> Arc<EguiEditorState> {
+    EguiEditorState::from_size(
+        nice_plug::editor::dpi::LogicalSize::new(SIZE.0 as f64, SIZE.1 as f64),
+        1.0,
+    )
+}
+
+fn status_text(status: &WorkerStatus) -> String {
+    match status {
+        WorkerStatus::Idle => "inactive".into(),
+        WorkerStatus::LoadingModel => "loading the model…".into(),
+        WorkerStatus::Listening => "listening: play a phrase".into(),
+        WorkerStatus::Capturing { bar, of } => format!("capturing bar {bar} of {of}"),
+        WorkerStatus::Generating => "generating options…".into(),
+        WorkerStatus::Ready => "ready: pick an option".into(),
+        WorkerStatus::Jamming => "live".into(),
+        WorkerStatus::Error(message) => format!("error: {message}"),
+    }
+}
