@@ -21,7 +21,10 @@ fn magnitude_at(signal: &[f32], frequency_hz: f32, sample_rate: f32) -> f64 {
         .enumerate()
         .fold((0.0, 0.0), |(re, im), (n, &x)| {
             let angle = step * n as f64;
-            (re + f64::from(x) * angle.cos(), im - f64::from(x) * angle.sin())
+            (
+                re + f64::from(x) * angle.cos(),
+                im - f64::from(x) * angle.sin(),
+            )
         });
     (re * re + im * im).sqrt() / signal.len() as f64
 }
@@ -69,7 +72,10 @@ fn a_released_note_falls_silent_and_frees_its_voice() {
     synth.note_off(60);
     assert_eq!(synth.active_voices(), 1, "a release still sounds");
     let (releasing, _) = render(&mut synth, 2_400);
-    assert!(peak(&releasing) > 0.01, "the release fades, it does not cut");
+    assert!(
+        peak(&releasing) > 0.01,
+        "the release fades, it does not cut"
+    );
     render(&mut synth, release_samples(RATE));
     assert_eq!(synth.active_voices(), 0);
     let (left, right) = render(&mut synth, 4_800);
@@ -285,7 +291,10 @@ fn render_mixes_into_the_buffers_up_to_the_shorter_one() {
     for (mixed, alone) in left.iter().zip(&alone) {
         assert_eq!(*mixed, 0.5 + alone);
     }
-    assert!(left[4_000..].iter().all(|&x| x == 0.5), "past the shorter slice");
+    assert!(
+        left[4_000..].iter().all(|&x| x == 0.5),
+        "past the shorter slice"
+    );
     synth.render(&mut [], &mut []);
     synth.render(&mut [0.0], &mut []);
 }
@@ -322,7 +331,10 @@ fn nonsense_input_never_panics_nor_makes_nan() {
         left.fill(0.0);
         right.fill(0.0);
         let len = rng.below(600) as usize;
-        synth.render(&mut left[..len], &mut right[..len + rng.below(100) as usize]);
+        synth.render(
+            &mut left[..len],
+            &mut right[..len + rng.below(100) as usize],
+        );
         assert!(synth.active_voices() <= MAX_VOICES);
         for &x in left.iter().chain(&right) {
             assert!(x.is_finite() && x.abs() < 4.0, "step {step}: sample {x}");

@@ -298,9 +298,18 @@ impl AudioEngine {
         }
     }
 
-    /// Chord pitches sounding as MIDI notes now (for tests and the panel).
-    pub fn sounding_notes(&self) -> usize {
-        self.sounding.iter().filter(|&&c| c != 0).count()
+    /// The MIDI notes this engine left sounding (channel + 1 per pitch, 0 = off), so a new
+    /// engine after re-activation can release them.
+    pub fn sounding_channels(&self) -> [u8; 128] {
+        self.sounding
+    }
+
+    /// Takes over notes an earlier engine left sounding; they are released in the first block.
+    pub fn adopt_sounding(&mut self, channels: [u8; 128]) {
+        if channels.iter().any(|&c| c != 0) {
+            self.sounding = channels;
+            self.release_pending = true;
+        }
     }
 }
 
@@ -315,4 +324,136 @@ fn push_note(events: &mut Vec<NoteEvent>, output: SchedulerOutput) {
     }
     let at = events.partition_point(|e| e.offset <= event.offset);
     events.insert(at, event);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::{command_channel, link, WorkerLink};
+    use comper::frames::ChordFrame;
+    use comper::quantize::{TimeSignature, Transport};
+    use comper::schedule::{PlannedFrame, Voiced};
+
+    const LEN: u32 = 6_000; // one frame at 120 BPM, 48 kHz
+
+    fn engine() -> (AudioEngine, WorkerLink) {
+        let (audio, worker) = link(command_channel().1);
+        (
+            AudioEngine::new(audio, Arc::new(Shared::default()), 48_000.0, 16),
+            worker,
+        )
+    }
+
+    fn block(frame: i64, playing: bool) -> Block {
+        Block {
+            transport: Some(Transport {
+                tempo_bpm: 120.0,
+                beat_position: frame as f64 / 4.0,
+                playing,
+                loop_range: None,
+                time_signature: TimeSignature::default(),
+            }),
+            len_samples: LEN,
+            sample_rate: 48_000.0,
+        }
+    }
+
+    fn settings(bypass: bool, mode: Mode) -> BlockSettings {
+        BlockSettings {
+            mode,
+            velocity: 100,
+            channel: 2,
+            synth_on: true,
+            bypass,
+            listen_frames: 16,
+        }
+    }
+
+    fn run(engine: &mut AudioEngine, block: &Block, settings: BlockSettings) -> Vec<ChordNote> {
+        let mut out = Vec::new();
+        let mut left = vec![0.0; LEN as usize];
+        let mut right = vec![0.0; LEN as usize];
+        engine.process(
+            block,
+            &[],
+            settings,
+            &mut |n| out.push(n),
+            &mut left,
+            &mut right,
+        );
+        out
+    }
+
+    fn c_major() -> PlanUpdate {
+        PlanUpdate {
+            phrase: 0,
+            first_frame: 0,
+            frames: vec![PlannedFrame {
+                chord: ChordFrame::Onset(0),
+                committed: true,
+                voicing: Voiced::new(&[48, 52, 55]),
+            }],
+            replan_ms: 0.0,
+        }
+    }
+
+    fn ons(notes: &[ChordNote]) -> usize {
+        notes.iter().filter(|n| n.velocity > 0).count()
+    }
+
+    fn offs(notes: &[ChordNote]) -> usize {
+        notes.iter().filter(|n| n.velocity == 0).count()
+    }
+
+    #[test]
+    fn plays_a_loop_and_releases_on_stop_loop_bypass_and_mode_change() {
+        let (mut engine, worker) = engine();
+        let suggest = settings(false, Mode::Suggest);
+        run(&mut engine, &block(0, true), suggest);
+        worker.plans.send(ToAudio::Loop(c_major())).unwrap();
+        let played = run(&mut engine, &block(1, true), suggest);
+        assert_eq!(ons(&played), 3, "{played:?}");
+        assert!(played.iter().all(|n| n.channel == 2 && n.velocity != 1));
+        // A one-frame loop retriggers every frame: off then on at the same sample.
+        let again = run(&mut engine, &block(2, true), suggest);
+        assert_eq!((offs(&again), ons(&again)), (3, 3));
+        assert!(
+            again.iter().position(|n| n.velocity == 0) < again.iter().position(|n| n.velocity > 0)
+        );
+
+        let bypassed = run(&mut engine, &block(3, true), settings(true, Mode::Suggest));
+        assert_eq!((offs(&bypassed), ons(&bypassed)), (3, 0));
+        assert_eq!(ons(&run(&mut engine, &block(4, true), suggest)), 3);
+        let live = run(&mut engine, &block(5, true), settings(false, Mode::Live));
+        assert_eq!((offs(&live), ons(&live)), (3, 0));
+
+        run(&mut engine, &block(6, true), suggest);
+        worker.plans.send(ToAudio::StopLoop).unwrap();
+        let stopped = run(&mut engine, &block(7, true), suggest);
+        assert_eq!(ons(&stopped), 0);
+        assert_eq!(engine.sounding_channels(), [0; 128]);
+        // Every plan came back to the worker side to be freed there.
+        assert!(worker.recycled.try_iter().count() >= 1);
+    }
+
+    #[test]
+    fn notes_left_by_a_reset_or_an_old_engine_are_released_first() {
+        let (mut engine, worker) = engine();
+        let suggest = settings(false, Mode::Suggest);
+        worker.plans.send(ToAudio::Loop(c_major())).unwrap();
+        run(&mut engine, &block(0, true), suggest);
+        run(&mut engine, &block(1, true), suggest);
+        let left = engine.sounding_channels();
+        assert_eq!(left.iter().filter(|&&c| c == 3).count(), 3);
+
+        let (mut fresh, _worker) = self::engine();
+        fresh.adopt_sounding(left);
+        let released = run(&mut fresh, &block(0, false), suggest);
+        assert_eq!(offs(&released), 3);
+        assert!(released.iter().all(|n| n.channel == 2 && n.offset == 0));
+
+        engine.reset();
+        let after_reset = run(&mut engine, &block(2, false), suggest);
+        assert_eq!(offs(&after_reset), 3);
+    }
 }

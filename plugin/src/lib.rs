@@ -46,6 +46,8 @@ pub struct Comper {
     editor_state: Arc<EguiEditorState>,
     /// Melody events of the current block.
     keys: Vec<quantize::NoteEvent>,
+    /// Chord notes the last audio engine left sounding, released after re-activation.
+    left_sounding: [u8; 128],
     /// Channels (bit mask) on which each melody key was passed through and is still down, so its
     /// release is passed too even if "Melody thru" was switched off meanwhile.
     thru_down: [u16; 128],
@@ -63,6 +65,7 @@ impl Default for Comper {
             command_inbox,
             editor_state: panel::default_state(),
             keys: Vec::with_capacity(MAX_KEYS),
+            left_sounding: [0; 128],
             thru_down: [0; 128],
         }
     }
@@ -71,7 +74,9 @@ impl Default for Comper {
 impl Comper {
     fn stop_worker(&mut self) {
         // Dropping the audio side closes the worker's input, which ends it.
-        self.audio = None;
+        if let Some(audio) = self.audio.take() {
+            self.left_sounding = audio.sounding_channels();
+        }
         if let Some(handle) = self.worker.take() {
             if handle.join().is_err() {
                 nice_log!("Comper: the inference thread panicked while stopping");
@@ -231,12 +236,14 @@ impl Plugin for Comper {
         self.stop_worker();
         let (audio_link, worker_link) = link::link(self.command_inbox.clone());
         let listen = self.settings().listen_frames;
-        self.audio = Some(AudioEngine::new(
+        let mut audio = AudioEngine::new(
             audio_link,
             self.shared.clone(),
             buffer_config.sample_rate,
             listen,
-        ));
+        );
+        audio.adopt_sounding(std::mem::replace(&mut self.left_sounding, [0; 128]));
+        self.audio = Some(audio);
         match worker::spawn(self.params.clone(), self.shared.clone(), worker_link) {
             Ok(handle) => self.worker = Some(handle),
             Err(e) => self.shared.set_status(WorkerStatus::Error(format!(

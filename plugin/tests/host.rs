@@ -12,16 +12,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use clack_extensions::params::{ParamInfoBuffer, PluginParams};
 use clack_extensions::state::PluginState;
-use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, TransportEvent, TransportFlags};
+use clack_host::events::event_types::{
+    NoteOffEvent, NoteOnEvent, ParamValueEvent, TransportEvent, TransportFlags,
+};
 use clack_host::events::{EventFlags, EventHeader, Match, Pckn};
 use clack_host::prelude::*;
 use clack_host::utils::BeatTime;
 
 const SAMPLE_RATE: f64 = 48_000.0;
 const BLOCK: usize = 512;
-const BPM: f64 = 120.0;
-const SAMPLES_PER_BEAT: f64 = SAMPLE_RATE * 60.0 / BPM;
 const LOOP_BEATS: f64 = 16.0;
 const PLUGIN_ID: &[u8] = b"audio.comper.comper";
 /// Melody notes go in on channel 2 (index 1); Comper's chords come out on channel 1 (index 0).
@@ -77,11 +78,20 @@ struct Out {
 
 struct Session {
     instance: PluginInstance<Host>,
+    bpm: f64,
+    /// The host loops `[0, loop_beats)` when set.
+    loop_beats: Option<f64>,
+    /// Play blocks no faster than real time (live mode needs the model to keep up).
+    real_time: Option<Instant>,
+    /// Parameter changes sent with the next block.
+    param_changes: Vec<ParamValueEvent>,
     processor: Option<StartedPluginAudioProcessor<Host>>,
     /// Samples played since the transport started (the loop folds them).
     sample: u64,
     chord_events: Vec<Out>,
     melody_thru: usize,
+    /// Played on the first pass: (beat, pitch, length in beats).
+    melody: Vec<(f64, u8, f64)>,
     sounding: BTreeSet<i16>,
 }
 
@@ -94,10 +104,15 @@ impl Session {
             .expect("the plugin instantiates");
         Self {
             instance,
+            bpm: 120.0,
+            loop_beats: Some(LOOP_BEATS),
+            real_time: None,
+            param_changes: Vec::new(),
             processor: None,
             sample: 0,
             chord_events: Vec::new(),
             melody_thru: 0,
+            melody: melody(),
             sounding: BTreeSet::new(),
         }
     }
@@ -118,27 +133,59 @@ impl Session {
         }
     }
 
+    fn samples_per_beat(&self) -> f64 {
+        SAMPLE_RATE * 60.0 / self.bpm
+    }
+
     fn beat(&self, sample: u64) -> f64 {
-        (sample as f64 / SAMPLES_PER_BEAT) % LOOP_BEATS
+        let beat = sample as f64 / self.samples_per_beat();
+        self.loop_beats.map_or(beat, |length| beat % length)
+    }
+
+    /// Sets the parameter shown as `name` to the plain `value` at the next block.
+    fn set_param(&mut self, name: &str, value: f64) {
+        let handle = self.instance.plugin_handle();
+        let params: PluginParams = handle.get_extension().expect("params extension");
+        let mut buffer = ParamInfoBuffer::new();
+        let id = (0..params.count(&handle))
+            .filter_map(|i| {
+                params
+                    .get_info(&handle, i, &mut buffer)
+                    .map(|info| (info.id, info.name == name.as_bytes()))
+            })
+            .find(|&(_, found)| found)
+            .map(|(id, _)| id)
+            .unwrap_or_else(|| panic!("no parameter named {name}"));
+        self.param_changes
+            .push(ParamValueEvent::new(0, id, Pckn::match_all(), value));
     }
 
     /// Processes one block; `melody` notes (beats in the loop) are played on the first pass.
     fn block(&mut self, playing: bool, play_melody: bool) {
         let start = self.sample;
         let start_beat = self.beat(start);
+        let samples_per_beat = self.samples_per_beat();
+        if let Some(started) = self.real_time {
+            let due = Duration::from_secs_f64(start as f64 / SAMPLE_RATE);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         let mut events = EventBuffer::new();
+        for change in self.param_changes.drain(..) {
+            events.push(&change);
+        }
         let mut transport = TransportEvent {
             header: EventHeader::new_core(0, EventFlags::empty()),
             flags: TransportFlags::HAS_TEMPO
                 | TransportFlags::HAS_BEATS_TIMELINE
-                | TransportFlags::HAS_TIME_SIGNATURE
-                | TransportFlags::IS_LOOP_ACTIVE,
+                | TransportFlags::HAS_TIME_SIGNATURE,
             song_pos_beats: BeatTime::from_float(start_beat),
             song_pos_seconds: Default::default(),
-            tempo: BPM,
+            tempo: self.bpm,
             tempo_inc: 0.0,
             loop_start_beats: BeatTime::from_float(0.0),
-            loop_end_beats: BeatTime::from_float(LOOP_BEATS),
+            loop_end_beats: BeatTime::from_float(self.loop_beats.unwrap_or(0.0)),
             loop_start_seconds: Default::default(),
             loop_end_seconds: Default::default(),
             bar_start: BeatTime::from_float((start_beat / 4.0).floor() * 4.0),
@@ -149,11 +196,14 @@ impl Session {
         if playing {
             transport.flags |= TransportFlags::IS_PLAYING;
         }
+        if self.loop_beats.is_some() {
+            transport.flags |= TransportFlags::IS_LOOP_ACTIVE;
+        }
         if play_melody && playing {
             let mut timed: Vec<(u32, bool, u8)> = Vec::new();
-            for (onset, pitch, length) in melody() {
+            for (onset, pitch, length) in self.melody.clone() {
                 for (beat, on) in [(onset, true), (onset + length, false)] {
-                    let at = (beat * SAMPLES_PER_BEAT).round() as u64;
+                    let at = (beat * samples_per_beat).round() as u64;
                     if (start..start + BLOCK as u64).contains(&at) {
                         timed.push(((at - start) as u32, on, pitch));
                     }
@@ -203,7 +253,7 @@ impl Session {
                 self.melody_thru += 1;
                 continue;
             }
-            let beat = start_beat + f64::from(raw.header.time) / SAMPLES_PER_BEAT;
+            let beat = start_beat + f64::from(raw.header.time) / samples_per_beat;
             self.chord_events.push(Out {
                 beat,
                 key: raw.key,
@@ -250,10 +300,10 @@ impl Session {
     }
 }
 
-fn assert_on_frame_boundaries(events: &[Out]) {
+fn assert_on_frame_boundaries(events: &[Out], samples_per_beat: f64) {
     for e in events {
         let frames = e.beat * 4.0;
-        let off_by_samples = (frames - frames.round()).abs() * SAMPLES_PER_BEAT / 4.0;
+        let off_by_samples = (frames - frames.round()).abs() * samples_per_beat / 4.0;
         assert!(
             off_by_samples <= 0.5 + 1e-6,
             "chord event {e:?} is {off_by_samples} samples off a 16th-note boundary"
@@ -287,7 +337,7 @@ fn plays_chords_on_time_releases_them_and_restores_its_session() {
     let mut session = Session::new(&entry);
     session.activate();
     // First pass: play the melody over the four-bar loop; Comper captures it.
-    let pass = (LOOP_BEATS * SAMPLES_PER_BEAT) as u64;
+    let pass = (LOOP_BEATS * session.samples_per_beat()) as u64;
     while session.sample < pass {
         session.block(true, true);
     }
@@ -327,7 +377,7 @@ fn plays_chords_on_time_releases_them_and_restores_its_session() {
     );
     let played = session.chord_events[from..].to_vec();
     assert!(played.iter().filter(|e| e.on).count() >= 8, "{played:?}");
-    assert_on_frame_boundaries(&played);
+    assert_on_frame_boundaries(&played, session.samples_per_beat());
     let first_chords = chords_by_beat(&played);
 
     // Stop: every chord note is released.
@@ -384,4 +434,51 @@ fn plays_chords_on_time_releases_them_and_restores_its_session() {
     assert!(broken.melody_thru > 0);
     broken.deactivate();
     restored.deactivate();
+}
+
+#[test]
+fn live_mode_accompanies_after_listening_and_releases_at_stop() {
+    let entry = unsafe { PluginEntry::load(plugin_path()) }.expect("the plugin loads");
+    let mut session = Session::new(&entry);
+    session.bpm = 150.0;
+    session.loop_beats = None;
+    // Ode to Joy twice: 32 beats, 12.8 s at 150 BPM, played in real time.
+    let once = melody();
+    session.melody = once
+        .iter()
+        .chain(once.iter())
+        .enumerate()
+        .map(|(i, &(_, pitch, length))| (i as f64 + if i >= 15 { 1.0 } else { 0.0 }, pitch, length))
+        .collect();
+    session.set_param("Mode", 1.0);
+    session.set_param("Listen beats", 4.0);
+    session.activate();
+    session.real_time = Some(Instant::now());
+    let beats = 34.0;
+    while (session.sample as f64) < beats * session.samples_per_beat() {
+        session.block(true, true);
+    }
+    let ons: Vec<Out> = session
+        .chord_events
+        .iter()
+        .copied()
+        .filter(|e| e.on)
+        .collect();
+    assert!(
+        ons.len() >= 4,
+        "live mode played chords: {:?}",
+        session.chord_events
+    );
+    assert!(
+        ons.iter().all(|e| e.beat >= 4.0 - 1e-9),
+        "nothing sounds while listening: {ons:?}"
+    );
+    assert_on_frame_boundaries(&session.chord_events, session.samples_per_beat());
+    session.block(false, false);
+    assert!(
+        session.sounding.is_empty(),
+        "stop left {:?} hanging",
+        session.sounding
+    );
+    session.deactivate();
 }

@@ -85,7 +85,7 @@ impl Panel {
                 let bar_beats = self.bar_beats();
                 let bar = (beats / bar_beats).floor() as i64 + 1;
                 let beat = (beats - (bar - 1) as f64 * bar_beats).floor() as i64 + 1;
-                let state = if playing { "▶" } else { "■" };
+                let state = if playing { "playing" } else { "stopped" };
                 ui.monospace(format!("{state} {tempo:.1} BPM  bar {bar}.{beat}"));
             });
         });
@@ -124,7 +124,7 @@ impl Panel {
                         if let Some(option) = option {
                             ui.horizontal(|ui| {
                                 ui.small(format!("fit {:.0}%", 100.0 * option.melody_fit));
-                                if ui.small_button("↻").on_hover_text("New chords for this lane").clicked() {
+                                if ui.small_button("new").on_hover_text("New chords for this lane").clicked() {
                                     regenerate_one = Some(index);
                                 }
                             });
@@ -174,19 +174,19 @@ impl Panel {
         ui.horizontal(|ui| {
             let has = session.has_options();
             if ui
-                .add_enabled(has, egui::Button::new("↻ Regenerate (R)"))
+                .add_enabled(has, egui::Button::new("Regenerate (R)"))
                 .on_hover_text("Five new options; locked chords stay")
                 .clicked()
             {
                 self.send(Command::Regenerate);
             }
-            if ui.button("● Capture again").clicked() {
+            if ui.button("Capture again").clicked() {
                 self.send(Command::Recapture);
             }
             ui.separator();
             ui.checkbox(&mut self.with_melody, "with melody");
             if ui
-                .add_enabled(has, egui::Button::new("💾 Save MIDI"))
+                .add_enabled(has, egui::Button::new("Save MIDI"))
                 .clicked()
             {
                 self.export(ui, false);
@@ -194,7 +194,7 @@ impl Panel {
             let handle = ui
                 .add_enabled(
                     has,
-                    egui::Button::new("⇲ drag").sense(egui::Sense::click_and_drag()),
+                    egui::Button::new("Drag clip").sense(egui::Sense::click_and_drag()),
                 )
                 .on_hover_text(
                     "Drag-out is not available in this window system: the clip is written to \
