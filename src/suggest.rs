@@ -74,7 +74,8 @@ pub struct Suggestion {
 }
 
 /// Samples [`CANDIDATES_PER_OPTION`] × `count` different progressions for `phrase` in one batched
-/// pass and offers the `count` that fit the melody best (ties: most likely first).
+/// pass, after letting the model hear the phrase once (see [`listen_frames`]), and offers the
+/// `count` that fit the melody best (ties: most likely first).
 /// `locked` is empty or has one entry per melody frame; `Some` chords are kept as given.
 pub fn suggest<R: Rng>(
     model: &LoadedModel,
@@ -85,9 +86,26 @@ pub fn suggest<R: Rng>(
     rng: &mut R,
 ) -> Result<Vec<Suggestion>, SampleError> {
     params.validate()?;
+    let frames = phrase.melody.len();
+    let prefix = listen_frames(
+        frames,
+        model.config.max_frames(),
+        frames_per_bar(phrase.time_signature),
+    );
+    // The model plays along with the end of the phrase first (as if it had looped once), and only
+    // what it plays on the second time round is offered: an online model must otherwise guess
+    // the key of its first chord before hearing a single note, and keeps whatever key it guessed.
+    let tail = phrase.melody.get(frames - prefix..).unwrap_or_default();
+    let melody: Vec<MelodyFrame> = tail.iter().chain(&phrase.melody).copied().collect();
+    let mut forced: Vec<Option<ChordFrame>> = vec![None; prefix];
+    if locked.is_empty() {
+        forced.resize(prefix + frames, None);
+    } else {
+        forced.extend_from_slice(locked);
+    }
     let request = OptionsRequest {
-        melody: &phrase.melody,
-        locked,
+        melody: &melody,
+        locked: &forced,
         count: count.saturating_mul(CANDIDATES_PER_OPTION),
         max_retries: DUPLICATE_RETRIES,
     };
@@ -95,11 +113,14 @@ pub fn suggest<R: Rng>(
     let masks = chord_masks(&ChordTable::new(&model.vocabulary));
     let mut suggestions: Vec<Suggestion> = options
         .into_iter()
-        .map(|option| Suggestion {
-            chords: name_chords(&option.chords, &model.vocabulary),
-            melody_fit: melody_fit(&phrase.melody, &option.chords, &masks),
-            frames: option.chords,
-            log_likelihood: option.log_likelihood,
+        .map(|option| {
+            let chords: Vec<ChordFrame> = option.chords.get(prefix..).unwrap_or_default().to_vec();
+            Suggestion {
+                chords: name_chords(&chords, &model.vocabulary),
+                melody_fit: melody_fit(&phrase.melody, &chords, &masks),
+                frames: chords,
+                log_likelihood: option.log_likelihood,
+            }
         })
         .collect();
     suggestions.sort_by(|a, b| {
@@ -109,6 +130,13 @@ pub fn suggest<R: Rng>(
     });
     suggestions.truncate(count);
     Ok(suggestions)
+}
+
+/// How many frames of a `frames`-long phrase the model hears before accompanying it: the whole
+/// phrase when the context holds it twice, else as many whole bars as fit.
+pub fn listen_frames(frames: usize, max_frames: usize, bar: usize) -> usize {
+    let room = max_frames.saturating_sub(frames).min(frames);
+    room / bar.max(1) * bar.max(1)
 }
 
 #[cfg(test)]
@@ -154,6 +182,14 @@ mod tests {
         let phrase = Phrase::from_notes(&notes, TimeSignature::default(), 254);
         assert_eq!(phrase.melody.len(), 240, "15 whole bars fit in 254 frames");
         assert_eq!(phrase.truncated_bars, 5);
+    }
+
+    #[test]
+    fn the_model_hears_whole_bars_of_the_phrase_first_when_they_fit() {
+        assert_eq!(listen_frames(64, 255, 16), 64);
+        assert_eq!(listen_frames(160, 255, 16), 80);
+        assert_eq!(listen_frames(256, 255, 16), 0);
+        assert_eq!(listen_frames(12, 255, 0), 12);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! * **model** — `samples` progressions per melody from Comper's sampler
 //!   ([`crate::sample::generate_options`], melody teacher-forced), plus the teacher-forced
 //!   NLL of the ground truth ([`nll`]);
+//! * **suggest** — what `comper suggest` and the plugin offer ([`crate::suggest::suggest`]): the
+//!   phrase heard once first, the best `samples` of three times as many candidates by melody fit;
 //! * **training distribution** — random chords and lengths as often as in the training split
 //!   ([`baselines::ChordStatistics`]);
 //! * **diatonic heuristic** — key finding plus the best-covering diatonic triad per bar
@@ -27,7 +29,9 @@ use crate::chord::ChordTable;
 use crate::frames::ChordFrame;
 use crate::model::weights::{read_chord_names, CHORD_NAMES_FILE};
 use crate::model::{LoadedModel, ModelError, WeightsError};
+use crate::quantize::TimeSignature;
 use crate::sample::{generate_options, OptionsRequest, SampleError, SamplingParams};
+use crate::suggest::{suggest, Phrase, CANDIDATES_PER_OPTION};
 use crate::tokens::TokenError;
 
 use baselines::{diatonic_track, ChordStatistics, TriadLookup};
@@ -238,6 +242,41 @@ pub fn evaluate(
             options.temperature
         );
         systems.push(row(&name, &sampled, nll.finish(), timer));
+
+        // What `comper suggest` and the plugin offer: the phrase heard once first, the best
+        // `samples` of three times as many candidates by melody fit.
+        let timer = Instant::now();
+        let mut suggested = SystemTotals::default();
+        for (n, (example, &index)) in examples.iter().zip(&indices).enumerate() {
+            let bar = example.bars.windows(2).next().map_or(16, |w| w[1] - w[0]);
+            let phrase = Phrase {
+                melody: example.melody.clone(),
+                time_signature: TimeSignature {
+                    numerator: (bar / 4).clamp(1, 32) as u8,
+                    denominator: 4,
+                },
+                truncated_bars: 0,
+            };
+            let offered = suggest(model, &phrase, &[], options.samples, &params, &mut rng)
+                .map_err(|source| EvalError::Sample {
+                    example: index,
+                    source,
+                })?;
+            for suggestion in &offered {
+                suggested.add(dataset_of(n), example, &suggestion.frames, &masks);
+            }
+            let done = n + 1;
+            if done % 25 == 0 || done == examples.len() {
+                progress(&format!("suggest: {done}/{} examples", examples.len()));
+            }
+        }
+        let name = format!(
+            "suggest ({} of {} candidates, T={})",
+            options.samples,
+            options.samples * CANDIDATES_PER_OPTION,
+            options.temperature
+        );
+        systems.push(row(&name, &suggested, None, timer));
     }
 
     let timer = Instant::now();
