@@ -222,7 +222,13 @@ impl Plugin for Comper {
         nice_plug_egui::create_egui_editor(
             self.editor_state.clone(),
             nice_plug_egui::RepaintNotifier::new(),
-            nice_plug_egui::EguiNiceSettings::new().with_tile("Comper"),
+            nice_plug_egui::EguiNiceSettings::new()
+                .with_tile("Comper")
+                .with_resize_hint(
+                    ResizeHint::resizable().with_min_logical_size(
+                        nice_plug::editor::dpi::LogicalSize::new(720.0, 520.0),
+                    ),
+                ),
             panel,
         )
     }

@@ -123,7 +123,11 @@ impl Panel {
                         }
                         if let Some(option) = option {
                             ui.horizontal(|ui| {
-                                ui.small(format!("fit {:.0}%", 100.0 * option.melody_fit));
+                                ui.small(format!("fit {:.0}%", 100.0 * option.melody_fit))
+                                    .on_hover_text(format!(
+                                        "melody notes inside the chord; log-likelihood {:.1}",
+                                        option.log_likelihood
+                                    ));
                                 if ui.small_button("new").on_hover_text("New chords for this lane").clicked() {
                                     regenerate_one = Some(index);
                                 }
