@@ -468,6 +468,7 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
         [
             "ground truth",
             "model (2 samples, T=1)",
+            "suggest (2 of 6 candidates, T=1)",
             "training distribution",
             "diatonic heuristic"
         ]
@@ -484,9 +485,11 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
     assert_eq!(systems[1]["metrics"]["frames"], 2 * 4 * 32);
     assert!(systems[1]["nll"]["per_chord_token"].as_f64().unwrap() > 0.0);
     assert!(systems[0]["nll"].is_null());
+    // Suggest offers as many progressions as asked, each one frame per melody frame.
+    assert_eq!(systems[2]["metrics"]["frames"], 2 * 4 * 32);
     // The random baseline only knows C and G, 16 frames each.
-    assert_eq!(systems[2]["metrics"]["changes_per_bar"], 1.0);
-    assert_eq!(systems[3]["metrics"]["note_in_chord"], 1.0);
+    assert_eq!(systems[3]["metrics"]["changes_per_bar"], 1.0);
+    assert_eq!(systems[4]["metrics"]["note_in_chord"], 1.0);
 
     // The markdown table names the subset and every system.
     let output = Command::new(env!("CARGO_BIN_EXE_comper"))
