@@ -35,18 +35,28 @@ pub struct Panel {
     commands: Sender<Command>,
     gui: Option<GuiContext>,
     with_melody: bool,
+    /// The weights folder typed into the model field.
+    weights_field: String,
     /// The last export's result, shown under the buttons.
     message: Option<String>,
 }
 
 impl Panel {
     pub fn new(params: Arc<ComperParams>, shared: Arc<Shared>, commands: Sender<Command>) -> Self {
+        let weights_field = params
+            .session
+            .lock()
+            .weights_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         Self {
             params,
             shared,
             commands,
             gui: None,
             with_melody: true,
+            weights_field,
             message: None,
         }
     }
@@ -255,6 +265,29 @@ impl Panel {
         ));
     }
 
+    /// Choosing the model: a weights folder (e.g. one made by `comper import`) or the built-in one.
+    fn model_picker(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label("Model folder");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.weights_field)
+                    .hint_text("built-in comper-online; or a folder from `comper import`")
+                    .desired_width(360.0),
+            );
+            let path = self.weights_field.trim();
+            if ui
+                .add_enabled(!path.is_empty(), egui::Button::new("Use"))
+                .clicked()
+            {
+                self.send(Command::LoadWeights(Some(path.into())));
+            }
+            if ui.button("Built-in").clicked() {
+                self.weights_field.clear();
+                self.send(Command::LoadWeights(None));
+            }
+        });
+    }
+
     fn controls(&self, ui: &mut egui::Ui) {
         let Some(gui) = &self.gui else { return };
         let setter = gui.param_setter();
@@ -333,6 +366,8 @@ impl NiceEguiApp for Panel {
                 }
                 ui.separator();
                 self.controls(ui);
+                ui.separator();
+                self.model_picker(ui);
             });
         // Follow the transport and the worker without waiting for input.
         ui.ctx()
