@@ -162,16 +162,17 @@ impl Capture {
     fn finish(&mut self) -> Option<CapturedPhrase> {
         let bar = self.bar_len();
         let time_signature = self.phrase.map(|(_, ts)| ts).unwrap_or_default();
-        if !matches!(self.state, State::Recording { .. }) {
-            return None;
-        }
-        let State::Recording {
-            first_frame,
-            mut frames,
-            heard,
-        } = std::mem::replace(&mut self.state, State::Off)
-        else {
-            return None;
+        let (first_frame, mut frames, heard) = match std::mem::replace(&mut self.state, State::Off)
+        {
+            State::Recording {
+                first_frame,
+                frames,
+                heard,
+            } => (first_frame, frames, heard),
+            other => {
+                self.state = other;
+                return None;
+            }
         };
         frames.truncate(heard.div_ceil(bar) * bar);
         if !frames.iter().any(|f| matches!(f, MelodyFrame::Onset(_))) {

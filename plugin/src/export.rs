@@ -10,7 +10,7 @@ use comper::midi_file::{write_progression_to_path, ProgressionExport};
 use comper::progression::{name_chords, voice_progression};
 use comper::tokens::{frames_to_notes, Vocabulary};
 
-use crate::plan::VoicingChoice;
+use crate::plan::{transposed, VoicingChoice};
 use crate::session::{chords_in_vocabulary, Session};
 
 /// What to write.
@@ -79,11 +79,8 @@ pub fn save_selected(
         VoicingRange::default(),
         settings.velocity.clamp(1, 127),
     );
-    let shift = 12 * i16::from(settings.voicing.octave);
     for chord in &mut chords {
-        for pitch in &mut chord.pitches {
-            *pitch = (i16::from(*pitch) + shift).clamp(0, 127) as u8;
-        }
+        chord.pitches = transposed(&chord.pitches, settings.voicing.octave);
     }
     let export = ProgressionExport {
         chords,

@@ -63,7 +63,7 @@ pub fn transpose_plan(plan: &mut PlanUpdate, octave: i8) {
 }
 
 /// `pitches` moved by whole octaves; a pitch that would leave 0..=127 folds back an octave.
-fn transposed(pitches: &[u8], octave: i8) -> Vec<u8> {
+pub fn transposed(pitches: &[u8], octave: i8) -> Vec<u8> {
     let shift = 12 * i16::from(octave);
     pitches
         .iter()

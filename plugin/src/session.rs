@@ -206,9 +206,7 @@ pub struct SessionStore {
 impl SessionStore {
     /// The session, for the inference thread and the panel (never the audio thread).
     pub fn lock(&self) -> MutexGuard<'_, Session> {
-        self.session
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::link::lock(&self.session)
     }
 
     /// Counts state loads by the host; the inference thread re-applies the session when it moves.

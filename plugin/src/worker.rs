@@ -237,7 +237,6 @@ impl Worker {
                 }
                 self.command(model, table, command);
             }
-            self.keep_capture_armed(mode);
             self.resend_on_voicing_change(model, table);
             self.flush_unsent();
             self.update_status();
@@ -495,12 +494,9 @@ impl Worker {
                 && session
                     .options
                     .iter()
-                    .chain(std::iter::once(&SessionOption {
-                        frames: session.locked.clone(),
-                        log_likelihood: 0.0,
-                        melody_fit: 0.0,
-                    }))
-                    .all(|o| chords_in_vocabulary(&o.frames, &model.vocabulary).is_ok())
+                    .map(|o| &o.frames)
+                    .chain(std::iter::once(&session.locked))
+                    .all(|frames| chords_in_vocabulary(frames, &model.vocabulary).is_ok())
         };
         if usable {
             self.capture.disarm();

@@ -92,17 +92,16 @@ impl FrameClock {
         let mut wraps = 0;
         loop {
             let end = segment.beat + (f64::from(len) - segment.sample) * beats_per_sample;
-            match active_loop {
-                // A wrap that rounds to the block's end belongs to the next block, which the
-                // host starts at the loop start (a wrap between blocks, handled below).
-                Some((loop_start, loop_end))
-                    if end >= loop_end
-                        && (segment.sample + (loop_end - segment.beat) / beats_per_sample)
-                            .round()
-                            < f64::from(len) =>
-                {
+            // Where the active loop wraps, if it does inside this block. A wrap that rounds to
+            // the block's end belongs to the next block, which the host starts at the loop
+            // start (a wrap between blocks, see `discontinuity_at`).
+            let wrap = active_loop.and_then(|(loop_start, loop_end)| {
+                let sample = segment.sample + (loop_end - segment.beat) / beats_per_sample;
+                (sample.round() < f64::from(len)).then_some((loop_start, loop_end, sample))
+            });
+            match wrap {
+                Some((loop_start, loop_end, wrap_sample)) => {
                     self.frames_until(loop_end, segment, beats_per_sample, len, sink);
-                    let wrap_sample = segment.sample + (loop_end - segment.beat) / beats_per_sample;
                     sink(ClockEvent::Break {
                         kind: Discontinuity::LoopWrap,
                         offset: sample_offset(wrap_sample, len),
@@ -117,7 +116,7 @@ impl FrameClock {
                         active_loop = None;
                     }
                 }
-                _ => {
+                None => {
                     // Boundaries at the loop end belong to the wrap, not to this pass.
                     let to = active_loop.map_or(end, |(_, loop_end)| end.min(loop_end));
                     self.frames_until(to, segment, beats_per_sample, len, sink);

@@ -169,6 +169,7 @@ impl Scheduler {
 mod tests {
     use super::*;
     use crate::quantize::{NoteEventKind, PhraseId, TimeSignature, Transport};
+    use crate::schedule::note_events as notes;
     use crate::schedule::{PlannedFrame, Voiced};
 
     const SR: f64 = 48_000.0;
@@ -207,16 +208,6 @@ mod tests {
         let mut out = Vec::new();
         scheduler.process_block(block, &mut |o| out.push(o));
         out
-    }
-
-    fn notes(outputs: &[SchedulerOutput]) -> Vec<(u32, u8, NoteEventKind)> {
-        outputs
-            .iter()
-            .filter_map(|o| match o {
-                SchedulerOutput::Note(e) => Some((e.offset, e.pitch, e.kind)),
-                SchedulerOutput::FrameDue { .. } => None,
-            })
-            .collect()
     }
 
     #[test]

@@ -189,6 +189,7 @@ mod tests {
     use super::*;
     use crate::frames::ChordFrame::{Hold, Onset, Silence};
     use crate::quantize::{NoteEventKind, TimeSignature, Transport};
+    use crate::schedule::note_events as notes;
     use crate::schedule::Voiced;
     use NoteEventKind::{Off, On};
 
@@ -239,16 +240,6 @@ mod tests {
         let mut out = Vec::new();
         player.process_block(block, &mut |o| out.push(o));
         out
-    }
-
-    fn notes(outputs: &[SchedulerOutput]) -> Vec<(u32, u8, NoteEventKind)> {
-        outputs
-            .iter()
-            .filter_map(|o| match o {
-                SchedulerOutput::Note(e) => Some((e.offset, e.pitch, e.kind)),
-                SchedulerOutput::FrameDue { .. } => None,
-            })
-            .collect()
     }
 
     fn chords_due(outputs: &[SchedulerOutput]) -> Vec<(i64, ChordFrame)> {

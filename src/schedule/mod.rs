@@ -21,3 +21,15 @@ pub use clock::{ClockEvent, Discontinuity, FrameClock};
 pub use live::{Scheduler, SchedulerStats};
 pub use looped::LoopPlayer;
 pub use plan::{PlanUpdate, PlannedFrame, SchedulerOutput, Voiced, MAX_VOICES};
+
+/// The note events among a player's outputs as `(offset, pitch, kind)`, for tests.
+#[cfg(test)]
+fn note_events(outputs: &[SchedulerOutput]) -> Vec<(u32, u8, crate::quantize::NoteEventKind)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            SchedulerOutput::Note(e) => Some((e.offset, e.pitch, e.kind)),
+            SchedulerOutput::FrameDue { .. } => None,
+        })
+        .collect()
+}
