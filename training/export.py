@@ -2,9 +2,10 @@
 
     python training/export.py --run /work/runs/online-256 --name online-256 --out weights
 
-Writes OUT/NAME/model.safetensors (the state dict with its `decoder.` key names, f32,
-including `decoder.attn_layers.rotary_pos_emb.inv_freq`), config.json and
-chord_names.json (the vocabulary in id order, copied from the run folder).
+Writes OUT/NAME/model.safetensors (the state dict with its official key names, f32: online
+`decoder.…` including `decoder.attn_layers.rotary_pos_emb.inv_freq`; offline `encoder.…` and
+`decoder.decoder.…`), config.json (with `kind` "online" or "offline") and chord_names.json
+(the vocabulary in id order, copied from the run folder).
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from comper_data.model import OnlineDecoder  # noqa: E402
+from comper_data.model import build_model  # noqa: E402
 
 INV_FREQ = "decoder.attn_layers.rotary_pos_emb.inv_freq"
+ARCHITECTURES = {
+    "online": "ReaLchords online decoder (x-transformers 2.11.23 TransformerWrapper+Decoder)",
+    "offline": "ReaLchords offline encoder-decoder (x-transformers 2.11.23 Encoder + cross-attending Decoder, T5 relative position bias)",
+}
 
 
 def last_valid_nll(log_path: Path) -> float | None:
@@ -43,10 +48,11 @@ def export(run: Path, name: str, out: Path) -> Path:
         raise SystemExit(f"num_tokens {config['num_tokens']} does not match {len(names)} chord names")
 
     # Rebuild the model so the exported names are exactly what x-transformers produces.
-    model = OnlineDecoder(config["num_tokens"], config["dim"], config["depth"], config["heads"])
+    model = build_model(config)
     model.load_state_dict(state["model"])
     tensors = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
-    if INV_FREQ not in tensors:
+    kind = config.get("model", "online")
+    if kind == "online" and INV_FREQ not in tensors:
         raise SystemExit(f"{INV_FREQ} missing from the state dict")
 
     from safetensors.torch import save_file
@@ -56,7 +62,9 @@ def export(run: Path, name: str, out: Path) -> Path:
     save_file(tensors, str(folder / "model.safetensors"))
     meta = {
         "name": name,
+        "kind": kind,
         "dim": config["dim"],
+        **({"enc_depth": config["enc_depth"]} if kind == "offline" else {}),
         "depth": config["depth"],
         "heads": config["heads"],
         "dim_head": config["dim_head"],
@@ -66,7 +74,7 @@ def export(run: Path, name: str, out: Path) -> Path:
         "train_steps": state["step"],
         "train_seconds": round(state["elapsed"]),
         "valid_nll": last_valid_nll(run / "log.jsonl"),
-        "architecture": "ReaLchords online decoder (x-transformers 2.11.23 TransformerWrapper+Decoder)",
+        "architecture": ARCHITECTURES[kind],
         "training_data": "POP909 (MIT), Nottingham (GPL-3), OpenEWLD (MIT); see training/DATA_REPORT.md",
     }
     (folder / "config.json").write_text(json.dumps(meta, indent=1) + "\n")

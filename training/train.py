@@ -1,10 +1,16 @@
-"""Train Comper's online chord model (ReaLchords decoder-only architecture) on the CPU.
+"""Train Comper's chord models on the CPU: the online decoder (ReaLchords decoder-only
+architecture) or, with --model offline, the offline encoder-decoder.
 
     python training/train.py --data training/data --run /work/runs/online-256 \
         --dim 256 --depth 4 --heads 4 --threads 1 --minutes 75
+    python training/train.py --model offline --data training/data --run /work/runs/offline-256 \
+        --dim 256 --depth 4 --heads 4 --threads 2 --minutes 100
 
-Loss: cross-entropy on every target position except PAD (chords, melody and EOS, as
+Online loss: cross-entropy on every target position except PAD (chords, melody and EOS, as
 ReaLchords), with the key mask ReaLchords uses (PAD and the EOS-target position masked).
+Offline loss: cross-entropy on the decoder's chord targets and EOS (ReaLchords'
+LitEncoderDecoder), the melody encoder seeing the whole window; --truncate-prob of the
+windows are cut to a random shorter length first (ReaLchords' random_truncate).
 AdamW, linear warmup then cosine decay to 10 % (over --max-steps, or over the --minutes
 budget by wall-clock time), gradient clipping. The run folder gets
 ckpt.pt (every --ckpt-every steps and on exit, including Ctrl-C/SIGTERM), log.jsonl
@@ -29,8 +35,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from comper_data.batches import TokenSet, crop, num_chords_from, pad_batch  # noqa: E402
-from comper_data.model import DIM_HEAD, MAX_SEQ_LEN, OnlineDecoder  # noqa: E402
+from comper_data.batches import TokenSet, crop, num_chords_from, offline_pair, pad_batch  # noqa: E402
+from comper_data.model import DIM_HEAD, MAX_SEQ_LEN, OFFLINE_MAX_SEQ_LEN, build_model  # noqa: E402
 from comper_data.tokens import EOS, PAD, num_tokens  # noqa: E402
 
 
@@ -39,8 +45,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parent / "data")
     ap.add_argument("--run", type=Path, required=True, help="run folder for checkpoints and logs")
     ap.add_argument("--resume", action="store_true", help="continue from RUN/ckpt.pt")
+    ap.add_argument("--model", choices=("online", "offline"), default="online")
     ap.add_argument("--dim", type=int, default=256)
-    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--depth", type=int, default=4, help="decoder blocks (and encoder blocks, offline, unless --enc-depth)")
+    ap.add_argument("--enc-depth", type=int, default=0, help="offline encoder blocks (0 = --depth)")
+    ap.add_argument("--truncate-prob", type=float, default=0.2, help="offline: share of windows cut to a random length")
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -75,24 +84,38 @@ def lr_at(step: int, args, max_steps: int, time_progress: float) -> float:
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def loss_on(model, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
+def make_batch(kind: str, seqs: list[np.ndarray], rng=None, truncate_prob: float = 0.0):
+    """Padded model input for online sequences: one array (online) or the encoder and
+    decoder arrays (offline, see `offline_pair`)."""
+    if kind == "online":
+        return torch.from_numpy(pad_batch(seqs))
+    pairs = [offline_pair(s, rng, truncate_prob) for s in seqs]
+    return (torch.from_numpy(pad_batch([m for m, _ in pairs])), torch.from_numpy(pad_batch([c for _, c in pairs])))
+
+
+def loss_on(model, batch) -> tuple[torch.Tensor, int]:
     """Mean next-token cross-entropy over non-PAD targets, and how many there were."""
-    inputs, targets = batch[:, :-1], batch[:, 1:]
-    mask = (targets != PAD) & (targets != EOS)
-    logits = model(inputs, mask=mask)
+    if isinstance(batch, tuple):
+        melody, chords = batch
+        inputs, targets = chords[:, :-1], chords[:, 1:]
+        logits = model(melody, inputs, melody_mask=melody != PAD, chord_mask=inputs != PAD)
+    else:
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        mask = (targets != PAD) & (targets != EOS)
+        logits = model(inputs, mask=mask)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD)
     return loss, int((targets != PAD).sum())
 
 
 @torch.no_grad()
-def valid_nll(model, data: TokenSet, indices: list[int], batch_size: int) -> float:
+def valid_nll(model, kind: str, data: TokenSet, indices: list[int], batch_size: int) -> float:
     """Token-weighted mean NLL (nats) over the given validation examples (whole sequences);
     None when there are none."""
     model.eval()
     total, count = 0.0, 0
     order = sorted(indices, key=lambda i: data.offsets[i + 1] - data.offsets[i])
     for k in range(0, len(order), batch_size):
-        batch = torch.from_numpy(pad_batch([data.sequence(i) for i in order[k : k + batch_size]]))
+        batch = make_batch(kind, [data.sequence(i) for i in order[k : k + batch_size]])
         loss, n = loss_on(model, batch)
         total += float(loss) * n
         count += n
@@ -131,8 +154,10 @@ def main(argv=None) -> int:
         "dim": args.dim, "depth": args.depth, "heads": args.heads, "dim_head": DIM_HEAD,
         "num_tokens": num_tokens(num_chords), "max_seq_len": MAX_SEQ_LEN, "dropout": args.dropout,
     }
+    if args.model == "offline":
+        config.update(model="offline", enc_depth=args.enc_depth or args.depth, max_seq_len=OFFLINE_MAX_SEQ_LEN)
     torch.manual_seed(args.seed)
-    model = OnlineDecoder(config["num_tokens"], args.dim, args.depth, args.heads, args.dropout)
+    model = build_model(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=args.weight_decay)
     rng = np.random.default_rng(args.seed)
     step, max_steps, elapsed_before, schedule_s = 0, args.max_steps, 0.0, args.minutes * 60
@@ -189,7 +214,7 @@ def main(argv=None) -> int:
             group["lr"] = lr
         idx = rng.integers(len(train), size=args.batch_size)
         seqs = [crop(train.sequence(i), train.bar_frames(i), args.crop_frames, num_chords, rng) for i in idx]
-        loss, _ = loss_on(model, torch.from_numpy(pad_batch(seqs)))
+        loss, _ = loss_on(model, make_batch(args.model, seqs, rng, args.truncate_prob))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -202,12 +227,12 @@ def main(argv=None) -> int:
                  "elapsed_s": round(elapsed_before + time.time() - start, 1)})
             window_loss, window_n = 0.0, 0
         if step % args.valid_every == 0:
-            log({"step": step, "valid_nll": rounded(valid_nll(model, valid, valid_subset, args.batch_size))})
+            log({"step": step, "valid_nll": rounded(valid_nll(model, args.model, valid, valid_subset, args.batch_size))})
         if step % args.ckpt_every == 0:
             checkpoint(elapsed_before + time.time() - start)
 
     checkpoint(elapsed_before + time.time() - start)
-    log({"step": step, "valid_nll_full": rounded(valid_nll(model, valid, list(range(len(valid))), args.batch_size)),
+    log({"step": step, "valid_nll_full": rounded(valid_nll(model, args.model, valid, list(range(len(valid))), args.batch_size)),
          "event": "end", "elapsed_s": round(elapsed_before + time.time() - start, 1)})
     return 0
 

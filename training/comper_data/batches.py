@@ -65,3 +65,22 @@ def pad_batch(seqs: list[np.ndarray]) -> np.ndarray:
     for i, s in enumerate(seqs):
         out[i, : len(s)] = s
     return out
+
+
+def offline_pair(seq: np.ndarray, rng: np.random.Generator | None = None, truncate_prob: float = 0.0,
+                 min_frames: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """An online sequence `[BOS, c0, m0, …, (EOS)]` as the offline model's two sides:
+    encoder `[BOS, m0 … m_{T-1}, EOS]` and decoder `[BOS, c0 … c_{T-1}, EOS]`.
+
+    With probability `truncate_prob` both sides are cut to a random length of at least
+    `min_frames` frames first, as ReaLchords' `random_truncate` does so that the model also
+    harmonizes the short melody heard at the start of a live session."""
+    body = seq[1:-1] if seq[-1] == EOS else seq[1:]
+    chords, melody = body[0::2], body[1::2]
+    frames = min(len(chords), len(melody))
+    if rng is not None and frames > min_frames and rng.random() < truncate_prob:
+        frames = int(rng.integers(min_frames, frames + 1))
+    def wrap(part: np.ndarray) -> np.ndarray:
+        return np.concatenate([[BOS], part[:frames], [EOS]]).astype(np.int64)
+
+    return wrap(melody), wrap(chords)

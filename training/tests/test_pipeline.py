@@ -105,3 +105,51 @@ def test_train_resume_and_export(converted, tmp_path):
     assert tensors["decoder.attn_layers.layers.0.1.qk_norm_q_scale"].shape == (2, 1, 64)
     assert tensors["decoder.attn_layers.layers.1.1.ff.2.weight"].shape == (32, 128)
     assert all(str(t.dtype) == "torch.float32" for t in tensors.values())
+
+
+def test_offline_pair_splits_and_truncates():
+    from comper_data.batches import offline_pair
+
+    c = 5
+    seq = [BOS]
+    for t in range(40):
+        seq += [CHORD_BASE + c + t % 3, NOTE_ON_BASE + 60 + t % 7]
+    seq = np.array(seq + [EOS])
+    melody, chords = offline_pair(seq)
+    assert melody[0] == BOS and melody[-1] == EOS and len(melody) == 42
+    assert chords[0] == BOS and chords[-1] == EOS and len(chords) == 42
+    assert (melody[1:-1] == seq[2:-1:2]).all() and (chords[1:-1] == seq[1:-1:2]).all()
+    # a window without EOS still gets one on both sides
+    melody, chords = offline_pair(seq[:21])
+    assert len(melody) == len(chords) == 12 and melody[-1] == chords[-1] == EOS
+    lengths = {len(offline_pair(seq, np.random.default_rng(s), truncate_prob=1.0)[0]) for s in range(30)}
+    assert min(lengths) >= 16 + 2 and max(lengths) <= 42 and len(lengths) > 3
+
+
+def test_offline_train_resume_and_export(converted, tmp_path):
+    import train
+    import export
+    from safetensors.torch import load_file
+
+    out, _ = converted
+    run = tmp_path / "run"
+    common = ["--model", "offline", "--data", str(out), "--run", str(run), "--dim", "32", "--depth", "2",
+              "--enc-depth", "1", "--heads", "2", "--batch-size", "4", "--minutes", "5", "--log-every", "1",
+              "--valid-every", "2", "--ckpt-every", "2"]
+    assert train.main(common + ["--max-steps", "2"]) == 0
+    assert train.main(common + ["--max-steps", "3", "--resume"]) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if "train_loss" in e] == [1, 2, 3]
+    assert all(np.isfinite(e["valid_nll"]) for e in log if "valid_nll" in e)
+
+    folder = export.export(run, "tiny-offline", tmp_path / "weights")
+    config = json.loads((folder / "config.json").read_text())
+    assert {k: config[k] for k in ("kind", "dim", "enc_depth", "depth", "heads", "dim_head", "max_seq_len")} == {
+        "kind": "offline", "dim": 32, "enc_depth": 1, "depth": 2, "heads": 2, "dim_head": 64, "max_seq_len": 258}
+    tensors = load_file(str(folder / "model.safetensors"))
+    assert tensors["encoder.token_emb.emb.weight"].shape == (config["num_tokens"], 32)
+    assert tensors["encoder.attn_layers.rel_pos.relative_attention_bias.weight"].shape == (32, 2)
+    assert "encoder.to_logits.weight" not in tensors
+    assert tensors["decoder.decoder.attn_layers.layers.4.1.to_q.weight"].shape == (128, 32)  # cross-attn
+    assert tensors["decoder.decoder.to_logits.weight"].shape == (config["num_tokens"], 32)
+    assert not any("inv_freq" in k for k in tensors)
