@@ -1,6 +1,8 @@
 //! `comper bench`: how fast the decoder runs the two jobs Comper needs, on random weights.
 //!
-//! * five options × 256 frames (batch 5, melody teacher-forced) — the suggestion panel;
+//! * five options × 256 frames (batch 5, melody teacher-forced) — the suggestion panel with the
+//!   online decoder — and the same with the offline encoder–decoder of the same width (encoder
+//!   run once, chords decoded in one batch), which Suggest mode uses when it has one;
 //! * one live re-plan (256-frame context, 16-frame lookahead, nothing committed) — live mode's
 //!   worst case, a plan from scratch;
 //! * the per-frame re-plans of a live session (ReaLJam's defaults: a request every frame,
@@ -22,11 +24,11 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use crate::frames::{ChordFrame, MelodyFrame};
-use crate::model::weights::{expected_shapes, INV_FREQ_KEY};
-use crate::model::{Decoder, ModelConfig, ModelError};
+use crate::model::weights::{expected_offline_shapes, expected_shapes, INV_FREQ_KEY};
+use crate::model::{Decoder, ModelConfig, ModelError, ModelKind, OfflineConfig, OfflineModel};
 use crate::sample::{
-    commit_frames, generate_options, plan_live, LivePlanner, LiveRequest, OptionsRequest,
-    SampleError, SamplingParams,
+    commit_frames, generate_offline_options, generate_options, plan_live, LivePlanner,
+    LiveRequest, OptionsRequest, SampleError, SamplingParams,
 };
 use crate::tokens::{Vocabulary, CHORD_BASE};
 
@@ -48,6 +50,8 @@ pub const WINDOW_HOP: usize = 16;
 pub struct BenchSize {
     /// Shape of the random decoder.
     pub config: ModelConfig,
+    /// Shape of the random offline model measured beside it.
+    pub offline: OfflineConfig,
     /// Repeats of the five-options job (the median is reported).
     pub option_runs: usize,
     /// Repeats of the live re-plan (median and p99 are reported).
@@ -70,8 +74,18 @@ pub fn default_sizes() -> Vec<BenchSize> {
         num_tokens: 854,
         max_seq_len: 514,
     };
+    let shipped_offline = OfflineConfig {
+        kind: ModelKind::Offline,
+        base: ModelConfig {
+            name: "shipped offline".into(),
+            max_seq_len: 258,
+            ..shipped.clone()
+        },
+        enc_depth: 4,
+    };
     vec![
         BenchSize {
+            offline: OfflineConfig::realchords(realchords.num_tokens),
             config: realchords,
             option_runs: 3,
             live_runs: 15,
@@ -79,6 +93,7 @@ pub fn default_sizes() -> Vec<BenchSize> {
         },
         BenchSize {
             config: shipped,
+            offline: shipped_offline,
             option_runs: 10,
             live_runs: 50,
             session_replans: 48,
@@ -117,6 +132,15 @@ pub struct BenchResult {
     pub weight_bytes: usize,
     /// Weight-streaming floor for five options (256 sequential calls).
     pub five_options_floor_ms: f64,
+    /// Median wall time of five options × 256 frames with the offline model of this width.
+    pub offline_five_options_ms: f64,
+    /// Encoder and decoder depth of that offline model.
+    pub offline_enc_depth: usize,
+    pub offline_dec_depth: usize,
+    /// Bytes of decoder weights streamed by one offline decoder call.
+    pub offline_weight_bytes: usize,
+    /// Weight-streaming floor for offline five options (256 sequential decoder calls).
+    pub offline_five_options_floor_ms: f64,
     /// Weight-streaming floor for the live re-plan's sequential calls (prefill excluded).
     pub live_replan_floor_ms: f64,
     /// Weight-streaming floor for a per-frame re-plan's sequential calls (prefill excluded).
@@ -150,6 +174,14 @@ impl std::fmt::Display for BenchReport {
                 f,
                 "  five options × {BENCH_FRAMES} frames       {:>8.1} ms               (weight-streaming floor {:.1} ms)",
                 r.five_options_ms, r.five_options_floor_ms
+            )?;
+            writeln!(
+                f,
+                "  offline five options (enc {}, dec {}) {:>6.1} ms               (weight-streaming floor {:.1} ms)",
+                r.offline_enc_depth,
+                r.offline_dec_depth,
+                r.offline_five_options_ms,
+                r.offline_five_options_floor_ms
             )?;
             let rows = [
                 (
@@ -211,6 +243,23 @@ pub fn random_decoder(config: &ModelConfig) -> Result<Decoder, ModelError> {
     )
 }
 
+/// An offline model of shape `config` with random weights.
+pub fn random_offline(config: &OfflineConfig) -> Result<OfflineModel, ModelError> {
+    let mut tensors = HashMap::new();
+    for (name, shape) in expected_offline_shapes(config) {
+        let tensor = if name.contains("qk_norm") {
+            Tensor::ones(shape, DType::F32, &Device::Cpu)?
+        } else {
+            Tensor::randn(0f32, 0.05, shape, &Device::Cpu)?
+        };
+        tensors.insert(name, tensor);
+    }
+    OfflineModel::load(
+        config,
+        VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
+    )
+}
+
 /// A vocabulary of the right size for `config` (placeholder chord names).
 fn bench_vocabulary(config: &ModelConfig) -> Result<Vocabulary, SampleError> {
     let chords = config.num_tokens.saturating_sub(CHORD_BASE as usize) / 2;
@@ -264,6 +313,16 @@ pub fn run(
         let five_options_ms = percentile(&mut option_ms, 0.5);
         progress(&format!(
             "{}: five options × {BENCH_FRAMES} frames: {five_options_ms:.1} ms",
+            config.name
+        ));
+
+        let offline = random_offline(&size.offline)?;
+        let mut offline_ms = time_runs(size.option_runs, || {
+            generate_offline_options(&offline, &vocab, &request, &params, &mut rng).map(|_| ())
+        })?;
+        let offline_five_options_ms = percentile(&mut offline_ms, 0.5);
+        progress(&format!(
+            "{}: offline five options × {BENCH_FRAMES} frames: {offline_five_options_ms:.1} ms",
             config.name
         ));
 
@@ -327,6 +386,14 @@ pub fn run(
             live_replan_hopping_ms_p99: hopping.1,
             weight_bytes,
             five_options_floor_ms: floor_ms(BENCH_FRAMES),
+            offline_five_options_ms,
+            offline_enc_depth: size.offline.enc_depth,
+            offline_dec_depth: size.offline.base.depth,
+            offline_weight_bytes: offline.streamed_weight_bytes(),
+            offline_five_options_floor_ms: offline.streamed_weight_bytes() as f64
+                * BENCH_FRAMES as f64
+                / bandwidth
+                * 1e3,
             live_replan_floor_ms: floor_ms(2 * BENCH_LOOKAHEAD - 1),
             live_replan_incremental_floor_ms: floor_ms(BENCH_LOOKAHEAD),
         });

@@ -1,6 +1,7 @@
 //! "Five options": turn a captured melody into several named chord progressions. The CLI's
 //! `comper suggest` and the plugin's Suggest mode share this, so both prepare the phrase, sample
-//! and name chords the same way.
+//! and name chords the same way, with the offline encoder–decoder (which hears the whole phrase)
+//! when one is loaded and the online decoder otherwise.
 
 use rand::Rng;
 
@@ -8,18 +9,86 @@ use crate::chord::ChordTable;
 use crate::fit::{chord_masks, melody_fit};
 use crate::frames::Note;
 use crate::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
-use crate::model::LoadedModel;
+use crate::model::weights::AnyModel;
+use crate::model::{LoadedModel, LoadedOffline, ModelKind};
 use crate::progression::{name_chords, NamedChord};
 use crate::quantize::{quantize_notes, TimeSignature};
-use crate::sample::{generate_options, OptionsRequest, SampleError, SamplingParams};
+use crate::sample::{
+    generate_offline_options, generate_options, ChordOption, OptionsRequest, SampleError,
+    SamplingParams,
+};
+use crate::tokens::Vocabulary;
 
 /// Resampling passes allowed to replace options that duplicate another.
 pub const DUPLICATE_RETRIES: usize = 8;
 
-/// Candidates sampled per option offered. The online model must guess each chord before it hears
-/// the melody note it goes with, so some samples settle on a key that fights the tune; sampling
-/// more and offering those that fit the melody best keeps the model's style and drops the misfits.
+/// Candidates the online model samples per option offered. It must guess each chord before it
+/// hears the melody note it goes with, so some samples settle on a key that fights the tune;
+/// sampling more and offering those that fit the melody best keeps the model's style and drops the
+/// misfits.
 pub const CANDIDATES_PER_OPTION: usize = 3;
+
+/// Candidates the offline model samples per option offered. It hears the whole phrase, so its
+/// samples rarely fight the tune; one spare per option still lets the ranking drop the worst.
+pub const OFFLINE_CANDIDATES_PER_OPTION: usize = 2;
+
+/// The network that harmonizes a phrase: either kind of loaded model.
+#[derive(Clone, Copy)]
+pub enum Harmonizer<'a> {
+    Online(&'a LoadedModel),
+    Offline(&'a LoadedOffline),
+}
+
+impl<'a> Harmonizer<'a> {
+    /// The model's chord vocabulary.
+    pub fn vocabulary(&self) -> &'a Vocabulary {
+        match self {
+            Self::Online(model) => &model.vocabulary,
+            Self::Offline(model) => &model.vocabulary,
+        }
+    }
+
+    /// The longest phrase (in frames) the model takes.
+    pub fn max_frames(&self) -> usize {
+        match self {
+            Self::Online(model) => model.config.max_frames(),
+            Self::Offline(model) => model.config.max_frames(),
+        }
+    }
+
+    /// The model's `config.json` name.
+    pub fn name(&self) -> &'a str {
+        match self {
+            Self::Online(model) => &model.config.name,
+            Self::Offline(model) => &model.config.base.name,
+        }
+    }
+
+    /// Which kind of model this is.
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Self::Online(_) => ModelKind::Online,
+            Self::Offline(_) => ModelKind::Offline,
+        }
+    }
+
+    /// Candidates sampled per option offered.
+    pub fn candidates_per_option(&self) -> usize {
+        match self {
+            Self::Online(_) => CANDIDATES_PER_OPTION,
+            Self::Offline(_) => OFFLINE_CANDIDATES_PER_OPTION,
+        }
+    }
+}
+
+impl<'a> From<&'a AnyModel> for Harmonizer<'a> {
+    fn from(model: &'a AnyModel) -> Self {
+        match model {
+            AnyModel::Online(model) => Self::Online(model),
+            AnyModel::Offline(model) => Self::Offline(model),
+        }
+    }
+}
 
 /// A melody phrase ready for the model: whole bars of 16th-note frames.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,12 +142,13 @@ pub struct Suggestion {
     pub melody_fit: f64,
 }
 
-/// Samples [`CANDIDATES_PER_OPTION`] × `count` different progressions for `phrase` in one batched
-/// pass, after letting the model hear the phrase once (see [`listen_frames`]), and offers the
-/// `count` that fit the melody best (ties: most likely first).
-/// `locked` is empty or has one entry per melody frame; `Some` chords are kept as given.
+/// Samples [`Harmonizer::candidates_per_option`] × `count` different progressions for `phrase`
+/// in one batched pass and offers the `count` that fit the melody best (ties: most likely first).
+/// The online model first hears the phrase once (see [`listen_frames`]); the offline model
+/// encodes it whole. `locked` is empty or has one entry per melody frame; `Some` chords are kept
+/// as given.
 pub fn suggest<R: Rng>(
-    model: &LoadedModel,
+    model: Harmonizer,
     phrase: &Phrase,
     locked: &[Option<ChordFrame>],
     count: usize,
@@ -86,6 +156,48 @@ pub fn suggest<R: Rng>(
     rng: &mut R,
 ) -> Result<Vec<Suggestion>, SampleError> {
     params.validate()?;
+    let candidates = count.saturating_mul(model.candidates_per_option());
+    let options = match model {
+        Harmonizer::Online(online) => sample_online(online, phrase, locked, candidates, params, rng)?,
+        Harmonizer::Offline(offline) => {
+            let request = OptionsRequest {
+                melody: &phrase.melody,
+                locked,
+                count: candidates,
+                max_retries: DUPLICATE_RETRIES,
+            };
+            generate_offline_options(&offline.model, &offline.vocabulary, &request, params, rng)?
+        }
+    };
+    let vocabulary = model.vocabulary();
+    let masks = chord_masks(&ChordTable::new(vocabulary));
+    let mut suggestions: Vec<Suggestion> = options
+        .into_iter()
+        .map(|option| Suggestion {
+            chords: name_chords(&option.chords, vocabulary),
+            melody_fit: melody_fit(&phrase.melody, &option.chords, &masks),
+            frames: option.chords,
+            log_likelihood: option.log_likelihood,
+        })
+        .collect();
+    suggestions.sort_by(|a, b| {
+        b.melody_fit
+            .total_cmp(&a.melody_fit)
+            .then(b.log_likelihood.total_cmp(&a.log_likelihood))
+    });
+    suggestions.truncate(count);
+    Ok(suggestions)
+}
+
+/// The online model's options for `phrase`, with the chords of the listening pass cut off.
+fn sample_online<R: Rng>(
+    model: &LoadedModel,
+    phrase: &Phrase,
+    locked: &[Option<ChordFrame>],
+    count: usize,
+    params: &SamplingParams,
+    rng: &mut R,
+) -> Result<Vec<ChordOption>, SampleError> {
     let frames = phrase.melody.len();
     let prefix = listen_frames(
         frames,
@@ -106,30 +218,14 @@ pub fn suggest<R: Rng>(
     let request = OptionsRequest {
         melody: &melody,
         locked: &forced,
-        count: count.saturating_mul(CANDIDATES_PER_OPTION),
+        count,
         max_retries: DUPLICATE_RETRIES,
     };
-    let options = generate_options(&model.decoder, &model.vocabulary, &request, params, rng)?;
-    let masks = chord_masks(&ChordTable::new(&model.vocabulary));
-    let mut suggestions: Vec<Suggestion> = options
-        .into_iter()
-        .map(|option| {
-            let chords: Vec<ChordFrame> = option.chords.get(prefix..).unwrap_or_default().to_vec();
-            Suggestion {
-                chords: name_chords(&chords, &model.vocabulary),
-                melody_fit: melody_fit(&phrase.melody, &chords, &masks),
-                frames: chords,
-                log_likelihood: option.log_likelihood,
-            }
-        })
-        .collect();
-    suggestions.sort_by(|a, b| {
-        b.melody_fit
-            .total_cmp(&a.melody_fit)
-            .then(b.log_likelihood.total_cmp(&a.log_likelihood))
-    });
-    suggestions.truncate(count);
-    Ok(suggestions)
+    let mut options = generate_options(&model.decoder, &model.vocabulary, &request, params, rng)?;
+    for option in &mut options {
+        option.chords.drain(..prefix.min(option.chords.len()));
+    }
+    Ok(options)
 }
 
 /// How many frames of a `frames`-long phrase the model hears before accompanying it: the whole

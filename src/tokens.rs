@@ -277,6 +277,40 @@ impl Vocabulary {
         Ok(ids)
     }
 
+    /// Offline encoder input `[BOS, m0 … m_{T−1}, EOS]`: the whole melody the offline model
+    /// harmonizes.
+    pub fn offline_melody(&self, melody: &[MelodyFrame]) -> Result<Vec<TokenId>, TokenError> {
+        let mut ids = Vec::with_capacity(melody.len() + 2);
+        ids.push(BOS);
+        for &note in melody {
+            ids.push(self.melody_id(note)?);
+        }
+        ids.push(EOS);
+        Ok(ids)
+    }
+
+    /// Both sides of an offline training example: the encoder input ([`Self::offline_melody`]) and
+    /// the decoder sequence `[BOS, c0 … c_{T−1}, EOS]`.
+    pub fn offline_sequences(
+        &self,
+        chords: &[ChordFrame],
+        melody: &[MelodyFrame],
+    ) -> Result<(Vec<TokenId>, Vec<TokenId>), TokenError> {
+        if chords.len() != melody.len() {
+            return Err(TokenError::LengthMismatch {
+                chords: chords.len(),
+                melody: melody.len(),
+            });
+        }
+        let mut chord_ids = Vec::with_capacity(chords.len() + 2);
+        chord_ids.push(BOS);
+        for &chord in chords {
+            chord_ids.push(self.chord_id(chord)?);
+        }
+        chord_ids.push(EOS);
+        Ok((self.offline_melody(melody)?, chord_ids))
+    }
+
     /// Splits an online sequence back into chord and melody frames.
     ///
     /// The sequence must start with BOS; an EOS may only come last. A trailing chord without

@@ -518,6 +518,7 @@ fn a_meta_file_that_does_not_match_the_split_is_an_error() {
     let options = EvalOptions {
         data_dir: data,
         weights: None,
+        offline: None,
         samples: 1,
         temperature: 1.0,
         max_examples: None,
@@ -542,6 +543,7 @@ fn a_model_with_another_vocabulary_is_refused() {
     let options = EvalOptions {
         data_dir: data,
         weights: Some(weights),
+        offline: None,
         samples: 1,
         temperature: 1.0,
         max_examples: None,

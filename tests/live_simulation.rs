@@ -96,7 +96,7 @@ fn jam(model: &Arc<LoadedModel>, bpm: f64, live: &LiveConfig, replan_frames: f64
         tail_beats: 2.0,
         ..JamSettings::default()
     };
-    simulate_jam(Arc::clone(model), &performance(), live, &settings).unwrap()
+    simulate_jam(Arc::clone(model).into(), &performance(), live, &settings).unwrap()
 }
 
 /// The first committed entry of every frame, checking that no later plan changes it.
@@ -235,7 +235,7 @@ fn silence_intro_runs_the_same_checks() {
 #[test]
 fn the_free_running_thread_answers_frames_with_plans() {
     let model = tiny_model();
-    let engine = spawn_engine(model, config(4), ReplanPolicy::WhenIdle).unwrap();
+    let engine = spawn_engine(model.into(), config(4), ReplanPolicy::WhenIdle).unwrap();
     let send = |output| {
         engine
             .inputs
@@ -281,7 +281,7 @@ fn the_free_running_thread_answers_frames_with_plans() {
 fn the_audio_side_never_allocates_or_frees() {
     const BLOCK: u32 = 512;
     const RATE: f64 = 48_000.0;
-    let engine = spawn_engine(tiny_model(), config(4), ReplanPolicy::WhenIdle).unwrap();
+    let engine = spawn_engine(tiny_model().into(), config(4), ReplanPolicy::WhenIdle).unwrap();
     let mut quantizer = Quantizer::new(QuantizerConfig::default());
     let mut scheduler = Scheduler::new(LISTEN_BEATS * 4);
     let mut played = 0u64;

@@ -17,6 +17,14 @@ script can also write lossless PyTorch checkpoints of it for ``comper import``:
 ``tests/fixtures/parity/import/step=3.ckpt`` (Lightning layout, f32) and ``actor.pth`` (DeepSpeed
 layout, bf16).
 
+The offline configurations are random encoder-decoders built as ReaLchords builds its offline
+model (``training/comper_data/model.py``: T5 relative position bias, cross-attention), with a
+``fixture.safetensors`` of ``melody`` i64 [M] (encoder input ``[BOS, m…, EOS]``), ``tokens``
+i64 [T] (decoder input ``[BOS, c…]``), ``logits`` [T, V], ``step_logits`` [T, V] (decoder run
+token by token through x-transformers' cache) and ``greedy_chords`` (offline generation, argmax
+over the single-part chord validity mask). Melodies are long enough to reach the logarithmic
+position buckets. The first is also written as ReaLJam's flat ``import/offline/step=5.ckpt``.
+
 Run from the repository root:  python training/make_parity_fixtures.py
 """
 
@@ -25,7 +33,7 @@ import os
 
 import torch
 from safetensors.torch import save_file
-from comper_data.model import OnlineDecoder
+from comper_data.model import OfflineEncoderDecoder, OnlineDecoder
 
 OUT = os.path.join("tests", "fixtures", "parity")
 CHORDS = ["C", "Dm", "Em", "F", "G", "Am", "Bdim", "G7"]
@@ -38,6 +46,13 @@ CONFIGS = [
     ("d64_h2_dh32", 64, 2, 2, 32, 96, False),
     ("bf16_d32_h2_dh24", 32, 3, 2, 24, 96, True),
 ]
+
+OFFLINE_CONFIGS = [
+    # name, dim, enc_depth, dec_depth, heads, dim_head, max_seq_len
+    ("offline_d48_h2_dh24", 48, 2, 2, 2, 24, 80),
+    ("offline_d32_h4_dh16", 32, 1, 3, 4, 16, 80),
+]
+
 
 def build(dim, depth, heads, dim_head, max_seq_len):
     """The training code's model (one definition for training and parity), in eval mode."""
@@ -122,6 +137,69 @@ def step_logits(model, tokens):
     return torch.stack(rows)
 
 
+def greedy_offline(model, melody_ids, frames):
+    """Offline generation as ReaLJam's intro runs it, greedy: chord = argmax over the valid
+    chord tokens given the previous chord."""
+    context = model.encode(torch.tensor([melody_ids]))
+    seq, chords, prev = [BOS], [], None
+    for _ in range(frames):
+        with torch.no_grad():
+            logits = model.decoder(torch.tensor([seq]), context=context)[0, -1]
+        masked = logits.masked_fill(~chord_mask(prev), float("-inf"))
+        top2 = masked.topk(2).values
+        assert top2[0] - top2[1] > 1e-3, "near tie in greedy decoding; pick another seed"
+        chord = int(masked.argmax())
+        chords.append(chord)
+        prev = chord
+        seq.append(chord)
+    return chords
+
+
+def offline_step_logits(model, melody_ids, tokens):
+    """The decoder run one token at a time through x-transformers' KV cache (the cross-attention
+    keys/values are cached on the first call)."""
+    context = model.encode(torch.tensor([melody_ids]))
+    rows, cache = [], None
+    with torch.no_grad():
+        for t in range(1, len(tokens) + 1):
+            logits, cache = model.decoder.decoder(torch.tensor([tokens[:t]]), context=context,
+                                                  cache=cache, return_intermediates=True)
+            rows.append(logits[0, -1])
+    return torch.stack(rows)
+
+
+def write_offline(seed, name, dim, enc_depth, dec_depth, heads, dim_head, max_seq_len):
+    gen = torch.Generator().manual_seed(2000 + seed)
+    torch.manual_seed(100 + seed)
+    model = OfflineEncoderDecoder(NUM_TOKENS, dim, enc_depth, dec_depth, heads, max_seq_len=max_seq_len,
+                                  dim_head=dim_head).eval()
+    perturb(model, gen, False)
+    folder = os.path.join(OUT, name)
+    os.makedirs(folder, exist_ok=True)
+    sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    save_file(sd, os.path.join(folder, "model.safetensors"))
+    config = dict(name=name, kind="offline", dim=dim, enc_depth=enc_depth, depth=dec_depth, heads=heads,
+                  dim_head=dim_head, num_tokens=NUM_TOKENS, max_seq_len=max_seq_len)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    with open(os.path.join(folder, "chord_names.json"), "w") as f:
+        json.dump(CHORDS, f)
+    frames = 44
+    melody_ids = [BOS] + melody_tokens(gen, frames) + [2]
+    tokens = [BOS] + torch.randint(CHORD_HOLD, NUM_TOKENS, (frames - 1,), generator=gen).tolist()
+    with torch.no_grad():
+        logits = model(torch.tensor([melody_ids]), torch.tensor([tokens]))[0]
+    fixture = {
+        "melody": torch.tensor(melody_ids, dtype=torch.int64),
+        "tokens": torch.tensor(tokens, dtype=torch.int64),
+        "logits": logits.contiguous(),
+        "step_logits": offline_step_logits(model, melody_ids, tokens).contiguous(),
+        "greedy_chords": torch.tensor(greedy_offline(model, melody_ids, frames), dtype=torch.int64),
+    }
+    save_file(fixture, os.path.join(folder, "fixture.safetensors"))
+    return sd
+
+
 def main():
     torch.manual_seed(0)
     written = {}
@@ -172,6 +250,17 @@ def main():
     with open(os.path.join(folder, "args.yml"), "w") as f:
         f.write("DecoderTransformer.dim: 32\nDecoderTransformer.depth: 3\n"
                 "DecoderTransformer.heads: 2\nDecoderTransformer.max_seq_len: 96\n")
+
+    offline = {}
+    for seed, config in enumerate(OFFLINE_CONFIGS):
+        offline[config[0]] = write_offline(seed, *config)
+    # ReaLJam's generative checkpoint: a flat state dict with every "model." removed, + args.yml.
+    folder = os.path.join(OUT, "import", "offline")
+    os.makedirs(folder, exist_ok=True)
+    torch.save(offline["offline_d48_h2_dh24"], os.path.join(folder, "step=5.ckpt"))
+    with open(os.path.join(folder, "args.yml"), "w") as f:
+        f.write("EncoderDecoderTransformer.enc_dim: 48\nEncoderDecoderTransformer.enc_depth: 2\n"
+                "EncoderDecoderTransformer.dec_depth: 2\nEncoderDecoderTransformer.dec_max_seq_len: 80\n")
 
 
 if __name__ == "__main__":

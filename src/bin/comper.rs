@@ -8,12 +8,15 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use comper::chord::{ChordTable, VoicingRange};
 use comper::midi_file::{read_melody, write_progression_to_path, MelodyChoice, ProgressionExport};
-use comper::model::import::{import_checkpoint, max_logit_difference};
-use comper::model::weights::default_weights_dir;
-use comper::model::LoadedModel;
+use comper::model::import::{import_checkpoint, max_logit_difference, ImportedConfig};
+use comper::model::weights::{
+    default_weights_dir, shipped_dir, AnyModel, DEFAULT_MODEL_NAME, DEFAULT_OFFLINE_NAME,
+    WEIGHTS_ENV,
+};
+use comper::model::{LoadedModel, LoadedOffline, ModelKind};
 use comper::progression::{chord_chart, voice_progression, VoicingStyle};
 use comper::sample::SamplingParams;
-use comper::suggest::{suggest, Phrase};
+use comper::suggest::{suggest, Harmonizer, Phrase};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -52,9 +55,14 @@ struct SuggestArgs {
     /// How many different progressions to offer.
     #[arg(long, default_value_t = 5)]
     options: usize,
-    /// Weights folder (default: $COMPER_WEIGHTS, else the shipped weights/comper-online).
+    /// Weights folder of either kind (default: $COMPER_WEIGHTS, else the shipped model that
+    /// --model names).
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Which shipped model harmonizes: the offline encoder–decoder (hears the whole phrase; the
+    /// default when weights/comper-offline exists) or the online decoder.
+    #[arg(long, value_enum)]
+    model: Option<KindArg>,
     /// Sampling temperature: lower is safer, higher is more adventurous.
     #[arg(long, default_value_t = 0.8)]
     temperature: f32,
@@ -79,6 +87,22 @@ struct SuggestArgs {
     /// Print the options as JSON on stdout instead of chord charts.
     #[arg(long)]
     json: bool,
+}
+
+/// `--model` values.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KindArg {
+    Offline,
+    Online,
+}
+
+impl From<KindArg> for ModelKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Offline => ModelKind::Offline,
+            KindArg::Online => ModelKind::Online,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -132,6 +156,10 @@ struct JamArgs {
     /// Weights folder (default: $COMPER_WEIGHTS, else weights/comper-online/ of the source tree).
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Offline weights folder that samples the intro chords (default: weights/comper-offline/
+    /// when it exists and shares the online model's chord names; `none` for the online model).
+    #[arg(long)]
+    intro_weights: Option<PathBuf>,
     /// Where to write the chords and the melody.
     #[arg(long, default_value = "jam.mid")]
     out: PathBuf,
@@ -145,9 +173,13 @@ struct EvalArgs {
     /// Folder with test.npz, train.npz and chord_names.json (training/convert.py output).
     #[arg(long)]
     data: PathBuf,
-    /// Weights folder of the model to evaluate (without it: ground truth and baselines only).
+    /// Weights folder of the online model to evaluate.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Weights folder of the offline model to evaluate (without either: ground truth and
+    /// baselines only; with it, the suggest row uses it).
+    #[arg(long)]
+    offline: Option<PathBuf>,
     /// Progressions sampled per test melody.
     #[arg(long, default_value_t = 5)]
     samples: usize,
@@ -193,12 +225,18 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         args.args.as_deref(),
         &args.out,
     )?;
-    let c = &report.config;
+    let c = report.config.base();
+    let shape = match &report.config {
+        ImportedConfig::Online(_) => format!("online, depth {}", c.depth),
+        ImportedConfig::Offline(o) => format!(
+            "offline, encoder depth {}, decoder depth {}",
+            o.enc_depth, c.depth
+        ),
+    };
     println!(
-        "imported {}: dim {}, depth {}, heads {}, dim_head {}, {} tokens, max_seq_len {}",
+        "imported {}: {shape}, dim {}, heads {}, dim_head {}, {} tokens, max_seq_len {}",
         args.checkpoint.display(),
         c.dim,
-        c.depth,
         c.heads,
         c.dim_head,
         c.num_tokens,
@@ -211,10 +249,10 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
             report.ignored[0]
         );
     }
-    let model = LoadedModel::load(&args.out).context("re-loading the written folder")?;
+    let model = AnyModel::load(&args.out).context("re-loading the written folder")?;
     println!("wrote {}", args.out.display());
     if let Some(fixture) = args.check {
-        let diff = max_logit_difference(&model.decoder, &fixture)?;
+        let diff = max_logit_difference(&model, &fixture)?;
         println!(
             "max |logit difference| against {}: {diff:.3e}",
             fixture.display()
@@ -250,6 +288,38 @@ fn load_model(weights: Option<PathBuf>) -> anyhow::Result<LoadedModel> {
     LoadedModel::load(&dir).with_context(|| format!("loading weights from {}", dir.display()))
 }
 
+/// The model `comper suggest` harmonizes with: `--weights` (or `$COMPER_WEIGHTS`), whichever
+/// kind it holds, else the shipped folder of `--model`'s kind (offline when it exists).
+fn load_harmonizer(weights: Option<PathBuf>, kind: Option<ModelKind>) -> anyhow::Result<AnyModel> {
+    let env = std::env::var_os(WEIGHTS_ENV).filter(|dir| !dir.is_empty());
+    let named = weights.or_else(|| env.map(PathBuf::from));
+    let dir = match (named, kind) {
+        (Some(dir), _) => dir,
+        (None, Some(ModelKind::Online)) => shipped_dir(DEFAULT_MODEL_NAME),
+        (None, Some(ModelKind::Offline)) => shipped_dir(DEFAULT_OFFLINE_NAME),
+        (None, None) => Some(shipped_dir(DEFAULT_OFFLINE_NAME))
+            .filter(|dir| dir.exists())
+            .unwrap_or_else(|| shipped_dir(DEFAULT_MODEL_NAME)),
+    };
+    if !dir.exists() {
+        bail!(
+            "no weights folder at {}; pass --weights DIR, set {WEIGHTS_ENV}, or make one with \
+             `comper import`",
+            dir.display()
+        );
+    }
+    let model =
+        AnyModel::load(&dir).with_context(|| format!("loading weights from {}", dir.display()))?;
+    let found = Harmonizer::from(&model).kind();
+    if let Some(wanted) = kind.filter(|&wanted| wanted != found) {
+        bail!(
+            "{} holds an {found} model but --model asks for an {wanted} one",
+            dir.display()
+        );
+    }
+    Ok(model)
+}
+
 /// JSON shape of `comper suggest --json`.
 #[derive(serde::Serialize)]
 struct SuggestJson<'a> {
@@ -267,19 +337,16 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
     if args.options == 0 {
         bail!("--options must be at least 1");
     }
-    let model = load_model(args.weights)?;
+    let loaded = load_harmonizer(args.weights, args.model.map(ModelKind::from))?;
+    let model = Harmonizer::from(&loaded);
     let choice = args.part.map_or(MelodyChoice::Auto, MelodyChoice::Part);
     let melody = read_melody(&args.melody, choice)
         .with_context(|| format!("reading the melody from {}", args.melody.display()))?;
-    let phrase = Phrase::from_notes(
-        &melody.notes,
-        melody.time_signature,
-        model.config.max_frames(),
-    );
+    let phrase = Phrase::from_notes(&melody.notes, melody.time_signature, model.max_frames());
     if phrase.truncated_bars > 0 {
         eprintln!(
             "comper: the model hears at most {} frames; the last {} bar(s) were left out",
-            model.config.max_frames(),
+            model.max_frames(),
             phrase.truncated_bars
         );
     }
@@ -293,12 +360,12 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
         None => StdRng::from_os_rng(),
     };
     let started = std::time::Instant::now();
-    let suggestions = suggest(&model, &phrase, &[], args.options, &params, &mut rng)?;
+    let suggestions = suggest(model, &phrase, &[], args.options, &params, &mut rng)?;
     let elapsed = started.elapsed();
 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let table = ChordTable::new(&model.vocabulary);
+    let table = ChordTable::new(model.vocabulary());
     let style = if args.plain_voicing {
         VoicingStyle::Plain
     } else {
@@ -340,13 +407,14 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{}: {} bars at {:.0} BPM, model {} ({} options from {} candidates in {:.0} ms)",
+        "{}: {} bars at {:.0} BPM, {} model {} ({} options from {} candidates in {:.0} ms)",
         args.melody.display(),
         phrase.melody.len() / comper::suggest::frames_per_bar(phrase.time_signature),
         melody.tempo_bpm,
-        model.config.name,
+        model.kind(),
+        model.name(),
         suggestions.len(),
-        args.options * comper::suggest::CANDIDATES_PER_OPTION,
+        args.options * model.candidates_per_option(),
         elapsed.as_secs_f64() * 1000.0
     );
     for ((i, suggestion), path) in suggestions.iter().enumerate().zip(&written) {
@@ -366,7 +434,7 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
 }
 
 fn jam(args: JamArgs) -> anyhow::Result<()> {
-    use comper::live::{simulate_jam, IntroMode, JamSettings, LiveConfig};
+    use comper::live::{simulate_jam, IntroMode, JamSettings, LiveConfig, LiveModels};
 
     let model = load_model(args.weights)?;
     let melody = read_melody(&args.melody, MelodyChoice::Auto)
@@ -390,8 +458,23 @@ fn jam(args: JamArgs) -> anyhow::Result<()> {
         time_signature: melody.time_signature,
         ..JamSettings::default()
     };
+    let intro = match args.intro_weights {
+        Some(dir) if dir.as_os_str() == "none" => None,
+        Some(dir) => Some(
+            LoadedOffline::load(&dir)
+                .with_context(|| format!("loading the intro model from {}", dir.display()))?,
+        ),
+        None => Some(shipped_dir(DEFAULT_OFFLINE_NAME))
+            .filter(|dir| dir.exists())
+            .and_then(|dir| LoadedOffline::load(&dir).ok())
+            .filter(|offline| offline.vocabulary == model.vocabulary),
+    };
     let model = Arc::new(model);
-    let report = simulate_jam(Arc::clone(&model), &melody.notes, &config, &settings)?;
+    let models = LiveModels {
+        online: Arc::clone(&model),
+        intro: intro.map(Arc::new),
+    };
+    let report = simulate_jam(models, &melody.notes, &config, &settings)?;
     let summary = report.summary(&model.vocabulary);
 
     let export = ProgressionExport {
@@ -431,6 +514,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let options = comper::eval::EvalOptions {
         data_dir: args.data,
         weights: args.weights,
+        offline: args.offline,
         samples: args.samples,
         temperature: args.temperature,
         max_examples: args.max_songs,

@@ -3,11 +3,14 @@
 //!
 //! Systems, each measured with [`metrics`] on the same examples:
 //! * **ground truth** — the test split's own chords;
-//! * **model** — `samples` progressions per melody from Comper's sampler
+//! * **model** — `samples` progressions per melody from Comper's sampler with the online decoder
 //!   ([`crate::sample::generate_options`], melody teacher-forced), plus the teacher-forced
 //!   NLL of the ground truth ([`nll`]);
-//! * **suggest** — what `comper suggest` and the plugin offer ([`crate::suggest::suggest`]): the
-//!   phrase heard once first, the best `samples` of three times as many candidates by melody fit;
+//! * **offline model** — the same with the offline encoder–decoder
+//!   ([`crate::sample::generate_offline_options`], the melody encoded whole);
+//! * **suggest** — what `comper suggest` and the plugin offer ([`crate::suggest::suggest`]) with
+//!   the offline model when one is given, else the online one: the best `samples` of several times
+//!   as many candidates by melody fit;
 //! * **training distribution** — random chords and lengths as often as in the training split
 //!   ([`baselines::ChordStatistics`]);
 //! * **diatonic heuristic** — key finding plus the best-covering diatonic triad per bar
@@ -28,11 +31,13 @@ use serde::Serialize;
 use crate::chord::ChordTable;
 use crate::frames::ChordFrame;
 use crate::model::weights::{read_chord_names, CHORD_NAMES_FILE};
-use crate::model::{LoadedModel, ModelError, WeightsError};
+use crate::model::{LoadedModel, LoadedOffline, ModelError, WeightsError};
 use crate::quantize::TimeSignature;
-use crate::sample::{generate_options, OptionsRequest, SampleError, SamplingParams};
-use crate::suggest::{suggest, Phrase, CANDIDATES_PER_OPTION};
-use crate::tokens::TokenError;
+use crate::sample::{
+    generate_offline_options, generate_options, OptionsRequest, SampleError, SamplingParams,
+};
+use crate::suggest::{suggest, Harmonizer, Phrase};
+use crate::tokens::{TokenError, Vocabulary};
 
 use baselines::{diatonic_track, ChordStatistics, TriadLookup};
 use data::{evenly_spaced, read_datasets, Example, Split};
@@ -78,8 +83,11 @@ pub enum EvalError {
 pub struct EvalOptions {
     /// Folder with `test.npz`, `train.npz` and `chord_names.json` (`training/convert.py` output).
     pub data_dir: PathBuf,
-    /// Weights folder of the model to evaluate; without it only the reference rows are computed.
+    /// Weights folder of the online model to evaluate.
     pub weights: Option<PathBuf>,
+    /// Weights folder of the offline model to evaluate. Without either, only the reference rows
+    /// are computed.
+    pub offline: Option<PathBuf>,
     /// Progressions sampled per test melody.
     pub samples: usize,
     /// Sampling temperature (1 = the model's own distribution).
@@ -110,10 +118,14 @@ pub struct SystemResult {
 pub struct EvalReport {
     /// The data folder.
     pub data_dir: PathBuf,
-    /// The weights folder, if a model was evaluated.
+    /// The online weights folder, if one was evaluated.
     pub weights: Option<PathBuf>,
-    /// The model's `config.json` name.
+    /// The online model's `config.json` name.
     pub model_name: Option<String>,
+    /// The offline weights folder, if one was evaluated.
+    pub offline: Option<PathBuf>,
+    /// The offline model's `config.json` name.
+    pub offline_name: Option<String>,
     /// Test examples in the split.
     pub examples_total: usize,
     /// Test examples evaluated.
@@ -142,17 +154,29 @@ pub fn evaluate(
     let vocab = read_chord_names(&names_path)?;
     let table = ChordTable::new(&vocab);
     let masks = chord_masks(&table);
+    let check = |vocabulary: &Vocabulary, dir: &Path| -> Result<(), EvalError> {
+        if *vocabulary != vocab {
+            return Err(EvalError::VocabularyMismatch {
+                model: vocabulary.num_chords(),
+                weights: dir.to_owned(),
+                data: vocab.num_chords(),
+                names: names_path.clone(),
+            });
+        }
+        Ok(())
+    };
     let model = match &options.weights {
         Some(dir) => {
             let model = LoadedModel::load(dir)?;
-            if model.vocabulary != vocab {
-                return Err(EvalError::VocabularyMismatch {
-                    model: model.vocabulary.num_chords(),
-                    weights: dir.clone(),
-                    data: vocab.num_chords(),
-                    names: names_path,
-                });
-            }
+            check(&model.vocabulary, dir)?;
+            Some(model)
+        }
+        None => None,
+    };
+    let offline = match &options.offline {
+        Some(dir) => {
+            let model = LoadedOffline::load(dir)?;
+            check(&model.vocabulary, dir)?;
             Some(model)
         }
         None => None,
@@ -190,64 +214,57 @@ pub fn evaluate(
     }
     systems.push(row("ground truth", &truth, None, timer));
 
+    let params = SamplingParams {
+        temperature: options.temperature,
+        ..SamplingParams::default()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
+    let plural = if options.samples == 1 { "" } else { "s" };
     if let Some(model) = &model {
-        let timer = Instant::now();
-        let params = SamplingParams {
-            temperature: options.temperature,
-            ..SamplingParams::default()
-        };
-        let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
-        let mut sampled = SystemTotals::default();
         let mut nll = NllTotals::default();
-        for (n, (example, &index)) in examples.iter().zip(&indices).enumerate() {
-            let request = OptionsRequest {
-                melody: &example.melody,
-                locked: &[],
-                count: options.samples,
-                max_retries: 0,
-            };
-            let options = generate_options(&model.decoder, &vocab, &request, &params, &mut rng)
-                .map_err(|source| EvalError::Sample {
-                    example: index,
-                    source,
-                })?;
-            for option in &options {
-                sampled.add(dataset_of(n), example, &option.chords, &masks);
-            }
-            let ids = vocab
-                .online_sequence(&example.chords, &example.melody)
-                .map_err(|source| EvalError::Token {
-                    example: index,
-                    source,
-                })?;
-            nll.add_sequence(&model.decoder, &ids)
-                .map_err(|source| EvalError::Model {
-                    example: index,
-                    source,
-                })?;
-            let done = n + 1;
-            if done % 25 == 0 || done == examples.len() {
-                let elapsed = timer.elapsed().as_secs_f64();
-                let left = elapsed / done as f64 * (examples.len() - done) as f64;
-                progress(&format!(
-                    "model: {done}/{} examples, {elapsed:.0} s, about {left:.0} s left",
-                    examples.len()
-                ));
-            }
-        }
         let name = format!(
-            "model ({} sample{}, T={})",
+            "model ({} sample{plural}, T={})",
+            options.samples, options.temperature
+        );
+        let mut result = sampled_row(&name, &examples, &indices, &dataset_of, &masks, &mut progress, |example| {
+            let ids = vocab.online_sequence(&example.chords, &example.melody)?;
+            nll.add_sequence(&model.decoder, &ids)?;
+            let options = generate_options(&model.decoder, &vocab, &sampled(example, options.samples), &params, &mut rng)?;
+            Ok(options.into_iter().map(|o| o.chords).collect())
+        })?;
+        result.nll = nll.finish();
+        systems.push(result);
+    }
+    if let Some(offline) = &offline {
+        let mut nll = NllTotals::default();
+        let name = format!(
+            "offline model ({} sample{plural}, T={})",
+            options.samples, options.temperature
+        );
+        let mut result = sampled_row(&name, &examples, &indices, &dataset_of, &masks, &mut progress, |example| {
+            let (melody, chords) = vocab.offline_sequences(&example.chords, &example.melody)?;
+            nll.add_offline(&offline.model, &melody, &chords)?;
+            let options = generate_offline_options(&offline.model, &vocab, &sampled(example, options.samples), &params, &mut rng)?;
+            Ok(options.into_iter().map(|o| o.chords).collect())
+        })?;
+        result.nll = nll.finish();
+        systems.push(result);
+    }
+    // What `comper suggest` and the plugin offer: the offline model when there is one.
+    let harmonizer = match (&offline, &model) {
+        (Some(offline), _) => Some(Harmonizer::Offline(offline)),
+        (None, Some(model)) => Some(Harmonizer::Online(model)),
+        (None, None) => None,
+    };
+    if let Some(harmonizer) = harmonizer {
+        let name = format!(
+            "suggest{} ({} of {} candidates, T={})",
+            if offline.is_some() { ", offline" } else { "" },
             options.samples,
-            if options.samples == 1 { "" } else { "s" },
+            options.samples * harmonizer.candidates_per_option(),
             options.temperature
         );
-        systems.push(row(&name, &sampled, nll.finish(), timer));
-
-        // What `comper suggest` and the plugin offer: the phrase heard once first, the best
-        // `samples` of three times as many candidates by melody fit.
-        let timer = Instant::now();
-        let mut suggested = SystemTotals::default();
-        for (n, (example, &index)) in examples.iter().zip(&indices).enumerate() {
+        systems.push(sampled_row(&name, &examples, &indices, &dataset_of, &masks, &mut progress, |example| {
             let bar = example.bars.windows(2).next().map_or(16, |w| w[1] - w[0]);
             let phrase = Phrase {
                 melody: example.melody.clone(),
@@ -257,26 +274,9 @@ pub fn evaluate(
                 },
                 truncated_bars: 0,
             };
-            let offered = suggest(model, &phrase, &[], options.samples, &params, &mut rng)
-                .map_err(|source| EvalError::Sample {
-                    example: index,
-                    source,
-                })?;
-            for suggestion in &offered {
-                suggested.add(dataset_of(n), example, &suggestion.frames, &masks);
-            }
-            let done = n + 1;
-            if done % 25 == 0 || done == examples.len() {
-                progress(&format!("suggest: {done}/{} examples", examples.len()));
-            }
-        }
-        let name = format!(
-            "suggest ({} of {} candidates, T={})",
-            options.samples,
-            options.samples * CANDIDATES_PER_OPTION,
-            options.temperature
-        );
-        systems.push(row(&name, &suggested, None, timer));
+            let offered = suggest(harmonizer, &phrase, &[], options.samples, &params, &mut rng)?;
+            Ok(offered.into_iter().map(|s| s.frames).collect())
+        })?);
     }
 
     let timer = Instant::now();
@@ -304,6 +304,8 @@ pub fn evaluate(
         data_dir: options.data_dir.clone(),
         weights: options.weights.clone(),
         model_name: model.as_ref().map(|m| m.config.name.clone()),
+        offline: options.offline.clone(),
+        offline_name: offline.as_ref().map(|m| m.config.base.name.clone()),
         examples_total: total,
         examples_used: examples.len(),
         subset,
@@ -312,6 +314,76 @@ pub fn evaluate(
         seed: options.seed,
         systems,
     })
+}
+
+/// `count` progressions for the example's melody, duplicates allowed (a fair sample).
+fn sampled(example: &Example, count: usize) -> OptionsRequest<'_> {
+    OptionsRequest {
+        melody: &example.melody,
+        locked: &[],
+        count,
+        max_retries: 0,
+    }
+}
+
+/// Why one example of a sampled row failed; turned into an [`EvalError`] naming the example.
+enum ExampleError {
+    Sample(SampleError),
+    Model(ModelError),
+    Token(TokenError),
+}
+
+impl From<SampleError> for ExampleError {
+    fn from(e: SampleError) -> Self {
+        Self::Sample(e)
+    }
+}
+
+impl From<ModelError> for ExampleError {
+    fn from(e: ModelError) -> Self {
+        Self::Model(e)
+    }
+}
+
+impl From<TokenError> for ExampleError {
+    fn from(e: TokenError) -> Self {
+        Self::Token(e)
+    }
+}
+
+/// A row of progressions produced per example by `produce` (several per melody are pooled),
+/// with progress lines every 25 examples.
+fn sampled_row<'e>(
+    name: &str,
+    examples: &'e [Example],
+    indices: &[usize],
+    dataset_of: &dyn Fn(usize) -> Option<&'e str>,
+    masks: &[u16],
+    progress: &mut impl FnMut(&str),
+    mut produce: impl FnMut(&Example) -> Result<Vec<Vec<ChordFrame>>, ExampleError>,
+) -> Result<SystemResult, EvalError> {
+    let timer = Instant::now();
+    let mut totals = SystemTotals::default();
+    for (n, (example, &index)) in examples.iter().zip(indices).enumerate() {
+        let progressions = produce(example).map_err(|e| match e {
+            ExampleError::Sample(source) => EvalError::Sample { example: index, source },
+            ExampleError::Model(source) => EvalError::Model { example: index, source },
+            ExampleError::Token(source) => EvalError::Token { example: index, source },
+        })?;
+        for chords in &progressions {
+            totals.add(dataset_of(n), example, chords, masks);
+        }
+        let done = n + 1;
+        if done % 25 == 0 || done == examples.len() {
+            let elapsed = timer.elapsed().as_secs_f64();
+            let left = elapsed / done as f64 * (examples.len() - done) as f64;
+            progress(&format!(
+                "{name}: {done}/{} examples, {elapsed:.0} s, about {left:.0} s left",
+                examples.len()
+            ));
+        }
+    }
+    Ok(row(name, &totals, None, timer))
 }
 
 /// One system's totals, overall and per source dataset.
@@ -379,6 +451,9 @@ impl EvalReport {
         if let (Some(weights), Some(name)) = (&self.weights, &self.model_name) {
             out += &format!("Model: {name} ({}).\n\n", weights.display());
         }
+        if let (Some(weights), Some(name)) = (&self.offline, &self.offline_name) {
+            out += &format!("Offline model: {name} ({}).\n\n", weights.display());
+        }
         let truth = self
             .systems
             .first()
@@ -434,8 +509,8 @@ impl EvalReport {
         for system in &self.systems {
             if let Some(nll) = system.nll {
                 out += &format!(
-                    "\nTeacher-forced NLL of the ground truth: {:.3} nats per chord token ({} chord tokens), {:.3} nats per token over all tokens ({} tokens).\n",
-                    nll.per_chord_token, nll.chord_tokens, nll.per_token, nll.tokens
+                    "\nTeacher-forced NLL of the ground truth under the {}: {:.3} nats per chord token ({} chord tokens), {:.3} nats per token over all tokens ({} tokens).\n",
+                    system.name, nll.per_chord_token, nll.chord_tokens, nll.per_token, nll.tokens
                 );
             }
         }

@@ -1,8 +1,8 @@
-//! Teacher-forced negative log-likelihood of ground-truth sequences under the decoder.
+//! Teacher-forced negative log-likelihood of ground-truth sequences under either model.
 
 use serde::Serialize;
 
-use crate::model::{Decoder, ModelError};
+use crate::model::{Decoder, ModelError, OfflineModel};
 use crate::tokens::{TokenId, EOS};
 
 /// Running sums of `−log p(target)` (nats, full softmax over the vocabulary, as the training
@@ -47,6 +47,35 @@ impl NllTotals {
             self.all_tokens += 1;
             let target_position = position + 1;
             if target_position % 2 == 1 && target != EOS {
+                self.chord_nats += nats;
+                self.chord_tokens += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Scores one offline example: the chord sequence `[BOS, c0 … c_{T−1}, EOS]` given the
+    /// encoded melody `[BOS, m0 …, EOS]`, with one forward pass. Every target but EOS is a chord
+    /// token; EOS counts only towards the per-token mean.
+    pub fn add_offline(
+        &mut self,
+        model: &OfflineModel,
+        melody: &[TokenId],
+        chords: &[TokenId],
+    ) -> Result<(), ModelError> {
+        let Some((_, inputs)) = chords.split_last() else {
+            return Ok(());
+        };
+        if inputs.is_empty() {
+            return Ok(());
+        }
+        let logits = model.forward(melody, &[inputs.to_vec()])?;
+        let rows: Vec<Vec<f32>> = logits.squeeze(0)?.to_vec2()?;
+        for (row, &target) in rows.iter().zip(chords.iter().skip(1)) {
+            let nats = -log_softmax_at(row, target);
+            self.all_nats += nats;
+            self.all_tokens += 1;
+            if target != EOS {
                 self.chord_nats += nats;
                 self.chord_tokens += 1;
             }

@@ -6,10 +6,13 @@ use rand::SeedableRng;
 use super::{IntroMode, LiveConfig, LiveError};
 use crate::chord::{plain_voicing, voice_led, ChordTable, Voicing};
 use crate::frames::{ChordFrame, MelodyFrame};
-use crate::model::Decoder;
+use crate::model::{Decoder, OfflineModel};
 use crate::progression::VoicingStyle;
 use crate::quantize::{PhraseId, QuantizerOutput};
-use crate::sample::{generate_options, LivePlanner, LiveRequest, OptionsRequest, SamplingParams};
+use crate::sample::{
+    generate_offline_options, generate_options, LivePlanner, LiveRequest, OptionsRequest,
+    SamplingParams,
+};
 use crate::schedule::{PlanUpdate, PlannedFrame, Voiced};
 use crate::tokens::Vocabulary;
 
@@ -41,6 +44,8 @@ struct Session {
 /// [`crate::live`] for the loop. Works on borrowed model data; one engine per decoder.
 pub struct LiveEngine<'m> {
     decoder: &'m Decoder,
+    /// Samples the intro when present (ReaLJam's offline model), else the decoder does.
+    intro_model: Option<&'m OfflineModel>,
     vocab: &'m Vocabulary,
     table: ChordTable,
     config: LiveConfig,
@@ -73,6 +78,7 @@ impl<'m> LiveEngine<'m> {
         };
         Ok(Self {
             decoder,
+            intro_model: None,
             vocab,
             table: ChordTable::new(vocab),
             config,
@@ -84,6 +90,23 @@ impl<'m> LiveEngine<'m> {
             session: None,
             spare: Vec::new(),
         })
+    }
+
+    /// Lets the offline model sample the intro ([`IntroMode::Sampled`]), as ReaLJam does: it hears
+    /// the whole melody of the listening period before choosing chords for it. It must use the
+    /// decoder's vocabulary.
+    pub fn with_intro_model(
+        mut self,
+        model: &'m OfflineModel,
+        vocab: &Vocabulary,
+    ) -> Result<Self, LiveError> {
+        if vocab != self.vocab {
+            return Err(LiveError::BadConfig(
+                "the offline model's chord names differ from the online model's".into(),
+            ));
+        }
+        self.intro_model = Some(model);
+        Ok(self)
     }
 
     /// The session settings.
@@ -169,14 +192,12 @@ impl<'m> LiveEngine<'m> {
             return Ok(None);
         }
         if !session.intro_done {
-            fill_intro(
-                session,
-                self.decoder,
-                self.vocab,
-                self.config.intro,
-                listen,
-                &mut self.rng,
-            )?;
+            let intro = IntroModels {
+                decoder: self.decoder,
+                offline: self.intro_model,
+                vocab: self.vocab,
+            };
+            fill_intro(session, intro, self.config.intro, listen, &mut self.rng)?;
         }
         if session.chords.len() < heard {
             session.chords.resize(heard, ChordFrame::Silence);
@@ -241,15 +262,26 @@ impl<'m> LiveEngine<'m> {
     }
 }
 
+/// The models an intro can be sampled with.
+struct IntroModels<'m> {
+    decoder: &'m Decoder,
+    offline: Option<&'m OfflineModel>,
+    vocab: &'m Vocabulary,
+}
+
 /// Fills the chords of the frames heard before the first plan (context only, never played).
 fn fill_intro(
     session: &mut Session,
-    decoder: &Decoder,
-    vocab: &Vocabulary,
+    models: IntroModels,
     mode: IntroMode,
     listen: usize,
     rng: &mut StdRng,
 ) -> Result<(), LiveError> {
+    let IntroModels {
+        decoder,
+        offline,
+        vocab,
+    } = models;
     let heard = session.melody.len();
     session.intro_done = true;
     match mode {
@@ -261,7 +293,10 @@ fn fill_intro(
             session.committed_until = until;
         }
         IntroMode::Sampled => {
-            let window = heard.min(decoder.config().max_frames());
+            let max_frames = offline.map_or(decoder.config().max_frames(), |model| {
+                model.config().max_frames()
+            });
+            let window = heard.min(max_frames);
             let start = heard - window;
             let request = OptionsRequest {
                 melody: session.melody.get(start..).unwrap_or_default(),
@@ -270,8 +305,11 @@ fn fill_intro(
                 max_retries: 0,
             };
             // ReaLJam samples its intro at temperature 1 whatever the live temperature.
-            let options =
-                generate_options(decoder, vocab, &request, &SamplingParams::default(), rng)?;
+            let params = SamplingParams::default();
+            let options = match offline {
+                Some(model) => generate_offline_options(model, vocab, &request, &params, rng)?,
+                None => generate_options(decoder, vocab, &request, &params, rng)?,
+            };
             let sampled = options
                 .into_iter()
                 .next()

@@ -16,12 +16,12 @@
 //! 2. **Intro**: `commit_beats` before the listening ends (ReaLJam: one beat before, enough for
 //!    its network round trip; here the first plan, which also samples the intro, gets the same
 //!    slack as every later one), the chords of the frames heard so far are filled in, so the
-//!    model sees a chord history as if it had been playing. ReaLJam uses its offline
-//!    encoder–decoder for this; Comper has no offline model, so [`IntroMode::Sampled`] (the
-//!    default) samples them with the online model in one teacher-forced pass over the heard
-//!    melody (`generate_options`, one option, temperature 1 as ReaLJam's intro), and
-//!    [`IntroMode::Silence`] leaves them silent. These intro chords are context only; they never
-//!    sound.
+//!    model sees a chord history as if it had been playing. [`IntroMode::Sampled`] (the
+//!    default) samples them at temperature 1, as ReaLJam's intro: with the offline
+//!    encoder–decoder, as ReaLJam does, when the engine has one
+//!    ([`LiveEngine::with_intro_model`]), else with the online model in one teacher-forced pass
+//!    over the heard melody. [`IntroMode::Silence`] leaves them silent. These intro chords are
+//!    context only; they never sound.
 //! 3. **Accompany**: after every new frame the engine plans `lookahead` frames from the first
 //!    frame not yet heard. Frames inside the commit window (planned `commit` frames ahead of an
 //!    earlier plan's start) are fixed and teacher-forced while the model imagines the melody; the
@@ -49,17 +49,49 @@ pub use engine::LiveEngine;
 pub use simulate::{simulate_jam, JamReport, JamSettings, JamSummary, PlayedNote, ReplanTime};
 pub use thread::{spawn_engine, EngineInput, EngineReport, EngineThread, ReplanPolicy};
 
+use std::sync::Arc;
+
 use crate::chord::VoicingRange;
+use crate::model::{LoadedModel, LoadedOffline};
 use crate::frames::FRAMES_PER_BEAT;
 use crate::progression::VoicingStyle;
 use crate::sample::SampleError;
+
+/// The models a live session runs on: the online decoder plans; the offline model, when there is
+/// one, samples the intro.
+#[derive(Clone)]
+pub struct LiveModels {
+    pub online: Arc<LoadedModel>,
+    pub intro: Option<Arc<LoadedOffline>>,
+}
+
+impl LiveModels {
+    /// An engine on these models (see [`LiveEngine::new`], [`LiveEngine::with_intro_model`]).
+    pub fn engine(&self, config: LiveConfig) -> Result<LiveEngine<'_>, LiveError> {
+        let engine = LiveEngine::new(&self.online.decoder, &self.online.vocabulary, config)?;
+        match &self.intro {
+            Some(offline) => engine.with_intro_model(&offline.model, &offline.vocabulary),
+            None => Ok(engine),
+        }
+    }
+}
+
+impl From<Arc<LoadedModel>> for LiveModels {
+    fn from(online: Arc<LoadedModel>) -> Self {
+        Self {
+            online,
+            intro: None,
+        }
+    }
+}
 
 /// How the chords of the listening period (the model's context, never played) are filled in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IntroMode {
     /// Chord silence, as if Comper had been quiet (which it was).
     Silence,
-    /// Chords sampled for the heard melody in one teacher-forced pass of the online model.
+    /// Chords sampled for the heard melody: by the offline model when the engine has one, else
+    /// in one teacher-forced pass of the online model.
     #[default]
     Sampled,
 }

@@ -12,16 +12,14 @@
 //! plan arrived counts as late.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
 use super::thread::{spawn_engine, EngineInput, EngineReport, ReplanPolicy};
-use super::{LiveConfig, LiveError};
+use super::{LiveConfig, LiveError, LiveModels};
 use crate::frames::{ChordFrame, Note, FRAMES_PER_BEAT};
 use crate::midi_file::VoicedChord;
-use crate::model::LoadedModel;
 use crate::progression::{name_chords, NamedChord};
 use crate::quantize::{
     Block, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput, TimeSignature,
@@ -187,14 +185,14 @@ impl JamReport {
 /// Plays `melody` (beats from 0) through a live session of `config` on `model`; see the module
 /// docs for how time is accounted.
 pub fn simulate_jam(
-    model: Arc<LoadedModel>,
+    models: LiveModels,
     melody: &[Note],
     config: &LiveConfig,
     settings: &JamSettings,
 ) -> Result<JamReport, LiveError> {
     settings.validate()?;
     config.validate()?;
-    let engine = spawn_engine(model, *config, ReplanPolicy::OnRequest)?;
+    let engine = spawn_engine(models, *config, ReplanPolicy::OnRequest)?;
     let mut simulation = Simulation {
         settings: *settings,
         inputs: &engine.inputs,

@@ -10,14 +10,12 @@
 //! * `recycle`: audio side → engine, plans the scheduler is done with, so their storage is freed
 //!   or reused here and never on the audio thread.
 
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
 
-use super::{LiveConfig, LiveEngine, LiveError};
-use crate::model::LoadedModel;
+use super::{LiveConfig, LiveError, LiveModels};
 use crate::quantize::QuantizerOutput;
 use crate::schedule::PlanUpdate;
 
@@ -78,20 +76,20 @@ impl EngineThread {
     }
 }
 
-/// Starts an inference thread running a [`LiveEngine`] on `model`.
+/// Starts an inference thread running a [`super::LiveEngine`] on `models`.
 pub fn spawn_engine(
-    model: Arc<LoadedModel>,
+    models: LiveModels,
     config: LiveConfig,
     policy: ReplanPolicy,
 ) -> Result<EngineThread, LiveError> {
     // Fail here, not on the thread, when the settings do not fit the model.
-    LiveEngine::new(&model.decoder, &model.vocabulary, config)?;
+    models.engine(config)?;
     let (inputs, input_rx) = bounded(INPUT_CAPACITY);
     let (report_tx, reports) = bounded(REPORT_CAPACITY);
     let (recycle, recycle_rx) = bounded(RECYCLE_CAPACITY);
     let handle = std::thread::Builder::new()
         .name("comper-live".into())
-        .spawn(move || run(&model, config, policy, &input_rx, &report_tx, &recycle_rx))?;
+        .spawn(move || run(&models, config, policy, &input_rx, &report_tx, &recycle_rx))?;
     Ok(EngineThread {
         inputs,
         reports,
@@ -101,14 +99,14 @@ pub fn spawn_engine(
 }
 
 fn run(
-    model: &LoadedModel,
+    models: &LiveModels,
     config: LiveConfig,
     policy: ReplanPolicy,
     inputs: &Receiver<EngineInput>,
     reports: &Sender<EngineReport>,
     recycled: &Receiver<PlanUpdate>,
 ) -> Result<(), LiveError> {
-    let mut engine = LiveEngine::new(&model.decoder, &model.vocabulary, config)?;
+    let mut engine = models.engine(config)?;
     loop {
         let Ok(first) = inputs.recv() else {
             return Ok(());

@@ -65,3 +65,56 @@ impl ModelConfig {
         }
     }
 }
+
+/// Which network a weights folder holds: `config.json`'s `kind`, absent in online folders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// The decoder-only online model (chord `t` predicted before melody note `t` is heard).
+    #[default]
+    Online,
+    /// The encoder–decoder offline model (the whole melody is known).
+    Offline,
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+        })
+    }
+}
+
+/// Shape of an offline encoder–decoder. Encoder and decoder share width, heads, vocabulary and
+/// context (as in every ReaLchords configuration); `base.depth` is the decoder's depth and
+/// `base.max_seq_len` the length of each side (`BOS + frames + EOS`, ReaLchords: 258).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfflineConfig {
+    /// Always [`ModelKind::Offline`]; written so the folder says what it holds.
+    pub kind: ModelKind,
+    #[serde(flatten)]
+    pub base: ModelConfig,
+    /// Encoder blocks.
+    pub enc_depth: usize,
+}
+
+impl OfflineConfig {
+    /// Frames of melody the encoder takes and chords the decoder writes: `max_seq_len − 2`.
+    pub fn max_frames(&self) -> usize {
+        self.base.max_seq_len.saturating_sub(2)
+    }
+
+    /// The ReaLchords offline model's shape (`enc_dec_base_chord_3_datasets`).
+    pub fn realchords(num_tokens: usize) -> Self {
+        Self {
+            kind: ModelKind::Offline,
+            base: ModelConfig {
+                name: "realchords-offline".into(),
+                max_seq_len: 258,
+                ..ModelConfig::realchords(num_tokens)
+            },
+            enc_depth: 8,
+        }
+    }
+}

@@ -2,7 +2,9 @@
 //!
 //! Accepted inputs (spec §7): a ReaLJam `step=N.ckpt` (flat state dict), a Lightning training
 //! checkpoint (weights under `state_dict`, keys prefixed `model.` or `model._orig_mod.`) and an RL
-//! `actor.pth` (keys `model.module.[_orig_mod.]…`). The hyper-parameters are read off the tensor
+//! `actor.pth` (keys `model.module.[_orig_mod.]…`), of the online decoder (`decoder.…`) or of the
+//! offline encoder–decoder (`encoder.…` and `decoder.decoder.…`, e.g. ReaLJam's
+//! `enc_dec_base_chord_random_truncate_3_datasets`). The hyper-parameters are read off the tensor
 //! shapes; `args.yml` can supply `max_seq_len` (not visible in any shape) and cross-check the rest.
 
 use std::collections::HashMap;
@@ -11,10 +13,13 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 
 use super::weights::{self, WeightsError, INV_FREQ_KEY};
-use super::{Decoder, ModelConfig, ModelError};
+use super::{ModelConfig, ModelError, ModelKind, OfflineConfig};
+use crate::model::weights::AnyModel;
 
 /// `max_seq_len` of the ReaLchords online model, used when no `args.yml` says otherwise.
 pub const DEFAULT_MAX_SEQ_LEN: usize = 514;
+/// `dec_max_seq_len` of the ReaLchords offline model, used when no `args.yml` says otherwise.
+pub const DEFAULT_OFFLINE_MAX_SEQ_LEN: usize = 258;
 
 /// Why a checkpoint could not be imported or checked.
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +50,10 @@ pub enum ImportError {
     Model(#[from] ModelError),
 }
 
-/// A checkpoint's decoder tensors under Comper's names, plus what was left out.
+/// A checkpoint's model tensors under Comper's names, plus what was left out.
 pub struct StateDict {
-    /// Tensors named as in spec §2.1 (`decoder.…`), in their stored dtype.
+    /// Tensors named as in spec §2.1 (`decoder.…`) or §2.2 (`encoder.…`, `decoder.decoder.…`), in
+    /// their stored dtype.
     pub tensors: HashMap<String, Tensor>,
     /// Keys that are not part of the decoder (e.g. an RL critic), after prefix stripping.
     pub ignored: Vec<String>,
@@ -68,7 +74,7 @@ pub fn read_checkpoint(path: &Path) -> Result<StateDict, ImportError> {
     let mut ignored = Vec::new();
     for (key, tensor) in raw {
         let key = canonical_key(&key);
-        if key.starts_with("decoder.") {
+        if key.starts_with("decoder.") || key.starts_with("encoder.") {
             tensors.insert(key, tensor);
         } else {
             ignored.push(key);
@@ -91,7 +97,8 @@ pub fn read_checkpoint(path: &Path) -> Result<StateDict, ImportError> {
 }
 
 /// Strips `model.module.` (DeepSpeed RL actor), `model.` (Lightning) and `_orig_mod.`/`._orig_mod`
-/// (`torch.compile`) so keys read `decoder.…` as in the bare `DecoderTransformer`.
+/// (`torch.compile`) so keys read `decoder.…` as in the bare `DecoderTransformer` (or
+/// `encoder.…`/`decoder.decoder.…` as in the bare `EncoderDecoderTransformer`).
 pub fn canonical_key(key: &str) -> String {
     let mut key = key.replace("._orig_mod", "");
     loop {
@@ -104,6 +111,21 @@ pub fn canonical_key(key: &str) -> String {
         }
     }
 }
+
+/// The `args.yml` fields cross-checked or used: the online model's, and the offline model's
+/// `enc_`/`dec_` variants.
+const ARG_FIELDS: [&str; 10] = [
+    "dim",
+    "depth",
+    "heads",
+    "dim_head",
+    "max_seq_len",
+    "enc_dim",
+    "enc_depth",
+    "enc_heads",
+    "dec_depth",
+    "dec_max_seq_len",
+];
 
 /// Hyper-parameters from `args.yml` (argbind's flat `Class.key: value` YAML). Only integer
 /// entries whose last dotted component names a model field are read.
@@ -131,7 +153,7 @@ impl TrainingArgs {
             };
             let field = key.trim().rsplit('.').next().unwrap_or_default();
             if let Ok(value) = value.trim().parse::<usize>() {
-                if ["dim", "depth", "heads", "dim_head", "max_seq_len"].contains(&field) {
+                if ARG_FIELDS.contains(&field) {
                     values.insert(field.to_string(), value);
                 }
             }
@@ -145,46 +167,116 @@ impl TrainingArgs {
     }
 }
 
+/// The shape of an imported checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportedConfig {
+    Online(ModelConfig),
+    Offline(OfflineConfig),
+}
+
+impl ImportedConfig {
+    /// The decoder's shape (for the offline model: the chord decoder's; the encoder matches it
+    /// but for its depth).
+    pub fn base(&self) -> &ModelConfig {
+        match self {
+            Self::Online(config) => config,
+            Self::Offline(config) => &config.base,
+        }
+    }
+}
+
 /// Reads the model shape off the tensors (spec §13): `[V, D]` from the embedding, `[H, 1, Dh]`
-/// from the first q scale, depth from the highest layer index.
+/// from the first q scale, depth from the highest layer index (two entries per online or encoder
+/// block, three per offline decoder block). Offline when there are `encoder.…` tensors.
 pub fn infer_config(
     name: &str,
     tensors: &HashMap<String, Tensor>,
     args: &TrainingArgs,
     path: &Path,
-) -> Result<ModelConfig, ImportError> {
+) -> Result<ImportedConfig, ImportError> {
     let shape_err = |message: String| ImportError::Shape {
         path: path.to_owned(),
         message,
     };
+    let offline = tensors.keys().any(|k| k.starts_with("encoder."));
+    let stack = if offline { "decoder.decoder" } else { "decoder" };
     let dims = |key: &str| -> Result<Vec<usize>, ImportError> {
         tensors
             .get(key)
             .map(|t| t.dims().to_vec())
             .ok_or_else(|| shape_err(format!("missing {key}")))
     };
-    let (num_tokens, dim) = match dims("decoder.token_emb.emb.weight")?.as_slice() {
+    let (num_tokens, dim) = match dims(&format!("{stack}.token_emb.emb.weight"))?.as_slice() {
         [v, d] => (*v, *d),
         other => return Err(shape_err(format!("token embedding has shape {other:?}"))),
     };
-    let (heads, dim_head) = match dims("decoder.attn_layers.layers.0.1.qk_norm_q_scale")?.as_slice()
-    {
-        [h, 1, dh] => (*h, *dh),
-        other => return Err(shape_err(format!("qk_norm_q_scale has shape {other:?}"))),
+    let (heads, dim_head) =
+        match dims(&format!("{stack}.attn_layers.layers.0.1.qk_norm_q_scale"))?.as_slice() {
+            [h, 1, dh] => (*h, *dh),
+            other => return Err(shape_err(format!("qk_norm_q_scale has shape {other:?}"))),
+        };
+    let blocks = |stack: &str, per_block: usize| -> Result<usize, ImportError> {
+        let prefix = format!("{stack}.attn_layers.layers.");
+        tensors
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix)?.split('.').next()?.parse::<usize>().ok())
+            .max()
+            .map(|max_entry| max_entry / per_block + 1)
+            .ok_or_else(|| shape_err(format!("no attention layers under {stack}")))
     };
-    let max_entry = tensors
-        .keys()
-        .filter_map(|k| {
-            k.strip_prefix("decoder.attn_layers.layers.")?
-                .split('.')
-                .next()?
-                .parse::<usize>()
-                .ok()
-        })
-        .max()
-        .ok_or_else(|| shape_err("no attention layers".into()))?;
-    let depth = max_entry / 2 + 1;
-    let config = ModelConfig {
+    let check = |field: &str, value: usize| -> Result<(), ImportError> {
+        match args.get(field) {
+            Some(from_args) if from_args != value => Err(ImportError::ArgsMismatch {
+                path: path.to_owned(),
+                key: field.into(),
+                from_args,
+                from_shapes: value,
+            }),
+            _ => Ok(()),
+        }
+    };
+    check("dim_head", dim_head)?;
+    if offline {
+        let (depth, enc_depth) = (blocks(stack, 3)?, blocks("encoder", 2)?);
+        for (field, value) in [
+            ("enc_dim", dim),
+            ("dim", dim),
+            ("enc_heads", heads),
+            ("heads", heads),
+            ("enc_depth", enc_depth),
+            ("dec_depth", depth),
+        ] {
+            check(field, value)?;
+        }
+        if tensors.contains_key(INV_FREQ_KEY) {
+            return Err(shape_err("an encoder–decoder with rotary positions is not a ReaLchords offline model".into()));
+        }
+        return Ok(ImportedConfig::Offline(OfflineConfig {
+            kind: ModelKind::Offline,
+            base: ModelConfig {
+                name: name.to_string(),
+                dim,
+                depth,
+                heads,
+                dim_head,
+                num_tokens,
+                max_seq_len: args
+                    .get("dec_max_seq_len")
+                    .unwrap_or(DEFAULT_OFFLINE_MAX_SEQ_LEN),
+            },
+            enc_depth,
+        }));
+    }
+    let depth = blocks(stack, 2)?;
+    for (field, value) in [("dim", dim), ("depth", depth), ("heads", heads)] {
+        check(field, value)?;
+    }
+    if !tensors.contains_key(INV_FREQ_KEY) {
+        return Err(shape_err(
+            "no rotary inv_freq: not a ReaLchords online (RoPE) decoder".into(),
+        ));
+    }
+    Ok(ImportedConfig::Online(ModelConfig {
         name: name.to_string(),
         dim,
         depth,
@@ -192,36 +284,13 @@ pub fn infer_config(
         dim_head,
         num_tokens,
         max_seq_len: args.get("max_seq_len").unwrap_or(DEFAULT_MAX_SEQ_LEN),
-    };
-    for (field, value) in [
-        ("dim", dim),
-        ("depth", depth),
-        ("heads", heads),
-        ("dim_head", dim_head),
-    ] {
-        if let Some(from_args) = args.get(field) {
-            if from_args != value {
-                return Err(ImportError::ArgsMismatch {
-                    path: path.to_owned(),
-                    key: field.into(),
-                    from_args,
-                    from_shapes: value,
-                });
-            }
-        }
-    }
-    if !tensors.contains_key(INV_FREQ_KEY) {
-        return Err(shape_err(
-            "no rotary inv_freq: not a ReaLchords online (RoPE) decoder".into(),
-        ));
-    }
-    Ok(config)
+    }))
 }
 
 /// What `comper import` did.
 pub struct ImportReport {
     /// The config written to the folder.
-    pub config: ModelConfig,
+    pub config: ImportedConfig,
     /// Keys of the checkpoint that were dropped as not belonging to the decoder.
     pub ignored: Vec<String>,
 }
@@ -246,47 +315,60 @@ pub fn import_checkpoint(
         .map(|dir| dir.to_string_lossy().into_owned())
         .unwrap_or_else(|| "imported".into());
     let config = infer_config(&name, &state.tensors, &args, checkpoint)?;
-    weights::check_vocabulary(&config, &vocabulary, chord_names)?;
+    weights::check_vocabulary(config.base(), &vocabulary, chord_names)?;
     let mut tensors = HashMap::with_capacity(state.tensors.len());
     for (key, tensor) in state.tensors {
         let tensor = tensor.to_dtype(DType::F32).map_err(ModelError::from)?;
         tensors.insert(key, tensor);
     }
-    weights::validate_tensors(&config, &tensors, checkpoint)?;
-    weights::write_folder(out, &config, &vocabulary, &tensors)?;
+    match &config {
+        ImportedConfig::Online(online) => {
+            weights::validate_tensors(online, &tensors, checkpoint)?;
+            weights::write_folder(out, online, &vocabulary, &tensors)?;
+        }
+        ImportedConfig::Offline(offline) => {
+            weights::validate_offline_tensors(offline, &tensors, checkpoint)?;
+            weights::write_folder(out, offline, &vocabulary, &tensors)?;
+        }
+    }
     Ok(ImportReport {
         config,
         ignored: state.ignored,
     })
 }
 
-/// Runs `decoder` on a parity fixture (`tokens` i64 `[T]`, `logits` f32 `[T, V]`) and returns the
-/// largest absolute logit difference.
-pub fn max_logit_difference(decoder: &Decoder, fixture: &Path) -> Result<f32, ImportError> {
+/// Runs `model` on a parity fixture and returns the largest absolute logit difference. Online
+/// fixtures hold `tokens` i64 `[T]` and `logits` f32 `[T, V]`; offline ones also `melody` i64
+/// `[M]` (the encoder input), `tokens` being the decoder input.
+pub fn max_logit_difference(model: &AnyModel, fixture: &Path) -> Result<f32, ImportError> {
     let err = |message: String| ImportError::Fixture {
         path: fixture.to_owned(),
         message,
     };
     let tensors =
         candle_core::safetensors::load(fixture, &Device::Cpu).map_err(|e| err(e.to_string()))?;
-    let tokens = tensors
-        .get("tokens")
-        .ok_or_else(|| err("no `tokens` tensor".into()))?;
+    let ids = |name: &str| -> Result<Vec<u32>, ImportError> {
+        let tensor = tensors
+            .get(name)
+            .ok_or_else(|| err(format!("no `{name}` tensor")))?;
+        let values: Vec<i64> = tensor
+            .to_dtype(DType::I64)
+            .and_then(|t| t.to_vec1())
+            .map_err(|e| err(e.to_string()))?;
+        values
+            .into_iter()
+            .map(|t| u32::try_from(t).map_err(|_| err(format!("token {t} is negative or too large"))))
+            .collect()
+    };
     let expected = tensors
         .get("logits")
         .ok_or_else(|| err("no `logits` tensor".into()))?;
-    let tokens: Vec<i64> = tokens
-        .to_dtype(DType::I64)
-        .and_then(|t| t.to_vec1())
-        .map_err(|e| err(e.to_string()))?;
-    let tokens = tokens
-        .into_iter()
-        .map(|t| u32::try_from(t).map_err(|_| err(format!("token {t} is negative or too large"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let actual = decoder
-        .forward(&[tokens])?
-        .squeeze(0)
-        .map_err(ModelError::from)?;
+    let tokens = ids("tokens")?;
+    let actual = match model {
+        AnyModel::Online(online) => online.decoder.forward(&[tokens])?,
+        AnyModel::Offline(offline) => offline.model.forward(&ids("melody")?, &[tokens])?,
+    };
+    let actual = actual.squeeze(0).map_err(ModelError::from)?;
     if actual.dims() != expected.dims() {
         return Err(err(format!(
             "logits have shape {:?}, the model gives {:?}",

@@ -1,16 +1,51 @@
-//! The ReaLchords decoder in candle: configuration, the network itself, weights folders and
-//! importing official PyTorch checkpoints.
+//! The ReaLchords networks on the CPU: configuration, the online decoder, the offline
+//! encoder–decoder, weights folders and importing official PyTorch checkpoints.
 
 pub mod config;
 pub mod decoder;
 pub mod import;
 mod kernels;
+mod layers;
+pub mod offline;
 mod packed;
 pub mod weights;
 
-pub use config::ModelConfig;
+pub use config::{ModelConfig, ModelKind, OfflineConfig};
 pub use decoder::{Decoder, KvCache, LogitRows};
-pub use weights::{FolderBytes, LoadedModel, WeightsError};
+pub use offline::{CrossCache, OfflineModel};
+pub use weights::{FolderBytes, LoadedModel, LoadedOffline, WeightsError};
+
+use candle_core::Tensor;
+
+/// A network that extends token sequences chunk by chunk through a cache: the online decoder over
+/// the interleaved sequence, or the offline model's decoder over chords. The sampler runs on this.
+pub trait Stepper {
+    /// What the network keeps between steps.
+    type Cache: TokenCache;
+
+    /// Pushes one equally long chunk of tokens per batch row and returns the logits asked for.
+    fn step(
+        &self,
+        cache: &mut Self::Cache,
+        chunk: &[Vec<u32>],
+        rows: LogitRows,
+    ) -> Result<Tensor, ModelError>;
+
+    /// Vocabulary size the network was built for.
+    fn num_tokens(&self) -> usize;
+}
+
+/// What a sampler needs to know about a [`Stepper`]'s cache.
+pub trait TokenCache {
+    /// Tokens already pushed through the network.
+    fn len(&self) -> usize;
+    /// True before the first step.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Batch rows the cache was made for.
+    fn batch(&self) -> usize;
+}
 
 /// Errors from running the decoder.
 #[derive(Debug, thiserror::Error)]

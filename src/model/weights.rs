@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-use super::{Decoder, ModelConfig, ModelError};
+use super::{Decoder, ModelConfig, ModelError, ModelKind, OfflineConfig, OfflineModel};
 use crate::tokens::{TokenError, Vocabulary, CHORD_BASE};
 
 /// File holding the tensors.
@@ -19,18 +19,23 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const CHORD_NAMES_FILE: &str = "chord_names.json";
 /// Environment variable that points `comper` at a weights folder when `--weights` is not given.
 pub const WEIGHTS_ENV: &str = "COMPER_WEIGHTS";
-/// Folder under `weights/` holding the model Comper ships and uses by default.
+/// Folder under `weights/` holding the online model Comper ships and uses by default.
 pub const DEFAULT_MODEL_NAME: &str = "comper-online";
+/// Folder under `weights/` holding the offline model Comper ships.
+pub const DEFAULT_OFFLINE_NAME: &str = "comper-offline";
 
 /// The weights folder to use when none is named: `$COMPER_WEIGHTS`, else the shipped
 /// `weights/comper-online/` of this source tree.
 pub fn default_weights_dir() -> PathBuf {
     match std::env::var_os(WEIGHTS_ENV) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("weights")
-            .join(DEFAULT_MODEL_NAME),
+        _ => shipped_dir(DEFAULT_MODEL_NAME),
     }
+}
+
+/// The shipped `weights/<name>/` folder of this source tree.
+pub fn shipped_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(name)
 }
 
 /// State-dict name of the stored RoPE frequencies.
@@ -80,6 +85,12 @@ pub enum WeightsError {
     },
     #[error("building the decoder from {path} failed: {source}")]
     Model { path: PathBuf, source: ModelError },
+    #[error("{path} holds an {found} model, but an {wanted} one is needed here")]
+    WrongKind {
+        path: PathBuf,
+        found: ModelKind,
+        wanted: ModelKind,
+    },
 }
 
 /// A weights folder, loaded and validated: what `comper suggest` and the plugin run.
@@ -95,27 +106,15 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Loads and validates `dir/{config.json, chord_names.json, model.safetensors}`.
     pub fn load(dir: &Path) -> Result<Self, WeightsError> {
-        let config_path = dir.join(CONFIG_FILE);
-        let names_path = dir.join(CHORD_NAMES_FILE);
-        let model_path = dir.join(MODEL_FILE);
-        let config = read_text(&config_path)?;
-        let names = read_text(&names_path)?;
-        let model = std::fs::read(&model_path).map_err(|source| WeightsError::Io {
-            path: model_path.clone(),
-            source,
-        })?;
-        Self::from_bytes(FolderBytes {
-            dir,
-            config: &config,
-            chord_names: &names,
-            model: &model,
-        })
+        let files = read_folder(dir)?;
+        Self::from_bytes(files.bytes(dir))
     }
 
     /// Loads and validates a weights folder already in memory (the plugin embeds its default
     /// model); errors name the files as if they lay in `bytes.dir`.
     pub fn from_bytes(bytes: FolderBytes<'_>) -> Result<Self, WeightsError> {
         let config_path = bytes.dir.join(CONFIG_FILE);
+        expect_kind(bytes.config, &config_path, ModelKind::Online)?;
         let config = parse_config(bytes.config, &config_path)?;
         let vocabulary = parse_chord_names(bytes.chord_names, &bytes.dir.join(CHORD_NAMES_FILE))?;
         check_vocabulary(&config, &vocabulary, &config_path)?;
@@ -128,6 +127,120 @@ impl LoadedModel {
             decoder,
         })
     }
+}
+
+/// An offline weights folder, loaded and validated: what Suggest mode and the live intro run.
+pub struct LoadedOffline {
+    /// The folder's `config.json`.
+    pub config: OfflineConfig,
+    /// The folder's `chord_names.json`.
+    pub vocabulary: Vocabulary,
+    /// The network, ready to encode melodies and decode chords.
+    pub model: OfflineModel,
+}
+
+impl LoadedOffline {
+    /// Loads and validates an offline weights folder.
+    pub fn load(dir: &Path) -> Result<Self, WeightsError> {
+        let files = read_folder(dir)?;
+        Self::from_bytes(files.bytes(dir))
+    }
+
+    /// Loads and validates an offline weights folder already in memory.
+    pub fn from_bytes(bytes: FolderBytes<'_>) -> Result<Self, WeightsError> {
+        let config_path = bytes.dir.join(CONFIG_FILE);
+        expect_kind(bytes.config, &config_path, ModelKind::Offline)?;
+        let config = parse_offline_config(bytes.config, &config_path)?;
+        let vocabulary = parse_chord_names(bytes.chord_names, &bytes.dir.join(CHORD_NAMES_FILE))?;
+        check_vocabulary(&config.base, &vocabulary, &config_path)?;
+        let model_path = bytes.dir.join(MODEL_FILE);
+        let tensors = parse_safetensors(bytes.model, &model_path)?;
+        let model = offline_from_tensors(&config, tensors, &model_path)?;
+        Ok(Self {
+            config,
+            vocabulary,
+            model,
+        })
+    }
+}
+
+/// A weights folder of either kind.
+pub enum AnyModel {
+    Online(LoadedModel),
+    Offline(LoadedOffline),
+}
+
+impl AnyModel {
+    /// Loads whichever kind of model `dir` holds (its `config.json` says).
+    pub fn load(dir: &Path) -> Result<Self, WeightsError> {
+        let files = read_folder(dir)?;
+        Self::from_bytes(files.bytes(dir))
+    }
+
+    /// [`AnyModel::load`] for a folder in memory.
+    pub fn from_bytes(bytes: FolderBytes<'_>) -> Result<Self, WeightsError> {
+        match read_kind(bytes.config, &bytes.dir.join(CONFIG_FILE))? {
+            ModelKind::Online => LoadedModel::from_bytes(bytes).map(Self::Online),
+            ModelKind::Offline => LoadedOffline::from_bytes(bytes).map(Self::Offline),
+        }
+    }
+}
+
+/// The three files of a folder read from disk.
+struct FolderFiles {
+    config: String,
+    chord_names: String,
+    model: Vec<u8>,
+}
+
+impl FolderFiles {
+    fn bytes<'a>(&'a self, dir: &'a Path) -> FolderBytes<'a> {
+        FolderBytes {
+            dir,
+            config: &self.config,
+            chord_names: &self.chord_names,
+            model: &self.model,
+        }
+    }
+}
+
+fn read_folder(dir: &Path) -> Result<FolderFiles, WeightsError> {
+    let model_path = dir.join(MODEL_FILE);
+    Ok(FolderFiles {
+        config: read_text(&dir.join(CONFIG_FILE))?,
+        chord_names: read_text(&dir.join(CHORD_NAMES_FILE))?,
+        model: std::fs::read(&model_path).map_err(|source| WeightsError::Io {
+            path: model_path,
+            source,
+        })?,
+    })
+}
+
+/// The `kind` field of a `config.json` (online when absent).
+fn read_kind(text: &str, path: &Path) -> Result<ModelKind, WeightsError> {
+    #[derive(serde::Deserialize)]
+    struct KindOnly {
+        #[serde(default)]
+        kind: ModelKind,
+    }
+    serde_json::from_str::<KindOnly>(text)
+        .map(|k| k.kind)
+        .map_err(|e| WeightsError::BadConfig {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+fn expect_kind(text: &str, path: &Path, wanted: ModelKind) -> Result<(), WeightsError> {
+    let found = read_kind(text, path)?;
+    if found != wanted {
+        return Err(WeightsError::WrongKind {
+            path: path.to_owned(),
+            found,
+            wanted,
+        });
+    }
+    Ok(())
 }
 
 /// The three files of a weights folder, in memory.
@@ -172,6 +285,22 @@ fn parse_config(text: &str, path: &Path) -> Result<ModelConfig, WeightsError> {
         )));
     }
     Ok(config)
+}
+
+fn parse_offline_config(text: &str, path: &Path) -> Result<OfflineConfig, WeightsError> {
+    let base = parse_config(text, path)?;
+    let config: OfflineConfig =
+        serde_json::from_str(text).map_err(|e| WeightsError::BadConfig {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    if config.enc_depth == 0 {
+        return Err(WeightsError::BadConfig {
+            path: path.to_owned(),
+            message: "enc_depth must be positive".into(),
+        });
+    }
+    Ok(OfflineConfig { base, ..config })
 }
 
 /// Reads `chord_names.json` into the vocabulary that fixes the token layout.
@@ -225,32 +354,80 @@ fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<HashMap<String, Tensor
     })
 }
 
+/// Names and shapes of one attention layer (self or cross) at `prefix`.
+fn attention_shapes(config: &ModelConfig, prefix: &str) -> Vec<(String, Vec<usize>)> {
+    let (d, h, dh, inner) = (config.dim, config.heads, config.dim_head, config.attn_inner_dim());
+    vec![
+        (format!("{prefix}.qk_norm_q_scale"), vec![h, 1, dh]),
+        (format!("{prefix}.qk_norm_k_scale"), vec![h, 1, dh]),
+        (format!("{prefix}.to_q.weight"), vec![inner, d]),
+        (format!("{prefix}.to_k.weight"), vec![inner, d]),
+        (format!("{prefix}.to_v.weight"), vec![inner, d]),
+        (format!("{prefix}.to_out.weight"), vec![d, inner]),
+    ]
+}
+
+/// Names and shapes of one SwiGLU feed-forward at `prefix` (`….ff`).
+fn feed_forward_shapes(config: &ModelConfig, prefix: &str) -> Vec<(String, Vec<usize>)> {
+    let (d, ff) = (config.dim, config.ff_inner_dim());
+    vec![
+        (format!("{prefix}.0.proj.weight"), vec![2 * ff, d]),
+        (format!("{prefix}.0.proj.bias"), vec![2 * ff]),
+        (format!("{prefix}.2.weight"), vec![d, ff]),
+        (format!("{prefix}.2.bias"), vec![d]),
+    ]
+}
+
+/// Blocks of `layer_types` (e.g. `["a", "f"]`, `["a", "c", "f"]`) repeated `depth` times under
+/// `stack.attn_layers.layers`.
+fn stack_shapes(
+    config: &ModelConfig,
+    stack: &str,
+    depth: usize,
+    cross: bool,
+) -> Vec<(String, Vec<usize>)> {
+    let per_block = if cross { 3 } else { 2 };
+    let mut shapes = Vec::new();
+    for l in 0..depth {
+        let entry = |i: usize| format!("{stack}.attn_layers.layers.{}.1", per_block * l + i);
+        shapes.extend(attention_shapes(config, &entry(0)));
+        if cross {
+            shapes.extend(attention_shapes(config, &entry(1)));
+        }
+        shapes.extend(feed_forward_shapes(
+            config,
+            &format!("{}.ff", entry(per_block - 1)),
+        ));
+    }
+    shapes
+}
+
 /// Every tensor name and shape a decoder of `config` needs, given `rotary_half = len(inv_freq)`.
 pub fn expected_shapes(config: &ModelConfig, rotary_half: usize) -> Vec<(String, Vec<usize>)> {
-    let (d, h, dh, v) = (config.dim, config.heads, config.dim_head, config.num_tokens);
-    let inner = config.attn_inner_dim();
-    let ff = config.ff_inner_dim();
+    let (d, v) = (config.dim, config.num_tokens);
     let mut shapes = vec![
         ("decoder.token_emb.emb.weight".to_string(), vec![v, d]),
         (INV_FREQ_KEY.to_string(), vec![rotary_half]),
         ("decoder.to_logits.weight".to_string(), vec![v, d]),
     ];
-    for l in 0..config.depth {
-        let attn = format!("decoder.attn_layers.layers.{}.1", 2 * l);
-        let ffp = format!("decoder.attn_layers.layers.{}.1.ff", 2 * l + 1);
-        shapes.extend([
-            (format!("{attn}.qk_norm_q_scale"), vec![h, 1, dh]),
-            (format!("{attn}.qk_norm_k_scale"), vec![h, 1, dh]),
-            (format!("{attn}.to_q.weight"), vec![inner, d]),
-            (format!("{attn}.to_k.weight"), vec![inner, d]),
-            (format!("{attn}.to_v.weight"), vec![inner, d]),
-            (format!("{attn}.to_out.weight"), vec![d, inner]),
-            (format!("{ffp}.0.proj.weight"), vec![2 * ff, d]),
-            (format!("{ffp}.0.proj.bias"), vec![2 * ff]),
-            (format!("{ffp}.2.weight"), vec![d, ff]),
-            (format!("{ffp}.2.bias"), vec![d]),
-        ]);
-    }
+    shapes.extend(stack_shapes(config, "decoder", config.depth, false));
+    shapes
+}
+
+/// Every tensor name and shape an offline model of `config` needs (spec §2.2).
+pub fn expected_offline_shapes(config: &OfflineConfig) -> Vec<(String, Vec<usize>)> {
+    let base = &config.base;
+    let (d, v, h) = (base.dim, base.num_tokens, base.heads);
+    let rel_pos = "attn_layers.rel_pos.relative_attention_bias.weight";
+    let mut shapes = vec![
+        ("encoder.token_emb.emb.weight".to_string(), vec![v, d]),
+        (format!("encoder.{rel_pos}"), vec![32, h]),
+        ("decoder.decoder.token_emb.emb.weight".to_string(), vec![v, d]),
+        (format!("decoder.decoder.{rel_pos}"), vec![32, h]),
+        ("decoder.decoder.to_logits.weight".to_string(), vec![v, d]),
+    ];
+    shapes.extend(stack_shapes(base, "encoder", config.enc_depth, false));
+    shapes.extend(stack_shapes(base, "decoder.decoder", base.depth, true));
     shapes
 }
 
@@ -278,8 +455,25 @@ pub fn validate_tensors(
             })
         }
     };
-    let expected = expected_shapes(config, rotary_half);
-    for (name, shape) in &expected {
+    check_exact_tensors(&expected_shapes(config, rotary_half), tensors, path)
+}
+
+/// Checks that `tensors` holds exactly the offline model's tensors (shapes, a float dtype).
+pub fn validate_offline_tensors(
+    config: &OfflineConfig,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<(), WeightsError> {
+    check_exact_tensors(&expected_offline_shapes(config), tensors, path)
+}
+
+/// Checks that `tensors` holds exactly `expected` (names, shapes, a float dtype).
+fn check_exact_tensors(
+    expected: &[(String, Vec<usize>)],
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<(), WeightsError> {
+    for (name, shape) in expected {
         let tensor = tensors
             .get(name)
             .ok_or_else(|| WeightsError::MissingTensor {
@@ -331,10 +525,24 @@ pub fn decoder_from_tensors(
     })
 }
 
+/// Validates an offline state dict and builds the model from it (upcasting to f32).
+pub fn offline_from_tensors(
+    config: &OfflineConfig,
+    tensors: HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<OfflineModel, WeightsError> {
+    validate_offline_tensors(config, &tensors, path)?;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    OfflineModel::load(config, vb).map_err(|source| WeightsError::Model {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Writes a complete weights folder (tensors upcast to f32), creating `dir` if needed.
 pub fn write_folder(
     dir: &Path,
-    config: &ModelConfig,
+    config: &impl serde::Serialize,
     vocabulary: &Vocabulary,
     tensors: &HashMap<String, Tensor>,
 ) -> Result<(), WeightsError> {

@@ -4,7 +4,7 @@ use rand::Rng;
 
 use super::filter::{choose, part_log_prob, Part, SamplingParams, Scratch};
 use super::SampleError;
-use crate::model::{Decoder, KvCache, LogitRows};
+use crate::model::{LogitRows, Stepper, TokenCache};
 use crate::tokens::{TokenId, Vocabulary};
 
 /// One position of the interleaved sequence.
@@ -39,28 +39,16 @@ pub(crate) struct Generated {
     pub log_likelihood: Vec<f64>,
 }
 
-/// Fills `slots` for `batch` independent rows. Forced tokens are queued and pushed through the
-/// decoder together with the next sampled slot's context, so the decoder runs once per sampled
-/// slot (not once per token) and computes logits only for the positions sampled from.
-pub(crate) fn run<R: Rng>(
-    decoder: &Decoder,
+/// Fills `slots` for every batch row of `cache`, which already holds the first `cache.len()` slots
+/// (they must all be forced); only the rest is pushed through the network. Forced tokens are
+/// queued and pushed together with the next sampled slot's context, so the network runs once per
+/// sampled slot (not once per token) and computes logits only for the positions sampled from.
+/// On return the cache holds every token that was fed, i.e. all but the trailing forced/sampled
+/// ones never needed.
+pub(crate) fn run_cached<M: Stepper, R: Rng>(
+    decoder: &M,
     vocab: &Vocabulary,
-    batch: usize,
-    slots: &[Slot],
-    params: &SamplingParams,
-    rng: &mut R,
-) -> Result<Generated, SampleError> {
-    let mut cache = decoder.new_cache(batch)?;
-    run_cached(decoder, vocab, &mut cache, slots, params, rng)
-}
-
-/// Like [`run`], but on a caller-owned cache that already holds the first `cache.len()` slots
-/// (which must all be forced); only the rest is pushed through the decoder. On return the cache
-/// holds every token that was fed, i.e. all but the trailing forced/sampled ones never needed.
-pub(crate) fn run_cached<R: Rng>(
-    decoder: &Decoder,
-    vocab: &Vocabulary,
-    cache: &mut KvCache,
+    cache: &mut M::Cache,
     slots: &[Slot],
     params: &SamplingParams,
     rng: &mut R,
@@ -73,10 +61,10 @@ pub(crate) fn run_cached<R: Rng>(
         ));
     }
     params.validate()?;
-    if vocab.num_tokens() as usize != decoder.config().num_tokens {
+    if vocab.num_tokens() as usize != decoder.num_tokens() {
         return Err(SampleError::VocabularyMismatch {
             vocabulary: vocab.num_tokens(),
-            model: decoder.config().num_tokens,
+            model: decoder.num_tokens(),
         });
     }
     let mut pending: Vec<Vec<TokenId>> = vec![Vec::new(); batch];

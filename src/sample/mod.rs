@@ -13,7 +13,7 @@ pub mod options;
 
 pub use filter::{Part, SamplingParams};
 pub use live::{commit_frames, plan_live, LivePlan, LivePlanner, LiveRequest};
-pub use options::{generate_options, ChordOption, OptionsRequest};
+pub use options::{generate_offline_options, generate_options, ChordOption, OptionsRequest};
 
 use crate::model::ModelError;
 use crate::tokens::TokenError;

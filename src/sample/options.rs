@@ -1,4 +1,6 @@
-//! Several alternative chord progressions for one melody, generated in one batched pass.
+//! Several alternative chord progressions for one melody, generated in one batched pass, by the
+//! online decoder (melody teacher-forced in the interleaved sequence) or by the offline
+//! encoder–decoder (melody encoded whole, chords decoded).
 
 use std::collections::HashSet;
 
@@ -8,7 +10,7 @@ use super::engine::{self, Slot};
 use super::filter::{Part, SamplingParams};
 use super::SampleError;
 use crate::frames::{ChordFrame, MelodyFrame};
-use crate::model::Decoder;
+use crate::model::{Decoder, OfflineModel, Stepper};
 use crate::tokens::{Vocabulary, BOS};
 
 /// What to accompany and how many alternatives to offer.
@@ -46,10 +48,57 @@ pub fn generate_options<R: Rng>(
     params: &SamplingParams,
     rng: &mut R,
 ) -> Result<Vec<ChordOption>, SampleError> {
+    let frames = check_request(request, decoder.config().max_frames())?;
+    let mut slots = Vec::with_capacity(1 + 2 * frames);
+    slots.push(Slot::forced(None, BOS));
+    for (t, &melody) in request.melody.iter().enumerate() {
+        slots.push(chord_slot(vocab, request, t)?);
+        slots.push(Slot::forced(Some(Part::Melody), vocab.melody_id(melody)?));
+    }
+    if frames > 0 {
+        // The last melody token is never needed as context.
+        slots.pop();
+    }
+    // Chord slots sit at odd positions: BOS, c0, m0, c1, …
+    let layout = ChordSlots { first: 1, stride: 2 };
+    distinct_options(request, params, |count| {
+        let mut cache = decoder.new_cache(count)?;
+        sample_batch(decoder, &mut cache, vocab, &slots, layout, params, rng)
+    })
+}
+
+/// [`generate_options`] with the offline model: the encoder reads `[BOS, m0 … m_{T−1}, EOS]`
+/// once, and the decoder samples `[BOS, c0 … c_{T−1}]` for every option in one batch under the
+/// single-part chord validity rules (ReaLJam's intro generation).
+pub fn generate_offline_options<R: Rng>(
+    model: &OfflineModel,
+    vocab: &Vocabulary,
+    request: &OptionsRequest,
+    params: &SamplingParams,
+    rng: &mut R,
+) -> Result<Vec<ChordOption>, SampleError> {
+    let frames = check_request(request, model.config().max_frames())?;
+    let melody = vocab.offline_melody(request.melody)?;
+    let mut slots = Vec::with_capacity(1 + frames);
+    slots.push(Slot::forced(None, BOS));
+    for t in 0..frames {
+        slots.push(chord_slot(vocab, request, t)?);
+    }
+    let layout = ChordSlots { first: 1, stride: 1 };
+    distinct_options(request, params, |count| {
+        let mut cache = model.new_cache(&melody, count)?;
+        sample_batch(model, &mut cache, vocab, &slots, layout, params, rng)
+    })
+}
+
+/// Checks the request against a model that takes at most `max_frames`; returns the frame count.
+fn check_request(request: &OptionsRequest, max_frames: usize) -> Result<usize, SampleError> {
     let frames = request.melody.len();
-    let max = decoder.config().max_frames();
-    if frames > max {
-        return Err(SampleError::TooLong { frames, max });
+    if frames > max_frames {
+        return Err(SampleError::TooLong {
+            frames,
+            max: max_frames,
+        });
     }
     if !request.locked.is_empty() && request.locked.len() != frames {
         return Err(SampleError::LockedLength {
@@ -57,21 +106,28 @@ pub fn generate_options<R: Rng>(
             frames,
         });
     }
-    let mut slots = Vec::with_capacity(1 + 2 * frames);
-    slots.push(Slot::forced(None, BOS));
-    for (t, &melody) in request.melody.iter().enumerate() {
-        slots.push(match request.locked.get(t).copied().flatten() {
-            Some(chord) => Slot::forced(Some(Part::Chord), vocab.chord_id(chord)?),
-            None => Slot::sampled(Part::Chord),
-        });
-        slots.push(Slot::forced(Some(Part::Melody), vocab.melody_id(melody)?));
-    }
-    if frames > 0 {
-        // The last melody token is never needed as context.
-        slots.pop();
-    }
+    Ok(frames)
+}
 
-    let mut options = sample_batch(decoder, vocab, &slots, request.count, params, rng)?;
+/// The chord slot of frame `t`: forced when the user locked a chord there, else sampled.
+fn chord_slot(vocab: &Vocabulary, request: &OptionsRequest, t: usize) -> Result<Slot, SampleError> {
+    Ok(match request.locked.get(t).copied().flatten() {
+        Some(chord) => Slot::forced(Some(Part::Chord), vocab.chord_id(chord)?),
+        None => Slot::sampled(Part::Chord),
+    })
+}
+
+/// Samples `request.count` options with `sample(count)`, re-sampling duplicates up to
+/// `max_retries` times, most likely first.
+fn distinct_options(
+    request: &OptionsRequest,
+    params: &SamplingParams,
+    mut sample: impl FnMut(usize) -> Result<Vec<ChordOption>, SampleError>,
+) -> Result<Vec<ChordOption>, SampleError> {
+    if request.count == 0 {
+        return Ok(Vec::new());
+    }
+    let mut options = sample(request.count)?;
     for _ in 0..request.max_retries {
         if params.is_greedy() {
             break;
@@ -83,7 +139,7 @@ pub fn generate_options<R: Rng>(
         if duplicates.is_empty() {
             break;
         }
-        let fresh = sample_batch(decoder, vocab, &slots, duplicates.len(), params, rng)?;
+        let fresh = sample(duplicates.len())?;
         for (index, option) in duplicates.into_iter().zip(fresh) {
             if let Some(slot) = options.get_mut(index) {
                 *slot = option;
@@ -94,28 +150,32 @@ pub fn generate_options<R: Rng>(
     Ok(options)
 }
 
-fn sample_batch<R: Rng>(
-    decoder: &Decoder,
+/// Where the chord tokens sit in a generated row.
+#[derive(Clone, Copy)]
+struct ChordSlots {
+    first: usize,
+    stride: usize,
+}
+
+fn sample_batch<M: Stepper, R: Rng>(
+    model: &M,
+    cache: &mut M::Cache,
     vocab: &Vocabulary,
     slots: &[Slot],
-    count: usize,
+    layout: ChordSlots,
     params: &SamplingParams,
     rng: &mut R,
 ) -> Result<Vec<ChordOption>, SampleError> {
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    let generated = engine::run(decoder, vocab, count, slots, params, rng)?;
+    let generated = engine::run_cached(model, vocab, cache, slots, params, rng)?;
     generated
         .tokens
         .iter()
         .zip(generated.log_likelihood)
         .map(|(row, log_likelihood)| {
-            // Chord slots sit at odd positions: BOS, c0, m0, c1, …
             let chords = row
                 .iter()
-                .skip(1)
-                .step_by(2)
+                .skip(layout.first)
+                .step_by(layout.stride)
                 .map(|&id| vocab.chord_frame(id))
                 .collect::<Result<_, _>>()?;
             Ok(ChordOption {

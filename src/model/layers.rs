@@ -1,0 +1,419 @@
+//! The pieces both ReaLchords networks are made of (x-transformers 2.11.23 with ReaLJam's kwargs):
+//! packed linear layers, SimpleRMSNorm, qk-normed attention over a panel-packed key/value store,
+//! and the SwiGLU feed-forward. The online decoder adds rotary positions to them
+//! ([`super::decoder`]); the offline encoder–decoder adds T5 relative position bias and
+//! cross-attention ([`super::offline`]).
+//!
+//! Every product goes through the register-blocked micro-kernel of [`super::packed`], which reads
+//! each weight once per call; the attention products use the same kernel on keys and values
+//! stored as panels ([`KvLayout`]).
+
+use std::ops::Range;
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+
+use super::config::QK_NORM_SCALE;
+use super::kernels::{Isa, PANEL};
+use super::packed::{product, PackedMatrix, Panels, PARALLEL_MIN_WORK};
+
+/// Clamp for L2 norms (`F.normalize`'s eps).
+const NORM_EPS: f32 = 1e-12;
+
+pub(super) fn to_vec(t: Tensor) -> candle_core::Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
+}
+
+/// A weight matrix in PyTorch layout `[out, in]` (`y = x · Wᵀ`), packed for streaming.
+pub(super) struct Linear(PackedMatrix);
+
+impl Linear {
+    pub fn new(weight: Tensor) -> candle_core::Result<Self> {
+        let (out_dim, in_dim) = weight.dims2()?;
+        let values = to_vec(weight)?;
+        PackedMatrix::pack(&values, out_dim, in_dim)
+            .map(Self)
+            .ok_or_else(|| {
+                candle_core::Error::Msg("weight holds fewer values than its shape".into())
+            })
+    }
+
+    /// `x[rows, in] · Wᵀ → [rows, out]`.
+    pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = vec![0.0f32; rows * self.0.out_dim()];
+        self.0.matmul(x, rows, &mut out);
+        out
+    }
+
+    pub fn elem_count(&self) -> usize {
+        self.0.elem_count()
+    }
+}
+
+/// Learned per-head qk-norm scales (`qk_norm_q_scale`, `qk_norm_k_scale`, `[heads, 1, dim_head]`),
+/// flattened head-major; the query scale already includes the fixed [`QK_NORM_SCALE`].
+pub(super) struct QkScales {
+    q: Vec<f32>,
+    k: Vec<f32>,
+}
+
+impl QkScales {
+    pub fn load(attn: &VarBuilder, heads: usize, dim_head: usize) -> candle_core::Result<Self> {
+        let q = attn.get((heads, 1, dim_head), "qk_norm_q_scale")? * QK_NORM_SCALE as f64;
+        Ok(Self {
+            q: to_vec(q?)?,
+            k: to_vec(attn.get((heads, 1, dim_head), "qk_norm_k_scale")?)?,
+        })
+    }
+
+    /// `x / ‖x‖ ⊙ q_scale[head]` (× 10) in place.
+    pub fn query(&self, x: &mut [f32], head: usize) {
+        normalize_scaled(x, &self.q[head * x.len()..(head + 1) * x.len()]);
+    }
+
+    /// `x / ‖x‖ ⊙ k_scale[head]` in place.
+    pub fn key(&self, x: &mut [f32], head: usize) {
+        normalize_scaled(x, &self.k[head * x.len()..(head + 1) * x.len()]);
+    }
+}
+
+fn normalize_scaled(x: &mut [f32], scale: &[f32]) {
+    l2_normalize(x);
+    x.iter_mut().zip(scale).for_each(|(v, s)| *v *= s);
+}
+
+/// SwiGLU with biases: `z = x·W1ᵀ + b1`, value = first half, gate = second half,
+/// `(value ⊙ silu(gate))·W2ᵀ + b2`.
+pub(super) struct FeedForward {
+    /// `[2 · ff_inner, dim]`: value half then gate half.
+    ff_in: Linear,
+    ff_in_bias: Vec<f32>,
+    ff_out: Linear,
+    ff_out_bias: Vec<f32>,
+}
+
+impl FeedForward {
+    /// Loads from a VarBuilder at the block's `…ff` prefix (`0.proj`, `2`).
+    pub fn load(ff: &VarBuilder, dim: usize, inner: usize) -> candle_core::Result<Self> {
+        Ok(Self {
+            ff_in: Linear::new(ff.get((2 * inner, dim), "0.proj.weight")?)?,
+            ff_in_bias: to_vec(ff.get(2 * inner, "0.proj.bias")?)?,
+            ff_out: Linear::new(ff.get((dim, inner), "2.weight")?)?,
+            ff_out_bias: to_vec(ff.get(dim, "2.bias")?)?,
+        })
+    }
+
+    pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let z = self.ff_in.forward(x, rows);
+        let inner = self.ff_in_bias.len() / 2;
+        let (value_bias, gate_bias) = self.ff_in_bias.split_at(inner);
+        let mut hidden = Vec::with_capacity(rows * inner);
+        for row in z.chunks_exact(2 * inner) {
+            let (value, gate) = row.split_at(inner);
+            hidden.extend(
+                value
+                    .iter()
+                    .zip(value_bias)
+                    .zip(gate.iter().zip(gate_bias))
+                    .map(|((v, vb), (g, gb))| {
+                        let g = g + gb;
+                        (v + vb) * (g / (1.0 + (-g).exp()))
+                    }),
+            );
+        }
+        let mut out = self.ff_out.forward(&hidden, rows);
+        for row in out.chunks_exact_mut(self.ff_out_bias.len()) {
+            add_assign(row, &self.ff_out_bias);
+        }
+        out
+    }
+
+    pub fn elem_count(&self) -> usize {
+        self.ff_in.elem_count() + self.ff_out.elem_count()
+    }
+}
+
+/// Self-attention weights of one block: q, k and v projections stacked
+/// (`[3 · heads · dim_head, dim]`), qk-norm scales and the output projection.
+pub(super) struct SelfAttention {
+    qkv: Linear,
+    scales: QkScales,
+    out: Linear,
+}
+
+impl SelfAttention {
+    /// Loads `to_q`, `to_k`, `to_v`, `to_out` and the qk scales from the block's prefix.
+    pub fn load(
+        attn: &VarBuilder,
+        dim: usize,
+        heads: usize,
+        dim_head: usize,
+    ) -> candle_core::Result<Self> {
+        let inner = heads * dim_head;
+        let q = attn.get((inner, dim), "to_q.weight")?;
+        let k = attn.get((inner, dim), "to_k.weight")?;
+        let v = attn.get((inner, dim), "to_v.weight")?;
+        Ok(Self {
+            qkv: Linear::new(Tensor::cat(&[q, k, v], 0)?)?,
+            scales: QkScales::load(attn, heads, dim_head)?,
+            out: Linear::new(attn.get((dim, inner), "to_out.weight")?)?,
+        })
+    }
+
+    /// Projects `x: [batch · n, dim]` (normed) to qk-normed queries `[batch][head][n][dim_head]`
+    /// and stores this chunk's keys and values in `kv` at positions `start .. start + n`.
+    /// `position` rotates a query or key head vector for its position (RoPE), or does nothing.
+    pub fn project(
+        &self,
+        x: &[f32],
+        shape: StepShape,
+        kv: &mut KvStore,
+        position: impl Fn(&mut [f32], usize),
+    ) -> Vec<f32> {
+        let StepShape { batch, n, start } = shape;
+        let (heads, dim_head) = (kv.layout.heads, kv.layout.dim_head);
+        let inner = heads * dim_head;
+        let qkv = self.qkv.forward(x, batch * n);
+        let mut queries = vec![0.0f32; batch * heads * n * dim_head];
+        let mut key = vec![0.0f32; dim_head];
+        for (row, proj) in qkv.chunks_exact(3 * inner).enumerate() {
+            let (b, t) = (row / n, row % n);
+            let pos = start + t;
+            for head in 0..heads {
+                let hd = head * dim_head..(head + 1) * dim_head;
+                let bh = b * heads + head;
+                let q = &mut queries[(bh * n + t) * dim_head..(bh * n + t + 1) * dim_head];
+                q.copy_from_slice(&proj[hd.clone()]);
+                self.scales.query(q, head);
+                position(q, pos);
+                key.copy_from_slice(&proj[inner + hd.start..inner + hd.end]);
+                self.scales.key(&mut key, head);
+                position(&mut key, pos);
+                kv.store(bh, pos, &key, &proj[2 * inner + hd.start..2 * inner + hd.end]);
+            }
+        }
+        queries
+    }
+
+    /// The output projection of merged heads.
+    pub fn output(&self, heads: &[f32], rows: usize) -> Vec<f32> {
+        self.out.forward(heads, rows)
+    }
+
+    pub fn elem_count(&self) -> usize {
+        self.qkv.elem_count() + self.out.elem_count()
+    }
+}
+
+/// Geometry of one step: `batch` rows of `n` new tokens, the first at position `start`.
+#[derive(Clone, Copy)]
+pub(super) struct StepShape {
+    pub batch: usize,
+    pub n: usize,
+    pub start: usize,
+}
+
+/// Where one layer's keys and values live in a [`KvStore`], per `(batch row, head)`: keys as
+/// panels of [`PANEL`] positions (`[position panel][dim_head][PANEL]`, the matrix
+/// `K[position, dim_head]` packed), values as panels of [`PANEL`] channels
+/// (`[channel panel][capacity][PANEL]`, the matrix `Vᵀ[dim_head, position]` packed).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct KvLayout {
+    pub dim_head: usize,
+    pub heads: usize,
+    pub capacity: usize,
+}
+
+impl KvLayout {
+    fn key_block(&self) -> usize {
+        self.capacity.div_ceil(PANEL) * self.dim_head * PANEL
+    }
+
+    fn value_block(&self) -> usize {
+        self.dim_head.div_ceil(PANEL) * self.capacity * PANEL
+    }
+}
+
+/// One attention layer's keys and values for `rows` sequences (batch rows, or one shared context)
+/// of up to `layout.capacity` positions, preallocated so decoding never reallocates.
+pub(super) struct KvStore {
+    layout: KvLayout,
+    keys: Vec<f32>,
+    values: Vec<f32>,
+}
+
+impl KvStore {
+    pub fn new(layout: KvLayout, rows: usize) -> Self {
+        Self {
+            layout,
+            keys: vec![0.0; rows * layout.heads * layout.key_block()],
+            values: vec![0.0; rows * layout.heads * layout.value_block()],
+        }
+    }
+
+    /// True if this store was made for `layout` and `rows` sequences.
+    pub fn fits(&self, layout: KvLayout, rows: usize) -> bool {
+        self.layout == layout
+            && self.keys.len() == rows * layout.heads * layout.key_block()
+            && self.values.len() == rows * layout.heads * layout.value_block()
+    }
+
+    /// Stores the key and value of `(batch row, head)` `bh` at `pos`.
+    pub fn store(&mut self, bh: usize, pos: usize, key: &[f32], value: &[f32]) {
+        let layout = self.layout;
+        let base = bh * layout.key_block() + (pos / PANEL) * layout.dim_head * PANEL + pos % PANEL;
+        for (d, &k) in key.iter().enumerate() {
+            self.keys[base + d * PANEL] = k;
+        }
+        let base = bh * layout.value_block() + pos * PANEL;
+        for (d, &v) in value.iter().enumerate() {
+            self.values[base + (d / PANEL) * layout.capacity * PANEL + d % PANEL] = v;
+        }
+    }
+
+    /// The first `total` keys of `bh` as `W[total, dim_head]`.
+    fn key_panels(&self, bh: usize, total: usize) -> Panels<'_> {
+        let block = self.layout.key_block();
+        Panels {
+            data: &self.keys[bh * block..(bh + 1) * block],
+            stride: self.layout.dim_head * PANEL,
+            k: self.layout.dim_head,
+            cols: total,
+        }
+    }
+
+    /// The first `total` values of `bh` as `W[dim_head, total]`.
+    fn value_panels(&self, bh: usize, total: usize) -> Panels<'_> {
+        let block = self.layout.value_block();
+        Panels {
+            data: &self.values[bh * block..(bh + 1) * block],
+            stride: self.layout.capacity * PANEL,
+            k: total,
+            cols: self.layout.dim_head,
+        }
+    }
+}
+
+/// Which keys a query sees and what is added to its scores.
+#[derive(Clone, Copy)]
+pub(super) struct Visibility<'a> {
+    /// Keys after the query's own position are hidden.
+    pub causal: bool,
+    /// Added to the scores of query position `q` against keys `0..`: `bias(head, q, row)`.
+    pub bias: Option<&'a (dyn Fn(usize, usize, &mut [f32]) + Sync)>,
+}
+
+/// Attention of `queries: [batch][head][n][dim_head]` (positions `start .. start + n`) over the
+/// first `total` entries of `kv`, merged to `[batch · n, heads · dim_head]`. With `shared`, every
+/// batch row reads the same sequence of `kv` (a cross-attention context stored once).
+pub(super) fn attend(
+    queries: &[f32],
+    shape: StepShape,
+    kv: &KvStore,
+    total: usize,
+    shared: bool,
+    visibility: Visibility,
+) -> Vec<f32> {
+    let StepShape { batch, n, start } = shape;
+    let (heads, dim_head) = (kv.layout.heads, kv.layout.dim_head);
+    let isa = Isa::detect();
+    let mut heads_out = vec![0.0f32; batch * heads * n * dim_head];
+    // One task per (batch row, head): scores = q·Kᵀ (+ bias), softmax, out = P·V.
+    let task = |(bh, out): (usize, &mut [f32])| {
+        let head = bh % heads;
+        let source = if shared { head } else { bh };
+        let q = &queries[bh * n * dim_head..(bh + 1) * n * dim_head];
+        let k = kv.key_panels(source, total);
+        let mut scores = vec![0.0f32; n * total];
+        product(isa, q, n, k, 0..k.count(), &mut scores, total);
+        for (t, row) in scores.chunks_exact_mut(total).enumerate() {
+            let pos = start + t;
+            if let Some(bias) = visibility.bias {
+                bias(head, pos, row);
+            }
+            let visible = if visibility.causal { pos + 1 } else { total };
+            masked_softmax(row, visible);
+        }
+        let v = kv.value_panels(source, total);
+        product(isa, &scores, n, v, 0..v.count(), out, dim_head);
+    };
+    let chunk = n * dim_head;
+    if batch * heads * n * total * dim_head < PARALLEL_MIN_WORK {
+        heads_out.chunks_mut(chunk).enumerate().for_each(task);
+    } else {
+        heads_out.par_chunks_mut(chunk).enumerate().for_each(task);
+    }
+    merge_heads(&heads_out, batch, heads, n, dim_head)
+}
+
+/// `[batch][head][n][d] → [batch][n][head · d]`.
+fn merge_heads(x: &[f32], batch: usize, heads: usize, n: usize, dim_head: usize) -> Vec<f32> {
+    let inner = heads * dim_head;
+    let mut merged = vec![0.0f32; batch * n * inner];
+    for (bh, block_out) in x.chunks_exact(n * dim_head).enumerate() {
+        let (b, head) = (bh / heads, bh % heads);
+        for (t, row) in block_out.chunks_exact(dim_head).enumerate() {
+            let at = (b * n + t) * inner + head * dim_head;
+            merged[at..at + dim_head].copy_from_slice(row);
+        }
+    }
+    merged
+}
+
+/// Softmax over the first `visible` scores of a row; the rest (future positions) become 0.
+fn masked_softmax(row: &mut [f32], visible: usize) {
+    let (seen, future) = row.split_at_mut(visible.min(row.len()));
+    let max = seen.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0;
+    for v in seen.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    seen.iter_mut().for_each(|v| *v /= sum);
+    future.fill(0.0);
+}
+
+/// x-transformers' `SimpleRMSNorm` per row of `dim` values: `x / max(‖x‖₂, 1e-12) · √dim`, no
+/// learned gain.
+pub(super) fn simple_rms_norm(x: &[f32], dim: usize) -> Vec<f32> {
+    let scale = (dim as f32).sqrt();
+    let mut out = x.to_vec();
+    for row in out.chunks_exact_mut(dim) {
+        l2_normalize(row);
+        row.iter_mut().for_each(|v| *v *= scale);
+    }
+    out
+}
+
+/// `x / max(‖x‖₂, eps)` in place (PyTorch's `F.normalize`).
+fn l2_normalize(x: &mut [f32]) {
+    let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
+    x.iter_mut().for_each(|v| *v /= norm);
+}
+
+/// The last of every `n` rows of `width` values (each batch row's last position).
+pub(super) fn last_rows(x: &[f32], n: usize, width: usize) -> Vec<f32> {
+    x.chunks_exact(n * width)
+        .flat_map(|seq| &seq[(n - 1) * width..])
+        .copied()
+        .collect()
+}
+
+pub(super) fn add_assign(acc: &mut [f32], other: &[f32]) {
+    acc.iter_mut().zip(other).for_each(|(a, b)| *a += b);
+}
+
+/// Looks up token embeddings `[rows · dim]`; `Err(id)` for an id outside the table.
+pub(super) fn embed<'a>(
+    table: &[f32],
+    dim: usize,
+    ids: impl IntoIterator<Item = &'a u32>,
+) -> Result<Vec<f32>, u32> {
+    let mut h = Vec::new();
+    for &id in ids {
+        let range: Range<usize> = id as usize * dim..(id as usize + 1) * dim;
+        h.extend_from_slice(table.get(range).ok_or(id)?);
+    }
+    Ok(h)
+}
