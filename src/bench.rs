@@ -27,8 +27,8 @@ use crate::frames::{ChordFrame, MelodyFrame};
 use crate::model::weights::{expected_offline_shapes, expected_shapes, INV_FREQ_KEY};
 use crate::model::{Decoder, ModelConfig, ModelError, ModelKind, OfflineConfig, OfflineModel};
 use crate::sample::{
-    commit_frames, generate_offline_options, generate_options, plan_live, LivePlanner,
-    LiveRequest, OptionsRequest, SampleError, SamplingParams,
+    commit_frames, generate_offline_options, generate_options, plan_live, LivePlanner, LiveRequest,
+    OptionsRequest, SampleError, SamplingParams,
 };
 use crate::tokens::{Vocabulary, CHORD_BASE};
 

@@ -158,7 +158,9 @@ pub fn suggest<R: Rng>(
     params.validate()?;
     let candidates = count.saturating_mul(model.candidates_per_option());
     let options = match model {
-        Harmonizer::Online(online) => sample_online(online, phrase, locked, candidates, params, rng)?,
+        Harmonizer::Online(online) => {
+            sample_online(online, phrase, locked, candidates, params, rng)?
+        }
         Harmonizer::Offline(offline) => {
             let request = OptionsRequest {
                 melody: &phrase.melody,

@@ -75,13 +75,19 @@ fn cached_steps_match_pytorch_kv_cache() {
             while start < tokens.len() {
                 let n = (*sizes.next().unwrap()).min(tokens.len() - start);
                 let chunk = [tokens[start..start + n].to_vec()];
-                let logits = model.model.step(&mut cache, &chunk, LogitRows::All).unwrap();
+                let logits = model
+                    .model
+                    .step(&mut cache, &chunk, LogitRows::All)
+                    .unwrap();
                 rows.push(logits.squeeze(0).unwrap());
                 start += n;
             }
             let logits = Tensor::cat(&rows, 0).unwrap();
             let diff = max_diff(&logits, &fx["step_logits"]);
-            assert!(diff < TOLERANCE, "{name} chunks {chunks:?}: max |Δlogit| = {diff}");
+            assert!(
+                diff < TOLERANCE,
+                "{name} chunks {chunks:?}: max |Δlogit| = {diff}"
+            );
         }
     }
 }
@@ -94,7 +100,10 @@ fn batch_rows_share_the_melody_and_last_rows_match_all_rows() {
     let batch = vec![tokens[..12].to_vec(), tokens[12..24].to_vec()];
     let all = model.model.forward(&melody, &batch).unwrap();
     let mut cache = model.model.new_cache(&melody, 2).unwrap();
-    let last = model.model.step(&mut cache, &batch, LogitRows::Last).unwrap();
+    let last = model
+        .model
+        .step(&mut cache, &batch, LogitRows::Last)
+        .unwrap();
     let all_last = all.narrow(1, 11, 1).unwrap().squeeze(1).unwrap();
     assert!(max_diff(&last, &all_last) < 1e-5);
     // Each row equals that sequence run alone.
@@ -238,7 +247,12 @@ fn realjam_offline_checkpoint_imports_and_checks() {
         panic!("imported as online");
     };
     assert_eq!(
-        (config.base.dim, config.enc_depth, config.base.depth, config.base.heads),
+        (
+            config.base.dim,
+            config.enc_depth,
+            config.base.depth,
+            config.base.heads
+        ),
         (48, 2, 2, 2)
     );
     assert_eq!((config.base.dim_head, config.base.max_seq_len), (24, 80));

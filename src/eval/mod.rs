@@ -226,12 +226,26 @@ pub fn evaluate(
             "model ({} sample{plural}, T={})",
             options.samples, options.temperature
         );
-        let mut result = sampled_row(&name, &examples, &indices, &dataset_of, &masks, &mut progress, |example| {
-            let ids = vocab.online_sequence(&example.chords, &example.melody)?;
-            nll.add_sequence(&model.decoder, &ids)?;
-            let options = generate_options(&model.decoder, &vocab, &sampled(example, options.samples), &params, &mut rng)?;
-            Ok(options.into_iter().map(|o| o.chords).collect())
-        })?;
+        let mut result = sampled_row(
+            &name,
+            &examples,
+            &indices,
+            &dataset_of,
+            &masks,
+            &mut progress,
+            |example| {
+                let ids = vocab.online_sequence(&example.chords, &example.melody)?;
+                nll.add_sequence(&model.decoder, &ids)?;
+                let options = generate_options(
+                    &model.decoder,
+                    &vocab,
+                    &sampled(example, options.samples),
+                    &params,
+                    &mut rng,
+                )?;
+                Ok(options.into_iter().map(|o| o.chords).collect())
+            },
+        )?;
         result.nll = nll.finish();
         systems.push(result);
     }
@@ -241,12 +255,26 @@ pub fn evaluate(
             "offline model ({} sample{plural}, T={})",
             options.samples, options.temperature
         );
-        let mut result = sampled_row(&name, &examples, &indices, &dataset_of, &masks, &mut progress, |example| {
-            let (melody, chords) = vocab.offline_sequences(&example.chords, &example.melody)?;
-            nll.add_offline(&offline.model, &melody, &chords)?;
-            let options = generate_offline_options(&offline.model, &vocab, &sampled(example, options.samples), &params, &mut rng)?;
-            Ok(options.into_iter().map(|o| o.chords).collect())
-        })?;
+        let mut result = sampled_row(
+            &name,
+            &examples,
+            &indices,
+            &dataset_of,
+            &masks,
+            &mut progress,
+            |example| {
+                let (melody, chords) = vocab.offline_sequences(&example.chords, &example.melody)?;
+                nll.add_offline(&offline.model, &melody, &chords)?;
+                let options = generate_offline_options(
+                    &offline.model,
+                    &vocab,
+                    &sampled(example, options.samples),
+                    &params,
+                    &mut rng,
+                )?;
+                Ok(options.into_iter().map(|o| o.chords).collect())
+            },
+        )?;
         result.nll = nll.finish();
         systems.push(result);
     }
@@ -264,19 +292,28 @@ pub fn evaluate(
             options.samples * harmonizer.candidates_per_option(),
             options.temperature
         );
-        systems.push(sampled_row(&name, &examples, &indices, &dataset_of, &masks, &mut progress, |example| {
-            let bar = example.bars.windows(2).next().map_or(16, |w| w[1] - w[0]);
-            let phrase = Phrase {
-                melody: example.melody.clone(),
-                time_signature: TimeSignature {
-                    numerator: (bar / 4).clamp(1, 32) as u8,
-                    denominator: 4,
-                },
-                truncated_bars: 0,
-            };
-            let offered = suggest(harmonizer, &phrase, &[], options.samples, &params, &mut rng)?;
-            Ok(offered.into_iter().map(|s| s.frames).collect())
-        })?);
+        systems.push(sampled_row(
+            &name,
+            &examples,
+            &indices,
+            &dataset_of,
+            &masks,
+            &mut progress,
+            |example| {
+                let bar = example.bars.windows(2).next().map_or(16, |w| w[1] - w[0]);
+                let phrase = Phrase {
+                    melody: example.melody.clone(),
+                    time_signature: TimeSignature {
+                        numerator: (bar / 4).clamp(1, 32) as u8,
+                        denominator: 4,
+                    },
+                    truncated_bars: 0,
+                };
+                let offered =
+                    suggest(harmonizer, &phrase, &[], options.samples, &params, &mut rng)?;
+                Ok(offered.into_iter().map(|s| s.frames).collect())
+            },
+        )?);
     }
 
     let timer = Instant::now();
@@ -366,9 +403,18 @@ fn sampled_row<'e>(
     let mut totals = SystemTotals::default();
     for (n, (example, &index)) in examples.iter().zip(indices).enumerate() {
         let progressions = produce(example).map_err(|e| match e {
-            ExampleError::Sample(source) => EvalError::Sample { example: index, source },
-            ExampleError::Model(source) => EvalError::Model { example: index, source },
-            ExampleError::Token(source) => EvalError::Token { example: index, source },
+            ExampleError::Sample(source) => EvalError::Sample {
+                example: index,
+                source,
+            },
+            ExampleError::Model(source) => EvalError::Model {
+                example: index,
+                source,
+            },
+            ExampleError::Token(source) => EvalError::Token {
+                example: index,
+                source,
+            },
         })?;
         for chords in &progressions {
             totals.add(dataset_of(n), example, chords, masks);

@@ -52,8 +52,8 @@ pub use thread::{spawn_engine, EngineInput, EngineReport, EngineThread, ReplanPo
 use std::sync::Arc;
 
 use crate::chord::VoicingRange;
-use crate::model::{LoadedModel, LoadedOffline};
 use crate::frames::FRAMES_PER_BEAT;
+use crate::model::{LoadedModel, LoadedOffline};
 use crate::progression::VoicingStyle;
 use crate::sample::SampleError;
 

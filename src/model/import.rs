@@ -199,7 +199,11 @@ pub fn infer_config(
         message,
     };
     let offline = tensors.keys().any(|k| k.starts_with("encoder."));
-    let stack = if offline { "decoder.decoder" } else { "decoder" };
+    let stack = if offline {
+        "decoder.decoder"
+    } else {
+        "decoder"
+    };
     let dims = |key: &str| -> Result<Vec<usize>, ImportError> {
         tensors
             .get(key)
@@ -219,7 +223,13 @@ pub fn infer_config(
         let prefix = format!("{stack}.attn_layers.layers.");
         tensors
             .keys()
-            .filter_map(|k| k.strip_prefix(&prefix)?.split('.').next()?.parse::<usize>().ok())
+            .filter_map(|k| {
+                k.strip_prefix(&prefix)?
+                    .split('.')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
             .max()
             .map(|max_entry| max_entry / per_block + 1)
             .ok_or_else(|| shape_err(format!("no attention layers under {stack}")))
@@ -249,7 +259,9 @@ pub fn infer_config(
             check(field, value)?;
         }
         if tensors.contains_key(INV_FREQ_KEY) {
-            return Err(shape_err("an encoder–decoder with rotary positions is not a ReaLchords offline model".into()));
+            return Err(shape_err(
+                "an encoder–decoder with rotary positions is not a ReaLchords offline model".into(),
+            ));
         }
         return Ok(ImportedConfig::Offline(OfflineConfig {
             kind: ModelKind::Offline,
@@ -357,7 +369,9 @@ pub fn max_logit_difference(model: &AnyModel, fixture: &Path) -> Result<f32, Imp
             .map_err(|e| err(e.to_string()))?;
         values
             .into_iter()
-            .map(|t| u32::try_from(t).map_err(|_| err(format!("token {t} is negative or too large"))))
+            .map(|t| {
+                u32::try_from(t).map_err(|_| err(format!("token {t} is negative or too large")))
+            })
             .collect()
     };
     let expected = tensors

@@ -190,7 +190,12 @@ impl SelfAttention {
                 key.copy_from_slice(&proj[inner + hd.start..inner + hd.end]);
                 self.scales.key(&mut key, head);
                 position(&mut key, pos);
-                kv.store(bh, pos, &key, &proj[2 * inner + hd.start..2 * inner + hd.end]);
+                kv.store(
+                    bh,
+                    pos,
+                    &key,
+                    &proj[2 * inner + hd.start..2 * inner + hd.end],
+                );
             }
         }
         queries
@@ -295,13 +300,18 @@ impl KvStore {
     }
 }
 
+/// Something added to a query's attention scores before the softmax (a position bias).
+pub(super) trait ScoreBias: Sync {
+    /// Adds the bias of `head` for query position `query` against keys `0 .. scores.len()`.
+    fn add(&self, head: usize, query: usize, scores: &mut [f32]);
+}
+
 /// Which keys a query sees and what is added to its scores.
 #[derive(Clone, Copy)]
 pub(super) struct Visibility<'a> {
     /// Keys after the query's own position are hidden.
     pub causal: bool,
-    /// Added to the scores of query position `q` against keys `0..`: `bias(head, q, row)`.
-    pub bias: Option<&'a (dyn Fn(usize, usize, &mut [f32]) + Sync)>,
+    pub bias: Option<&'a dyn ScoreBias>,
 }
 
 /// Attention of `queries: [batch][head][n][dim_head]` (positions `start .. start + n`) over the
@@ -330,7 +340,7 @@ pub(super) fn attend(
         for (t, row) in scores.chunks_exact_mut(total).enumerate() {
             let pos = start + t;
             if let Some(bias) = visibility.bias {
-                bias(head, pos, row);
+                bias.add(head, pos, row);
             }
             let visible = if visibility.causal { pos + 1 } else { total };
             masked_softmax(row, visible);

@@ -19,7 +19,7 @@ use super::config::OfflineConfig;
 use super::decoder::LogitRows;
 use super::layers::{
     add_assign, attend, embed, last_rows, simple_rms_norm, to_vec, FeedForward, KvLayout, KvStore,
-    Linear, QkScales, SelfAttention, StepShape, Visibility,
+    Linear, QkScales, ScoreBias, SelfAttention, StepShape, Visibility,
 };
 use super::{ModelError, Stepper, TokenCache};
 
@@ -52,8 +52,9 @@ impl RelPosBias {
             capacity,
         }
     }
+}
 
-    /// Adds the bias of query position `query` against keys `0 .. row.len()` of `head`.
+impl ScoreBias for RelPosBias {
     fn add(&self, head: usize, query: usize, row: &mut [f32]) {
         let span = 2 * self.capacity - 1;
         let table = &self.by_offset[head * span..(head + 1) * span];
@@ -98,7 +99,12 @@ struct CrossAttention {
 }
 
 impl CrossAttention {
-    fn load(attn: &VarBuilder, dim: usize, heads: usize, dim_head: usize) -> candle_core::Result<Self> {
+    fn load(
+        attn: &VarBuilder,
+        dim: usize,
+        heads: usize,
+        dim_head: usize,
+    ) -> candle_core::Result<Self> {
         let inner = heads * dim_head;
         Ok(Self {
             to_q: Linear::new(attn.get((inner, dim), "to_q.weight")?)?,
@@ -213,7 +219,13 @@ impl OfflineModel {
                 (REL_POS_BUCKETS, heads),
                 "attn_layers.rel_pos.relative_attention_bias.weight",
             )?)?;
-            Ok(RelPosBias::new(&weight, heads, dim_head, causal, base.max_seq_len))
+            Ok(RelPosBias::new(
+                &weight,
+                heads,
+                dim_head,
+                causal,
+                base.max_seq_len,
+            ))
         };
 
         let enc = vb.pp("encoder");
@@ -288,7 +300,11 @@ impl OfflineModel {
                 .map(|block| block.cross.context(&context, melody.len(), context_layout))
                 .collect(),
             context_len: melody.len(),
-            layers: self.decoder.iter().map(|_| KvStore::new(layout, batch)).collect(),
+            layers: self
+                .decoder
+                .iter()
+                .map(|_| KvStore::new(layout, batch))
+                .collect(),
             batch,
             len: 0,
         })
@@ -316,12 +332,9 @@ impl OfflineModel {
             n,
             start: 0,
         };
-        let bias = |head: usize, query: usize, row: &mut [f32]| {
-            self.encoder_bias.add(head, query, row)
-        };
         let visibility = Visibility {
             causal: false,
-            bias: Some(&bias),
+            bias: Some(&self.encoder_bias),
         };
         for block in &self.encoder {
             let mut kv = KvStore::new(self.layout(n), 1);
@@ -399,12 +412,9 @@ impl Stepper for OfflineModel {
             start: cache.len,
         };
         let total = cache.len + n;
-        let bias = |head: usize, query: usize, row: &mut [f32]| {
-            self.decoder_bias.add(head, query, row)
-        };
         let causal = Visibility {
             causal: true,
-            bias: Some(&bias),
+            bias: Some(&self.decoder_bias),
         };
         let open = Visibility {
             causal: false,
@@ -440,9 +450,7 @@ impl Stepper for OfflineModel {
         }
         cache.len += n;
         let live_rows = h.len() / dim;
-        let logits = self
-            .to_logits
-            .forward(&simple_rms_norm(&h, dim), live_rows);
+        let logits = self.to_logits.forward(&simple_rms_norm(&h, dim), live_rows);
         let tensor = match rows {
             LogitRows::Last => Tensor::from_vec(logits, (batch, base.num_tokens), &Device::Cpu)?,
             LogitRows::All => Tensor::from_vec(logits, (batch, n, base.num_tokens), &Device::Cpu)?,
@@ -481,12 +489,26 @@ mod tests {
         }
         for (first, bucket) in causal_starts {
             assert_eq!(t5_bucket(first, true), bucket, "causal d={first}");
-            assert_eq!(t5_bucket(first - 1, true), bucket - 1, "causal d={}", first - 1);
+            assert_eq!(
+                t5_bucket(first - 1, true),
+                bucket - 1,
+                "causal d={}",
+                first - 1
+            );
         }
         assert_eq!(t5_bucket(500, true), 31);
         assert_eq!(t5_bucket(-5, true), 0);
 
-        let open_starts = [(8, 8), (12, 9), (16, 10), (23, 11), (32, 12), (46, 13), (64, 14), (91, 15)];
+        let open_starts = [
+            (8, 8),
+            (12, 9),
+            (16, 10),
+            (23, 11),
+            (32, 12),
+            (46, 13),
+            (64, 14),
+            (91, 15),
+        ];
         for d in 0..8 {
             assert_eq!(t5_bucket(d, false), d as usize);
             if d > 0 {
@@ -496,7 +518,11 @@ mod tests {
         for (first, bucket) in open_starts {
             assert_eq!(t5_bucket(first, false), bucket, "query after key d={first}");
             assert_eq!(t5_bucket(first - 1, false), bucket - 1);
-            assert_eq!(t5_bucket(-first, false), 16 + bucket, "key after query d={first}");
+            assert_eq!(
+                t5_bucket(-first, false),
+                16 + bucket,
+                "key after query d={first}"
+            );
         }
         assert_eq!(t5_bucket(300, false), 15);
         assert_eq!(t5_bucket(-300, false), 31);

@@ -35,7 +35,9 @@ pub fn default_weights_dir() -> PathBuf {
 
 /// The shipped `weights/<name>/` folder of this source tree.
 pub fn shipped_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("weights").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("weights")
+        .join(name)
 }
 
 /// State-dict name of the stored RoPE frequencies.
@@ -356,7 +358,12 @@ fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<HashMap<String, Tensor
 
 /// Names and shapes of one attention layer (self or cross) at `prefix`.
 fn attention_shapes(config: &ModelConfig, prefix: &str) -> Vec<(String, Vec<usize>)> {
-    let (d, h, dh, inner) = (config.dim, config.heads, config.dim_head, config.attn_inner_dim());
+    let (d, h, dh, inner) = (
+        config.dim,
+        config.heads,
+        config.dim_head,
+        config.attn_inner_dim(),
+    );
     vec![
         (format!("{prefix}.qk_norm_q_scale"), vec![h, 1, dh]),
         (format!("{prefix}.qk_norm_k_scale"), vec![h, 1, dh]),
@@ -422,7 +429,10 @@ pub fn expected_offline_shapes(config: &OfflineConfig) -> Vec<(String, Vec<usize
     let mut shapes = vec![
         ("encoder.token_emb.emb.weight".to_string(), vec![v, d]),
         (format!("encoder.{rel_pos}"), vec![32, h]),
-        ("decoder.decoder.token_emb.emb.weight".to_string(), vec![v, d]),
+        (
+            "decoder.decoder.token_emb.emb.weight".to_string(),
+            vec![v, d],
+        ),
         (format!("decoder.decoder.{rel_pos}"), vec![32, h]),
         ("decoder.decoder.to_logits.weight".to_string(), vec![v, d]),
     ];

@@ -60,7 +60,10 @@ pub fn generate_options<R: Rng>(
         slots.pop();
     }
     // Chord slots sit at odd positions: BOS, c0, m0, c1, …
-    let layout = ChordSlots { first: 1, stride: 2 };
+    let layout = ChordSlots {
+        first: 1,
+        stride: 2,
+    };
     distinct_options(request, params, |count| {
         let mut cache = decoder.new_cache(count)?;
         sample_batch(decoder, &mut cache, vocab, &slots, layout, params, rng)
@@ -84,7 +87,10 @@ pub fn generate_offline_options<R: Rng>(
     for t in 0..frames {
         slots.push(chord_slot(vocab, request, t)?);
     }
-    let layout = ChordSlots { first: 1, stride: 1 };
+    let layout = ChordSlots {
+        first: 1,
+        stride: 1,
+    };
     distinct_options(request, params, |count| {
         let mut cache = model.new_cache(&melody, count)?;
         sample_batch(model, &mut cache, vocab, &slots, layout, params, rng)
