@@ -17,8 +17,8 @@ use comper::eval::metrics::{
 use comper::eval::nll::NllTotals;
 use comper::eval::{evaluate, EvalError, EvalOptions};
 use comper::frames::{ChordFrame, MelodyFrame};
-use comper::model::weights::{expected_shapes, write_folder, INV_FREQ_KEY};
-use comper::model::{LoadedModel, ModelConfig};
+use comper::model::weights::{expected_offline_shapes, expected_shapes, write_folder, INV_FREQ_KEY};
+use comper::model::{LoadedModel, ModelConfig, ModelKind, OfflineConfig};
 use comper::tokens::Vocabulary;
 use rand::SeedableRng;
 
@@ -392,6 +392,75 @@ fn write_random_model(dir: &Path, vocab: &Vocabulary) {
         tensors.insert(name, tensor);
     }
     write_folder(dir, &config, vocab, &tensors).unwrap();
+}
+
+/// A tiny offline encoder–decoder with random weights, written as a weights folder.
+fn write_random_offline(dir: &Path, vocab: &Vocabulary) {
+    let config = OfflineConfig {
+        kind: ModelKind::Offline,
+        base: ModelConfig {
+            name: "tiny-offline".into(),
+            dim: 16,
+            depth: 1,
+            heads: 2,
+            dim_head: 8,
+            num_tokens: vocab.num_tokens() as usize,
+            max_seq_len: 34,
+        },
+        enc_depth: 1,
+    };
+    let mut tensors = HashMap::new();
+    for (name, shape) in expected_offline_shapes(&config) {
+        let tensor = if name.contains("qk_norm") {
+            Tensor::ones(shape, DType::F32, &Device::Cpu).unwrap()
+        } else {
+            Tensor::randn(0f32, 0.2, shape, &Device::Cpu).unwrap()
+        };
+        tensors.insert(name, tensor);
+    }
+    write_folder(dir, &config, vocab, &tensors).unwrap();
+}
+
+#[test]
+fn the_offline_model_gets_its_own_rows_and_drives_suggest() {
+    let vocab = triad_vocabulary();
+    let data = scratch_dir("offline-data");
+    let weights = scratch_dir("offline-online");
+    let offline = scratch_dir("offline-weights");
+    write_data_folder(&data, &vocab);
+    write_random_model(&weights, &vocab);
+    write_random_offline(&offline, &vocab);
+    let options = EvalOptions {
+        data_dir: data,
+        weights: Some(weights),
+        offline: Some(offline),
+        samples: 2,
+        temperature: 1.0,
+        max_examples: Some(3),
+        seed: 1,
+    };
+    let report = evaluate(&options, |_| {}).unwrap();
+    let names: Vec<&str> = report.systems.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "ground truth",
+            "model (2 samples, T=1)",
+            "offline model (2 samples, T=1)",
+            "suggest, offline (2 of 4 candidates, T=1)",
+            "training distribution",
+            "diatonic heuristic"
+        ]
+    );
+    let offline_row = &report.systems[2];
+    assert_eq!(offline_row.metrics.frames, 2 * 3 * 32);
+    let nll = offline_row.nll.unwrap();
+    // One chord token per frame of the 3 examples, plus EOS among all tokens.
+    assert_eq!(nll.chord_tokens, 3 * 32);
+    assert_eq!(nll.tokens, 3 * 33);
+    assert!(nll.per_chord_token.is_finite() && nll.per_chord_token > 0.0);
+    assert_eq!(report.offline_name.as_deref(), Some("tiny-offline"));
+    assert!(report.markdown().contains("| offline model (2 samples, T=1) |"));
 }
 
 #[test]

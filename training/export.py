@@ -2,7 +2,8 @@
 
     python training/export.py --run /work/runs/online-256 --name online-256 --out weights
 
-Writes OUT/NAME/model.safetensors (the state dict with its official key names, f32: online
+Writes OUT/NAME/model.safetensors (the state dict with its official key names, f32 or, with
+--dtype float16, f16: online
 `decoder.…` including `decoder.attn_layers.rotary_pos_emb.inv_freq`; offline `encoder.…` and
 `decoder.decoder.…`), config.json (with `kind` "online" or "offline") and chord_names.json
 (the vocabulary in id order, copied from the run folder).
@@ -39,7 +40,7 @@ def last_valid_nll(log_path: Path) -> float | None:
     return value
 
 
-def export(run: Path, name: str, out: Path) -> Path:
+def export(run: Path, name: str, out: Path, dtype: str = "float32") -> Path:
     """Write the weights folder and return its path."""
     state = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=False)
     config = state["config"]
@@ -50,7 +51,8 @@ def export(run: Path, name: str, out: Path) -> Path:
     # Rebuild the model so the exported names are exactly what x-transformers produces.
     model = build_model(config)
     model.load_state_dict(state["model"])
-    tensors = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
+    store = getattr(torch, dtype)
+    tensors = {k: v.detach().to(store).contiguous() for k, v in model.state_dict().items()}
     kind = config.get("model", "online")
     if kind == "online" and INV_FREQ not in tensors:
         raise SystemExit(f"{INV_FREQ} missing from the state dict")
@@ -87,8 +89,10 @@ def main(argv=None) -> int:
     ap.add_argument("--run", type=Path, required=True, help="run folder with ckpt.pt and chord_names.json")
     ap.add_argument("--name", required=True)
     ap.add_argument("--out", type=Path, default=Path("weights"))
+    ap.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                    help="stored precision (Comper computes in f32 either way; float16 halves the file)")
     args = ap.parse_args(argv)
-    folder = export(args.run, args.name, args.out)
+    folder = export(args.run, args.name, args.out, args.dtype)
     print(f"wrote {folder}")
     return 0
 

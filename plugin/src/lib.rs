@@ -10,6 +10,7 @@ pub mod audio;
 pub mod capture;
 pub mod export;
 pub mod link;
+pub mod models;
 pub mod panel;
 pub mod params;
 pub mod plan;

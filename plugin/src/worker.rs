@@ -18,7 +18,7 @@ use comper::chord::ChordTable;
 use comper::frames::{ChordFrame, MelodyFrame};
 use comper::live::{LiveConfig, LiveEngine};
 use comper::midi_file::{read_melody, MelodyChoice};
-use comper::model::{FolderBytes, LoadedModel};
+
 use comper::quantize::QuantizerOutput;
 use comper::schedule::PlanUpdate;
 use comper::suggest::{frames_per_bar, suggest, Phrase};
@@ -29,6 +29,7 @@ use rand::SeedableRng;
 
 use crate::capture::{Capture, CaptureProgress, CapturedPhrase};
 use crate::link::{Command, LiveFrame, Shared, ToAudio, WorkerLink, WorkerStatus};
+use crate::models::{load_models, Models};
 use crate::params::{ComperParams, Mode};
 use crate::plan::{loop_plan, transpose_plan, VoicingChoice};
 use crate::session::{chords_by_name, chords_in_vocabulary, Session, SessionOption};
@@ -39,14 +40,6 @@ pub const OPTION_COUNT: usize = 5;
 const LIVE_HISTORY_FRAMES: i64 = 32;
 /// How often the worker looks at parameters and saved-state loads when nothing arrives.
 const TICK: Duration = Duration::from_millis(20);
-
-/// The model Comper ships, built into the plugin binary so the bundle is one file.
-mod builtin {
-    pub const NAME: &str = comper::model::weights::DEFAULT_MODEL_NAME;
-    pub const CONFIG: &str = include_str!("../../weights/comper-online/config.json");
-    pub const CHORD_NAMES: &str = include_str!("../../weights/comper-online/chord_names.json");
-    pub const MODEL: &[u8] = include_bytes!("../../weights/comper-online/model.safetensors");
-}
 
 /// Environment variable naming a `.mid` file whose melody is used as if it had just been
 /// captured (standalone use without a MIDI keyboard, and the panel's screenshot test).
@@ -73,28 +66,6 @@ pub fn spawn(
                 )));
             }
         })
-}
-
-/// Loads the built-in model, or the folder at `path`.
-pub fn load_model(path: Option<&Path>) -> Result<(LoadedModel, String), String> {
-    match path {
-        None => LoadedModel::from_bytes(FolderBytes {
-            dir: Path::new("<built-in>"),
-            config: builtin::CONFIG,
-            chord_names: builtin::CHORD_NAMES,
-            model: builtin::MODEL,
-        })
-        .map(|model| (model, builtin::NAME.to_owned()))
-        .map_err(|e| e.to_string()),
-        Some(dir) => LoadedModel::load(dir)
-            .map(|model| {
-                let name = dir
-                    .file_name()
-                    .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
-                (model, name)
-            })
-            .map_err(|e| e.to_string()),
-    }
 }
 
 enum Exit {
@@ -146,11 +117,11 @@ impl Worker {
         loop {
             self.shared.set_status(WorkerStatus::LoadingModel);
             let path = self.params.session.lock().weights_path.clone();
-            let model = match load_model(path.as_deref()) {
-                Ok((model, name)) => {
-                    self.shared.set_model_name(name);
+            let models = match load_models(path.as_deref()) {
+                Ok(models) => {
+                    self.shared.set_model_name(models.name.clone());
                     self.error = None;
-                    Some(model)
+                    Some(models)
                 }
                 Err(message) => {
                     self.shared.set_model_name("none".into());
@@ -159,15 +130,15 @@ impl Worker {
                 }
             };
             self.applied_generation = u64::MAX;
-            match self.serve(model.as_ref()) {
+            match self.serve(models.as_ref()) {
                 Exit::Disconnected => return,
                 Exit::Reload => continue,
             }
         }
     }
 
-    fn serve(&mut self, model: Option<&LoadedModel>) -> Exit {
-        let table = model.map(|m| ChordTable::new(&m.vocabulary));
+    fn serve(&mut self, models: Option<&Models>) -> Exit {
+        let table = models.map(|m| ChordTable::new(m.vocabulary()));
         let mut live: Option<(LiveEngine<'_>, LiveConfig)> = None;
         loop {
             let mut batch = Vec::new();
@@ -191,7 +162,7 @@ impl Worker {
                     engine.recycle(plan);
                 }
             }
-            let (Some(model), Some(table)) = (model, table.as_ref()) else {
+            let (Some(models), Some(table)) = (models, table.as_ref()) else {
                 if commands
                     .iter()
                     .any(|c| matches!(c, Command::LoadWeights(_)))
@@ -203,21 +174,21 @@ impl Worker {
                 continue;
             };
             let mode = self.params.mode.value();
-            self.apply_saved_session(model, table);
+            self.apply_saved_session(models, table);
             if let Some(path) = self.melody_file.take() {
-                self.use_melody_file(model, table, &path);
+                self.use_melody_file(models, table, &path);
             }
             self.keep_capture_armed(mode);
             let mut live_heard = false;
             for output in &batch {
                 if let Some(phrase) = self.capture.push(output) {
-                    self.captured(model, table, phrase);
+                    self.captured(models, table, phrase);
                 }
                 if mode != Mode::Live {
                     continue;
                 }
                 if matches!(output, QuantizerOutput::PhraseStart { .. }) {
-                    live = self.start_live(model, live.take());
+                    live = self.start_live(models, live.take());
                     self.shared.set_live_frames(Vec::new());
                 }
                 if let Some((engine, _)) = live.as_mut() {
@@ -227,7 +198,7 @@ impl Worker {
             }
             if mode == Mode::Live && live_heard {
                 if let Some((engine, _)) = live.as_mut() {
-                    self.replan(engine, &model.vocabulary);
+                    self.replan(engine, models.vocabulary());
                 }
             }
             for command in &commands {
@@ -235,16 +206,16 @@ impl Worker {
                     self.apply_weights_commands(&commands);
                     return Exit::Reload;
                 }
-                self.command(model, table, command);
+                self.command(models, table, command);
             }
-            self.resend_on_voicing_change(model, table);
+            self.resend_on_voicing_change(models, table);
             self.flush_unsent();
             self.update_status();
         }
     }
 
     /// Uses a melody file's first bars as the captured phrase.
-    fn use_melody_file(&mut self, model: &LoadedModel, table: &ChordTable, path: &Path) {
+    fn use_melody_file(&mut self, models: &Models, table: &ChordTable, path: &Path) {
         match read_melody(path, MelodyChoice::Auto) {
             Ok(melody) => {
                 let bars = self.params.phrase_bars.value().bars();
@@ -252,7 +223,7 @@ impl Worker {
                 let phrase = Phrase::from_notes(&melody.notes, melody.time_signature, bars * bar);
                 self.capture.disarm();
                 self.captured(
-                    model,
+                    models,
                     table,
                     CapturedPhrase {
                         melody: phrase.melody,
@@ -275,7 +246,7 @@ impl Worker {
 
     fn start_live<'m>(
         &mut self,
-        model: &'m LoadedModel,
+        models: &'m Models,
         previous: Option<(LiveEngine<'m>, LiveConfig)>,
     ) -> Option<(LiveEngine<'m>, LiveConfig)> {
         let config = self.params.live_config();
@@ -284,7 +255,7 @@ impl Worker {
                 return Some((engine, old));
             }
         }
-        match LiveEngine::new(&model.decoder, &model.vocabulary, config) {
+        match LiveEngine::for_models(&models.online, models.offline.as_ref(), config) {
             Ok(engine) => Some((engine, config)),
             Err(e) => {
                 self.error = Some(format!("live mode cannot start: {e}"));
@@ -332,7 +303,7 @@ impl Worker {
         self.shared.set_live_frames(frames);
     }
 
-    fn captured(&mut self, model: &LoadedModel, table: &ChordTable, phrase: CapturedPhrase) {
+    fn captured(&mut self, models: &Models, table: &ChordTable, phrase: CapturedPhrase) {
         {
             let mut session = self.params.session.lock();
             session.melody = phrase.melody;
@@ -342,11 +313,11 @@ impl Worker {
             session.locked.clear();
             session.selected = 0;
         }
-        self.regenerate(model, table, None);
+        self.regenerate(models, table, None);
     }
 
     /// Samples options for the captured phrase: all of them, or only `only`.
-    fn regenerate(&mut self, model: &LoadedModel, table: &ChordTable, only: Option<usize>) {
+    fn regenerate(&mut self, models: &Models, table: &ChordTable, only: Option<usize>) {
         let (melody, time_signature, locked_names) = {
             let session = self.params.session.lock();
             (
@@ -359,9 +330,9 @@ impl Worker {
             return;
         }
         let bar = frames_per_bar(time_signature);
-        let max_frames = model.config.max_frames() / bar * bar;
+        let max_frames = models.harmonizer().max_frames() / bar * bar;
         let melody: Vec<MelodyFrame> = melody.into_iter().take(max_frames.max(bar)).collect();
-        let locked = match chords_in_vocabulary(&locked_names, &model.vocabulary) {
+        let locked = match chords_in_vocabulary(&locked_names, models.vocabulary()) {
             Ok(frames) => locked_frames(&frames, &locked_names, melody.len()),
             Err(_) => Vec::new(),
         };
@@ -374,7 +345,14 @@ impl Worker {
         self.update_status();
         let count = if only.is_some() { 1 } else { OPTION_COUNT };
         let sampling = self.params.sampling();
-        let result = suggest(model, &phrase, &locked, count, &sampling, &mut self.rng);
+        let result = suggest(
+            models.harmonizer(),
+            &phrase,
+            &locked,
+            count,
+            &sampling,
+            &mut self.rng,
+        );
         self.generating = false;
         let suggestions = match result {
             Ok(s) => s,
@@ -387,7 +365,7 @@ impl Worker {
         let fresh: Vec<SessionOption> = suggestions
             .iter()
             .map(|s| SessionOption {
-                frames: chords_by_name(&s.frames, &model.vocabulary),
+                frames: chords_by_name(&s.frames, models.vocabulary()),
                 log_likelihood: s.log_likelihood,
                 melody_fit: s.melody_fit,
             })
@@ -407,10 +385,10 @@ impl Worker {
                 }
             }
         }
-        self.send_loop(model, table);
+        self.send_loop(models, table);
     }
 
-    fn command(&mut self, model: &LoadedModel, table: &ChordTable, command: &Command) {
+    fn command(&mut self, models: &Models, table: &ChordTable, command: &Command) {
         match *command {
             Command::Select(index) => {
                 let changed = {
@@ -422,12 +400,12 @@ impl Worker {
                     valid
                 };
                 if changed {
-                    self.send_loop(model, table);
+                    self.send_loop(models, table);
                 }
             }
-            Command::Regenerate => self.regenerate(model, table, None),
+            Command::Regenerate => self.regenerate(models, table, None),
             Command::RegenerateOne(index) => {
-                self.regenerate(model, table, Some(index));
+                self.regenerate(models, table, Some(index));
             }
             Command::Recapture => {
                 {
@@ -482,7 +460,7 @@ impl Worker {
     }
 
     /// Applies a session the host just loaded with the project.
-    fn apply_saved_session(&mut self, model: &LoadedModel, table: &ChordTable) {
+    fn apply_saved_session(&mut self, models: &Models, table: &ChordTable) {
         let generation = self.params.session.generation();
         if generation == self.applied_generation {
             return;
@@ -496,11 +474,11 @@ impl Worker {
                     .iter()
                     .map(|o| &o.frames)
                     .chain(std::iter::once(&session.locked))
-                    .all(|frames| chords_in_vocabulary(frames, &model.vocabulary).is_ok())
+                    .all(|frames| chords_in_vocabulary(frames, models.vocabulary()).is_ok())
         };
         if usable {
             self.capture.disarm();
-            self.send_loop(model, table);
+            self.send_loop(models, table);
         } else {
             let mut session = self.params.session.lock();
             if session.has_options() {
@@ -528,16 +506,16 @@ impl Worker {
         }
     }
 
-    fn resend_on_voicing_change(&mut self, model: &LoadedModel, table: &ChordTable) {
+    fn resend_on_voicing_change(&mut self, models: &Models, table: &ChordTable) {
         let (style, octave) = self.params.voicing();
         let choice = VoicingChoice { style, octave };
         if self.sent_voicing.is_some_and(|sent| sent != choice) {
-            self.send_loop(model, table);
+            self.send_loop(models, table);
         }
     }
 
     /// Sends the selected option, voiced with the current settings, to the audio thread.
-    fn send_loop(&mut self, model: &LoadedModel, table: &ChordTable) {
+    fn send_loop(&mut self, models: &Models, table: &ChordTable) {
         let (style, octave) = self.params.voicing();
         let choice = VoicingChoice { style, octave };
         let plan = {
@@ -545,13 +523,13 @@ impl Worker {
             let Some(option) = session.options.get(session.selected) else {
                 return;
             };
-            let Ok(frames) = chords_in_vocabulary(&option.frames, &model.vocabulary) else {
+            let Ok(frames) = chords_in_vocabulary(&option.frames, models.vocabulary()) else {
                 return;
             };
             loop_plan(
                 &frames,
                 session.first_frame,
-                &model.vocabulary,
+                models.vocabulary(),
                 table,
                 choice,
             )

@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use super::{IntroMode, LiveConfig, LiveError};
 use crate::chord::{plain_voicing, voice_led, ChordTable, Voicing};
 use crate::frames::{ChordFrame, MelodyFrame};
-use crate::model::{Decoder, OfflineModel};
+use crate::model::{Decoder, LoadedModel, LoadedOffline, OfflineModel};
 use crate::progression::VoicingStyle;
 use crate::quantize::{PhraseId, QuantizerOutput};
 use crate::sample::{
@@ -90,6 +90,20 @@ impl<'m> LiveEngine<'m> {
             session: None,
             spare: Vec::new(),
         })
+    }
+
+    /// An engine planning with `online` whose intro `offline` samples when given (see
+    /// [`LiveEngine::new`], [`LiveEngine::with_intro_model`]).
+    pub fn for_models(
+        online: &'m LoadedModel,
+        offline: Option<&'m LoadedOffline>,
+        config: LiveConfig,
+    ) -> Result<Self, LiveError> {
+        let engine = Self::new(&online.decoder, &online.vocabulary, config)?;
+        match offline {
+            Some(offline) => engine.with_intro_model(&offline.model, &offline.vocabulary),
+            None => Ok(engine),
+        }
     }
 
     /// Lets the offline model sample the intro ([`IntroMode::Sampled`]), as ReaLJam does: it hears

@@ -66,13 +66,9 @@ pub struct LiveModels {
 }
 
 impl LiveModels {
-    /// An engine on these models (see [`LiveEngine::new`], [`LiveEngine::with_intro_model`]).
+    /// An engine on these models.
     pub fn engine(&self, config: LiveConfig) -> Result<LiveEngine<'_>, LiveError> {
-        let engine = LiveEngine::new(&self.online.decoder, &self.online.vocabulary, config)?;
-        match &self.intro {
-            Some(offline) => engine.with_intro_model(&offline.model, &offline.vocabulary),
-            None => Ok(engine),
-        }
+        LiveEngine::for_models(&self.online, self.intro.as_deref(), config)
     }
 }
 

@@ -142,7 +142,7 @@ def test_offline_train_resume_and_export(converted, tmp_path):
     assert [e["step"] for e in log if "train_loss" in e] == [1, 2, 3]
     assert all(np.isfinite(e["valid_nll"]) for e in log if "valid_nll" in e)
 
-    folder = export.export(run, "tiny-offline", tmp_path / "weights")
+    folder = export.export(run, "tiny-offline", tmp_path / "weights", "float16")
     config = json.loads((folder / "config.json").read_text())
     assert {k: config[k] for k in ("kind", "dim", "enc_depth", "depth", "heads", "dim_head", "max_seq_len")} == {
         "kind": "offline", "dim": 32, "enc_depth": 1, "depth": 2, "heads": 2, "dim_head": 64, "max_seq_len": 258}
@@ -153,3 +153,4 @@ def test_offline_train_resume_and_export(converted, tmp_path):
     assert tensors["decoder.decoder.attn_layers.layers.4.1.to_q.weight"].shape == (128, 32)  # cross-attn
     assert tensors["decoder.decoder.to_logits.weight"].shape == (config["num_tokens"], 32)
     assert not any("inv_freq" in k for k in tensors)
+    assert all(str(t.dtype) == "torch.float16" for t in tensors.values())
