@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use comper::bench::random_decoder;
+use comper::bench::{random_decoder, random_offline};
 use comper::frames::{ChordFrame, MelodyFrame, Note};
 use comper::live::{
     simulate_jam, spawn_engine, EngineInput, IntroMode, JamReport, JamSettings, LiveConfig,
-    ReplanPolicy, ReplanTime,
+    LiveModels, ReplanPolicy, ReplanTime,
 };
-use comper::model::{LoadedModel, ModelConfig};
+use comper::model::{LoadedModel, LoadedOffline, ModelConfig, ModelKind, OfflineConfig};
 use comper::quantize::{
     Block, ClockSource, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput,
     TimeSignature, Transport,
@@ -230,6 +230,57 @@ fn silence_intro_runs_the_same_checks() {
     assert_eq!(report.late_frames, 0);
     committed_frames(&report);
     assert_no_hanging_notes(&report);
+}
+
+/// A random offline model with the tiny online model's chord names, for the live intro.
+fn tiny_offline(vocabulary: &Vocabulary) -> Arc<LoadedOffline> {
+    let config = OfflineConfig {
+        kind: ModelKind::Offline,
+        base: ModelConfig {
+            name: "tiny-offline".into(),
+            dim: 16,
+            depth: 1,
+            heads: 2,
+            dim_head: 8,
+            num_tokens: vocabulary.num_tokens() as usize,
+            max_seq_len: 66,
+        },
+        enc_depth: 1,
+    };
+    Arc::new(LoadedOffline {
+        model: random_offline(&config).unwrap(),
+        config,
+        vocabulary: vocabulary.clone(),
+    })
+}
+
+#[test]
+fn an_offline_intro_runs_the_same_checks() {
+    let model = tiny_model();
+    let models = LiveModels {
+        intro: Some(tiny_offline(&model.vocabulary)),
+        online: Arc::clone(&model),
+    };
+    let settings = JamSettings {
+        tempo_bpm: 200.0,
+        replan_time: ReplanTime::Fixed(0.5 * 75.0),
+        tail_beats: 2.0,
+        ..JamSettings::default()
+    };
+    let report = simulate_jam(models, &performance(), &config(4), &settings).unwrap();
+    assert_eq!(report.late_frames, 0);
+    assert!(!committed_frames(&report).is_empty());
+    assert_no_hanging_notes(&report);
+
+    // An offline model with other chord names cannot fill in the online model's context.
+    let mut names = model.vocabulary.names().to_vec();
+    names.swap(0, 1);
+    let other = Vocabulary::new(names).unwrap();
+    let models = LiveModels {
+        intro: Some(tiny_offline(&other)),
+        online: model,
+    };
+    assert!(spawn_engine(models, config(4), ReplanPolicy::WhenIdle).is_err());
 }
 
 #[test]
