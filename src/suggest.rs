@@ -143,7 +143,8 @@ pub struct Suggestion {
 }
 
 /// Samples [`Harmonizer::candidates_per_option`] × `count` different progressions for `phrase`
-/// in one batched pass and offers the `count` that fit the melody best (ties: most likely first).
+/// in one batched pass and offers the `count` that fit the melody best (ties: most likely first),
+/// progressions that move ([`is_lively`]) ahead of static ones.
 /// The online model first hears the phrase once (see [`listen_frames`]); the offline model
 /// encodes it whole. `locked` is empty or has one entry per melody frame; `Some` chords are kept
 /// as given.
@@ -182,13 +183,30 @@ pub fn suggest<R: Rng>(
             log_likelihood: option.log_likelihood,
         })
         .collect();
+    let bar = frames_per_bar(phrase.time_signature);
     suggestions.sort_by(|a, b| {
-        b.melody_fit
-            .total_cmp(&a.melody_fit)
+        is_lively(&b.frames, bar)
+            .cmp(&is_lively(&a.frames, bar))
+            .then(b.melody_fit.total_cmp(&a.melody_fit))
             .then(b.log_likelihood.total_cmp(&a.log_likelihood))
     });
     suggestions.truncate(count);
     Ok(suggestions)
+}
+
+/// Fewest chord changes per bar, on average, of a progression offered ahead of static ones. One
+/// chord held under a whole phrase fits a diatonic tune well note by note, and both models find it
+/// likely, so ranking by fit alone would offer it first; a musician wants harmony that moves.
+pub const MIN_CHANGES_PER_BAR: f64 = 0.5;
+
+/// True if `chords` changes chord at least [`MIN_CHANGES_PER_BAR`] times per bar of `bar` frames.
+pub fn is_lively(chords: &[ChordFrame], bar: usize) -> bool {
+    let onsets = chords
+        .iter()
+        .filter(|c| matches!(c, ChordFrame::Onset(_)))
+        .count();
+    let bars = (chords.len() as f64 / bar.max(1) as f64).max(1.0);
+    onsets as f64 / bars >= MIN_CHANGES_PER_BAR
 }
 
 /// The online model's options for `phrase`, with the chords of the listening pass cut off.
@@ -288,6 +306,22 @@ mod tests {
         assert_eq!(listen_frames(160, 255, 16), 80);
         assert_eq!(listen_frames(256, 255, 16), 0);
         assert_eq!(listen_frames(12, 255, 0), 12);
+    }
+
+    #[test]
+    fn one_chord_held_for_bars_is_static() {
+        let held = |bars: usize| -> Vec<ChordFrame> {
+            let mut chords = vec![ChordFrame::Hold(0); bars * 16];
+            chords[0] = ChordFrame::Onset(0);
+            chords
+        };
+        assert!(is_lively(&held(1), 16));
+        assert!(is_lively(&held(2), 16));
+        assert!(!is_lively(&held(4), 16));
+        let mut moving = held(4);
+        moving[16] = ChordFrame::Onset(3);
+        assert!(is_lively(&moving, 16), "two chords in four bars");
+        assert!(!is_lively(&vec![ChordFrame::Silence; 64], 16));
     }
 
     #[test]
