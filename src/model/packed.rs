@@ -13,8 +13,8 @@ use rayon::prelude::*;
 use super::kernels::{self, Isa, Operands, Tile, MAX_ROW_BLOCK, PANEL};
 
 /// From this many rows on, a product splits its rows (not its panels) across threads: each
-/// thread then reuses every panel it reads for many row blocks.
-const ROW_SPLIT_MIN: usize = 4 * MAX_ROW_BLOCK;
+/// thread then reuses every panel it reads for several row blocks.
+const ROW_SPLIT_MIN: usize = 24;
 
 /// Parallel tasks per thread, so a thread slowed by other work does not hold up the whole
 /// product (the idle threads take over its remaining tasks).
@@ -107,7 +107,7 @@ impl PackedMatrix {
             let per_task = rows
                 .div_ceil(threads * TASKS_PER_THREAD)
                 .max(ROW_SPLIT_MIN / 2)
-                .next_multiple_of(MAX_ROW_BLOCK);
+                .next_multiple_of(isa.row_block());
             out[..rows * n]
                 .par_chunks_mut(per_task * n)
                 .zip(x[..rows * k].par_chunks(per_task * k))
@@ -180,7 +180,7 @@ pub fn product(
     out_stride: usize,
 ) {
     let k = w.k;
-    let blocks = rows.div_ceil(MAX_ROW_BLOCK);
+    let blocks = rows.div_ceil(isa.row_block());
     let first = range.start * PANEL;
     let mut tile: Tile = [[0.0; PANEL]; MAX_ROW_BLOCK];
     for panel in range {
