@@ -141,6 +141,12 @@ pub struct BenchResult {
     pub offline_weight_bytes: usize,
     /// Weight-streaming floor for offline five options (256 sequential decoder calls).
     pub offline_five_options_floor_ms: f64,
+    /// Five options again with every weight stored as f16 (computed in f32), online and offline
+    /// model, with their floors: how the shipped offline model and bf16 official checkpoints run.
+    pub five_options_f16_ms: f64,
+    pub five_options_f16_floor_ms: f64,
+    pub offline_five_options_f16_ms: f64,
+    pub offline_five_options_f16_floor_ms: f64,
     /// Weight-streaming floor for the live re-plan's sequential calls (prefill excluded).
     pub live_replan_floor_ms: f64,
     /// Weight-streaming floor for a per-frame re-plan's sequential calls (prefill excluded).
@@ -183,6 +189,16 @@ impl std::fmt::Display for BenchReport {
                 r.offline_five_options_ms,
                 r.offline_five_options_floor_ms
             )?;
+            writeln!(
+                f,
+                "  five options, f16 weights       {:>8.1} ms               (weight-streaming floor {:.1} ms)",
+                r.five_options_f16_ms, r.five_options_f16_floor_ms
+            )?;
+            writeln!(
+                f,
+                "  offline five options, f16       {:>8.1} ms               (weight-streaming floor {:.1} ms)",
+                r.offline_five_options_f16_ms, r.offline_five_options_f16_floor_ms
+            )?;
             let rows = [
                 (
                     "live re-plan from scratch     ",
@@ -220,8 +236,13 @@ impl std::fmt::Display for BenchReport {
     }
 }
 
-/// A decoder of shape `config` with random weights (the weights do not change the speed).
+/// A decoder of shape `config` with random f32 weights (the weights do not change the speed).
 pub fn random_decoder(config: &ModelConfig) -> Result<Decoder, ModelError> {
+    random_decoder_stored(config, DType::F32)
+}
+
+/// [`random_decoder`] with its weights stored as `dtype` (f32, f16 or bf16).
+pub fn random_decoder_stored(config: &ModelConfig, dtype: DType) -> Result<Decoder, ModelError> {
     let rotary_half = config.default_rotary_dim() / 2;
     let mut tensors = HashMap::new();
     for (name, shape) in expected_shapes(config, rotary_half) {
@@ -235,16 +256,24 @@ pub fn random_decoder(config: &ModelConfig) -> Result<Decoder, ModelError> {
         } else {
             Tensor::randn(0f32, 0.05, shape, &Device::Cpu)?
         };
-        tensors.insert(name, tensor);
+        tensors.insert(name, tensor.to_dtype(dtype)?);
     }
     Decoder::load(
         config,
-        VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
+        VarBuilder::from_tensors(tensors, dtype, &Device::Cpu),
     )
 }
 
-/// An offline model of shape `config` with random weights.
+/// An offline model of shape `config` with random f32 weights.
 pub fn random_offline(config: &OfflineConfig) -> Result<OfflineModel, ModelError> {
+    random_offline_stored(config, DType::F32)
+}
+
+/// [`random_offline`] with its weights stored as `dtype` (f32, f16 or bf16).
+pub fn random_offline_stored(
+    config: &OfflineConfig,
+    dtype: DType,
+) -> Result<OfflineModel, ModelError> {
     let mut tensors = HashMap::new();
     for (name, shape) in expected_offline_shapes(config) {
         let tensor = if name.contains("qk_norm") {
@@ -252,11 +281,11 @@ pub fn random_offline(config: &OfflineConfig) -> Result<OfflineModel, ModelError
         } else {
             Tensor::randn(0f32, 0.05, shape, &Device::Cpu)?
         };
-        tensors.insert(name, tensor);
+        tensors.insert(name, tensor.to_dtype(dtype)?);
     }
     OfflineModel::load(
         config,
-        VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
+        VarBuilder::from_tensors(tensors, dtype, &Device::Cpu),
     )
 }
 
@@ -326,6 +355,21 @@ pub fn run(
             config.name
         ));
 
+        let decoder_f16 = random_decoder_stored(config, DType::F16)?;
+        let mut option_f16_ms = time_runs(size.option_runs, || {
+            generate_options(&decoder_f16, &vocab, &request, &params, &mut rng).map(|_| ())
+        })?;
+        let five_options_f16_ms = percentile(&mut option_f16_ms, 0.5);
+        let offline_f16 = random_offline_stored(&size.offline, DType::F16)?;
+        let mut offline_f16_ms = time_runs(size.option_runs, || {
+            generate_offline_options(&offline_f16, &vocab, &request, &params, &mut rng).map(|_| ())
+        })?;
+        let offline_five_options_f16_ms = percentile(&mut offline_f16_ms, 0.5);
+        progress(&format!(
+            "{}: five options with f16 weights: {five_options_f16_ms:.1} ms, offline {offline_five_options_f16_ms:.1} ms",
+            config.name
+        ));
+
         let chords = bench_chords(BENCH_FRAMES);
         let live = LiveRequest {
             melody: &melody,
@@ -369,6 +413,7 @@ pub fn run(
 
         let weight_bytes = decoder.streamed_weight_bytes();
         let floor_ms = |calls: usize| weight_bytes as f64 * calls as f64 / bandwidth * 1e3;
+        let stream_ms = |bytes: usize| bytes as f64 * BENCH_FRAMES as f64 / bandwidth * 1e3;
         configs.push(BenchResult {
             name: config.name.clone(),
             dim: config.dim,
@@ -394,6 +439,10 @@ pub fn run(
                 * BENCH_FRAMES as f64
                 / bandwidth
                 * 1e3,
+            five_options_f16_ms,
+            five_options_f16_floor_ms: stream_ms(decoder_f16.streamed_weight_bytes()),
+            offline_five_options_f16_ms,
+            offline_five_options_f16_floor_ms: stream_ms(offline_f16.streamed_weight_bytes()),
             live_replan_floor_ms: floor_ms(2 * BENCH_LOOKAHEAD - 1),
             live_replan_incremental_floor_ms: floor_ms(BENCH_LOOKAHEAD),
         });

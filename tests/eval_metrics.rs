@@ -17,7 +17,9 @@ use comper::eval::metrics::{
 use comper::eval::nll::NllTotals;
 use comper::eval::{evaluate, EvalError, EvalOptions};
 use comper::frames::{ChordFrame, MelodyFrame};
-use comper::model::weights::{expected_offline_shapes, expected_shapes, write_folder, INV_FREQ_KEY};
+use comper::model::weights::{
+    expected_offline_shapes, expected_shapes, write_folder, INV_FREQ_KEY,
+};
 use comper::model::{LoadedModel, ModelConfig, ModelKind, OfflineConfig};
 use comper::tokens::Vocabulary;
 use rand::SeedableRng;
@@ -460,7 +462,9 @@ fn the_offline_model_gets_its_own_rows_and_drives_suggest() {
     assert_eq!(nll.tokens, 3 * 33);
     assert!(nll.per_chord_token.is_finite() && nll.per_chord_token > 0.0);
     assert_eq!(report.offline_name.as_deref(), Some("tiny-offline"));
-    assert!(report.markdown().contains("| offline model (2 samples, T=1) |"));
+    assert!(report
+        .markdown()
+        .contains("| offline model (2 samples, T=1) |"));
 }
 
 #[test]

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
-use comper::model::{Decoder, LoadedModel, LogitRows};
+use candle_core::{DType, Device, Tensor};
+use comper::model::{weights, Decoder, LoadedModel, LogitRows};
 
 const TOLERANCE: f32 = 1e-4;
 const CONFIGS: [&str; 2] = ["d64_h2_dh32", "bf16_d32_h2_dh24"];
@@ -93,6 +93,36 @@ fn cached_steps_match_pytorch_kv_cache() {
             );
         }
     }
+}
+
+#[test]
+fn bf16_weights_run_as_stored_and_equal_their_f32_values() {
+    // This fixture's weights are bf16-rounded (stored as f32), so converting them to bf16 is
+    // exact: a decoder kept at 16 bits must give the very same logits, matching PyTorch.
+    let name = CONFIGS[1];
+    let dir = folder(name);
+    let model = LoadedModel::load(&dir).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(weights::storage_dtype(&tensors), DType::F32);
+    let bf16: HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(k, t)| (k, t.to_dtype(DType::BF16).unwrap()))
+        .collect();
+    assert_eq!(weights::storage_dtype(&bf16), DType::BF16);
+    let bf16_decoder = weights::decoder_from_tensors(&model.config, bf16, &dir).unwrap();
+    // Kept at 16 bits: half the bytes to stream, the same products.
+    assert_eq!(
+        2 * bf16_decoder.streamed_weight_bytes(),
+        model.decoder.streamed_weight_bytes()
+    );
+    let fx = fixture(name);
+    let tokens = vec![ids(&fx["tokens"])];
+    let stored = bf16_decoder.forward(&tokens).unwrap();
+    let widened = model.decoder.forward(&tokens).unwrap();
+    assert_eq!(max_diff(&stored, &widened), 0.0);
+    let diff = max_diff(&stored.squeeze(0).unwrap(), &fx["logits"]);
+    assert!(diff < TOLERANCE, "max |Δlogit| = {diff}");
 }
 
 #[test]

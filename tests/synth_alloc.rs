@@ -24,7 +24,7 @@ fn play_block(synth: &mut Synth, n: usize, left: &mut [f32], right: &mut [f32]) 
         synth.note_on(root + offset, 0.8);
     }
     render_to(synth, 101);
-    if n % 5 == 0 {
+    if n.is_multiple_of(5) {
         for pitch in 60..90 {
             synth.note_on(pitch, 0.4); // more than the voices: steals
         }

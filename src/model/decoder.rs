@@ -153,9 +153,9 @@ impl Decoder {
         let per_block: usize = self
             .blocks
             .iter()
-            .map(|b| b.attn.elem_count() + b.ff.elem_count())
+            .map(|b| b.attn.weight_bytes() + b.ff.weight_bytes())
             .sum();
-        (per_block + self.to_logits.elem_count()) * std::mem::size_of::<f32>()
+        per_block + self.to_logits.weight_bytes()
     }
 
     /// An empty cache for `batch` parallel sequences of up to `max_seq_len` tokens.

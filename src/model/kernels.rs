@@ -3,6 +3,10 @@
 //! (checked at run time) and in portable Rust otherwise. All `unsafe` code of the decoder lives
 //! here.
 //!
+//! Weights may be stored as f32 or as 16-bit floats (f16, bf16) that the kernels widen to f32 as
+//! they load them: the products equal those of upcasting at load time, with half the bytes to
+//! stream from memory, which is what bounds a decoding step.
+//!
 //! AVX-512 holds a whole panel in one register and twice as many rows' accumulators, so a step's
 //! ten rows (five options × two tokens) share one pass over the panel; on CPUs with two 512-bit
 //! FMA units (Intel server parts) it does twice the multiply-adds per cycle of AVX2.
@@ -21,7 +25,7 @@ pub type Tile = [[f32; PANEL]; MAX_ROW_BLOCK];
 pub enum Isa {
     /// AVX-512F: 32 vector registers of 16 lanes.
     Avx512,
-    /// AVX2 + FMA: 16 vector registers of 8 lanes.
+    /// AVX2 + FMA (+ F16C for 16-bit weights): 16 vector registers of 8 lanes.
     Avx2,
     /// Plain Rust, for any CPU.
     Portable,
@@ -80,10 +84,40 @@ impl Isa {
         {
             std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
             false
+        }
+    }
+}
+
+/// A kernel's view of packed weights, in their stored precision.
+#[derive(Clone, Copy)]
+pub enum PanelData<'a> {
+    F32(&'a [f32]),
+    /// IEEE half-precision bit patterns.
+    F16(&'a [u16]),
+    /// bfloat16 bit patterns (the top half of an f32).
+    Bf16(&'a [u16]),
+}
+
+impl<'a> PanelData<'a> {
+    /// Number of stored values.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::F16(v) | Self::Bf16(v) => v.len(),
+        }
+    }
+
+    /// The values in `range` (panics past the end: an internal bug).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> PanelData<'a> {
+        match *self {
+            Self::F32(v) => Self::F32(&v[range]),
+            Self::F16(v) => Self::F16(&v[range]),
+            Self::Bf16(v) => Self::Bf16(&v[range]),
         }
     }
 }
@@ -96,7 +130,7 @@ pub struct Operands<'a> {
     pub x_stride: usize,
     pub rows: usize,
     /// One packed panel: `k × PANEL` values, input-major.
-    pub panel: &'a [f32],
+    pub panel: PanelData<'a>,
     /// Length of the shared (input) axis.
     pub k: usize,
 }
@@ -117,122 +151,204 @@ pub fn micro(isa: Isa, ops: Operands, tile: &mut Tile) {
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
-            // SAFETY: `Avx2` is only used when the CPU has AVX2 and FMA (`detect`, `available`),
-            // and the asserts above bound every read of `x` and `panel`.
+            // SAFETY: `Avx2` is only used when the CPU has AVX2, FMA and F16C (`detect`,
+            // `available`), and the asserts above bound every read of `x` and `panel`.
             unsafe { avx2::micro_dispatch(ops, tile) }
         }
-        _ => portable_micro(ops, tile),
+        _ => match ops.panel {
+            PanelData::F32(w) => portable_micro(ops, w, tile, |v| v),
+            PanelData::F16(w) => portable_micro(ops, w, tile, |b| half::f16::from_bits(b).to_f32()),
+            PanelData::Bf16(w) => portable_micro(ops, w, tile, bf16_to_f32),
+        },
     }
 }
 
-fn portable_micro(ops: Operands, tile: &mut Tile) {
+/// A bfloat16 is the upper 16 bits of an f32.
+fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits(u32::from(bits) << 16)
+}
+
+fn portable_micro<T: Copy>(ops: Operands, panel: &[T], tile: &mut Tile, widen: impl Fn(T) -> f32) {
     let k = ops.k;
     for (r, tile_row) in tile.iter_mut().enumerate().take(ops.rows) {
         let xr = &ops.x[r * ops.x_stride..r * ops.x_stride + k];
         *tile_row = [0.0; PANEL];
-        for (&xv, w) in xr.iter().zip(ops.panel.chunks_exact(PANEL)) {
+        for (&xv, w) in xr.iter().zip(panel.chunks_exact(PANEL)) {
             for (a, &wv) in tile_row.iter_mut().zip(w) {
-                *a += xv * wv;
+                *a += xv * widen(wv);
             }
         }
     }
 }
 
-/// Panel rows (cache lines) the x86 kernels prefetch ahead of the one being multiplied.
+/// Bytes ahead of the panel row being multiplied that the x86 kernels prefetch.
 #[cfg(target_arch = "x86_64")]
-const PREFETCH_LINES: usize = 16;
+const PREFETCH_BYTES: usize = 1024;
+
+/// Calls `$kernel::<R>(args)` with the block's row count `R` as a constant (`1 ≤ rows ≤ $max`).
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_rows {
+    ($rows:expr, $kernel:ident, 6, ($($arg:expr),*)) => {
+        match $rows {
+            1 => $kernel::<1>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            4 => $kernel::<4>($($arg),*),
+            5 => $kernel::<5>($($arg),*),
+            _ => $kernel::<6>($($arg),*),
+        }
+    };
+    ($rows:expr, $kernel:ident, 12, ($($arg:expr),*)) => {
+        match $rows {
+            1 => $kernel::<1>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            4 => $kernel::<4>($($arg),*),
+            5 => $kernel::<5>($($arg),*),
+            6 => $kernel::<6>($($arg),*),
+            7 => $kernel::<7>($($arg),*),
+            8 => $kernel::<8>($($arg),*),
+            9 => $kernel::<9>($($arg),*),
+            10 => $kernel::<10>($($arg),*),
+            11 => $kernel::<11>($($arg),*),
+            _ => $kernel::<12>($($arg),*),
+        }
+    };
+}
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Operands, Tile, PANEL, PREFETCH_LINES};
+    use super::{Operands, PanelData, Tile, PANEL, PREFETCH_BYTES};
     use std::arch::x86_64::*;
 
-    /// Monomorphises [`micro`] for the block's row count.
+    /// Picks the kernel for the panel's precision and the block's row count.
     ///
     /// Safety: AVX-512F available; `ops` checked by [`super::micro`] (`1 ≤ rows ≤ 12`, every read
     /// in bounds).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn micro_dispatch(ops: Operands, tile: &mut Tile) {
-        match ops.rows {
-            1 => micro::<1>(ops, tile),
-            2 => micro::<2>(ops, tile),
-            3 => micro::<3>(ops, tile),
-            4 => micro::<4>(ops, tile),
-            5 => micro::<5>(ops, tile),
-            6 => micro::<6>(ops, tile),
-            7 => micro::<7>(ops, tile),
-            8 => micro::<8>(ops, tile),
-            9 => micro::<9>(ops, tile),
-            10 => micro::<10>(ops, tile),
-            11 => micro::<11>(ops, tile),
-            _ => micro::<12>(ops, tile),
+        let (x, stride, k) = (ops.x.as_ptr(), ops.x_stride, ops.k);
+        match ops.panel {
+            PanelData::F32(w) => {
+                by_rows!(ops.rows, micro_f32, 12, (x, stride, w.as_ptr(), k, tile))
+            }
+            PanelData::F16(w) => {
+                by_rows!(ops.rows, micro_f16, 12, (x, stride, w.as_ptr(), k, tile))
+            }
+            PanelData::Bf16(w) => {
+                by_rows!(ops.rows, micro_bf16, 12, (x, stride, w.as_ptr(), k, tile))
+            }
         }
     }
 
-    /// `R` input rows × one panel (one 16-lane register), accumulated in registers.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn micro<const R: usize>(ops: Operands, tile: &mut Tile) {
-        let x = ops.x.as_ptr();
-        let w = ops.panel.as_ptr();
-        let mut acc = [_mm512_setzero_ps(); R];
-        for t in 0..ops.k {
-            let line = w.add(t * PANEL);
-            let wv = _mm512_loadu_ps(line);
-            // Prefetches never fault, so running past the panel's end is harmless.
-            _mm_prefetch::<_MM_HINT_T0>(line.wrapping_add(PREFETCH_LINES * PANEL) as *const i8);
-            for (r, row_acc) in acc.iter_mut().enumerate() {
-                let xv = _mm512_set1_ps(*x.add(r * ops.x_stride + t));
-                *row_acc = _mm512_fmadd_ps(xv, wv, *row_acc);
+    /// Defines `$name::<R>`: `R` input rows × one panel (one 16-lane register, loaded from
+    /// `$elem`s by `$load`), accumulated in registers.
+    macro_rules! kernel {
+        ($name:ident, $elem:ty, |$line:ident| $load:expr) => {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn $name<const R: usize>(
+                x: *const f32,
+                x_stride: usize,
+                w: *const $elem,
+                k: usize,
+                tile: &mut Tile,
+            ) {
+                let mut acc = [_mm512_setzero_ps(); R];
+                for t in 0..k {
+                    let $line = w.add(t * PANEL);
+                    let wv = $load;
+                    // Prefetches never fault, so running past the panel's end is harmless.
+                    _mm_prefetch::<_MM_HINT_T0>(($line as *const i8).wrapping_add(PREFETCH_BYTES));
+                    for (r, row_acc) in acc.iter_mut().enumerate() {
+                        let xv = _mm512_set1_ps(*x.add(r * x_stride + t));
+                        *row_acc = _mm512_fmadd_ps(xv, wv, *row_acc);
+                    }
+                }
+                for (row, row_acc) in tile.iter_mut().zip(&acc) {
+                    _mm512_storeu_ps(row.as_mut_ptr(), *row_acc);
+                }
             }
-        }
-        for (row, row_acc) in tile.iter_mut().zip(&acc) {
-            _mm512_storeu_ps(row.as_mut_ptr(), *row_acc);
-        }
+        };
     }
+
+    kernel!(micro_f32, f32, |line| _mm512_loadu_ps(line));
+    kernel!(micro_f16, u16, |line| _mm512_cvtph_ps(_mm256_loadu_si256(
+        line as *const __m256i
+    )));
+    kernel!(micro_bf16, u16, |line| _mm512_castsi512_ps(
+        _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(
+            line as *const __m256i
+        )))
+    ));
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Operands, Tile, PANEL, PREFETCH_LINES};
+    use super::{Operands, PanelData, Tile, PANEL, PREFETCH_BYTES};
     use std::arch::x86_64::*;
 
-    /// Monomorphises [`micro`] for the block's row count.
+    /// Picks the kernel for the panel's precision and the block's row count.
     ///
-    /// Safety: AVX2 and FMA available; `ops` checked by [`super::micro`] (`1 ≤ rows ≤ 6`, every
-    /// read in bounds).
-    #[target_feature(enable = "avx2,fma")]
+    /// Safety: AVX2, FMA and F16C available; `ops` checked by [`super::micro`] (`1 ≤ rows ≤ 6`,
+    /// every read in bounds).
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn micro_dispatch(ops: Operands, tile: &mut Tile) {
-        match ops.rows {
-            1 => micro::<1>(ops, tile),
-            2 => micro::<2>(ops, tile),
-            3 => micro::<3>(ops, tile),
-            4 => micro::<4>(ops, tile),
-            5 => micro::<5>(ops, tile),
-            _ => micro::<6>(ops, tile),
+        let (x, stride, k) = (ops.x.as_ptr(), ops.x_stride, ops.k);
+        match ops.panel {
+            PanelData::F32(w) => by_rows!(ops.rows, micro_f32, 6, (x, stride, w.as_ptr(), k, tile)),
+            PanelData::F16(w) => by_rows!(ops.rows, micro_f16, 6, (x, stride, w.as_ptr(), k, tile)),
+            PanelData::Bf16(w) => {
+                by_rows!(ops.rows, micro_bf16, 6, (x, stride, w.as_ptr(), k, tile))
+            }
         }
     }
 
-    /// `R` input rows × one panel (two 8-lane halves), accumulated in registers.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn micro<const R: usize>(ops: Operands, tile: &mut Tile) {
-        let x = ops.x.as_ptr();
-        let w = ops.panel.as_ptr();
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for t in 0..ops.k {
-            let line = w.add(t * PANEL);
-            let lo = _mm256_loadu_ps(line);
-            let hi = _mm256_loadu_ps(line.add(8));
-            // Prefetches never fault, so running past the panel's end is harmless.
-            _mm_prefetch::<_MM_HINT_T0>(line.wrapping_add(PREFETCH_LINES * PANEL) as *const i8);
-            for (r, row_acc) in acc.iter_mut().enumerate() {
-                let xv = _mm256_set1_ps(*x.add(r * ops.x_stride + t));
-                row_acc[0] = _mm256_fmadd_ps(xv, lo, row_acc[0]);
-                row_acc[1] = _mm256_fmadd_ps(xv, hi, row_acc[1]);
+    /// Defines `$name::<R>`: `R` input rows × one panel (two 8-lane halves, loaded from `$elem`s
+    /// at a half's start by `$load`), accumulated in registers.
+    macro_rules! kernel {
+        ($name:ident, $elem:ty, |$half:ident| $load:expr) => {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn $name<const R: usize>(
+                x: *const f32,
+                x_stride: usize,
+                w: *const $elem,
+                k: usize,
+                tile: &mut Tile,
+            ) {
+                let mut acc = [[_mm256_setzero_ps(); 2]; R];
+                for t in 0..k {
+                    let line = w.add(t * PANEL);
+                    let lo = {
+                        let $half = line;
+                        $load
+                    };
+                    let hi = {
+                        let $half = line.add(8);
+                        $load
+                    };
+                    // Prefetches never fault, so running past the panel's end is harmless.
+                    _mm_prefetch::<_MM_HINT_T0>((line as *const i8).wrapping_add(PREFETCH_BYTES));
+                    for (r, row_acc) in acc.iter_mut().enumerate() {
+                        let xv = _mm256_set1_ps(*x.add(r * x_stride + t));
+                        row_acc[0] = _mm256_fmadd_ps(xv, lo, row_acc[0]);
+                        row_acc[1] = _mm256_fmadd_ps(xv, hi, row_acc[1]);
+                    }
+                }
+                for (row, row_acc) in tile.iter_mut().zip(&acc) {
+                    _mm256_storeu_ps(row.as_mut_ptr(), row_acc[0]);
+                    _mm256_storeu_ps(row.as_mut_ptr().add(8), row_acc[1]);
+                }
             }
-        }
-        for (row, row_acc) in tile.iter_mut().zip(&acc) {
-            _mm256_storeu_ps(row.as_mut_ptr(), row_acc[0]);
-            _mm256_storeu_ps(row.as_mut_ptr().add(8), row_acc[1]);
-        }
+        };
     }
+
+    kernel!(micro_f32, f32, |half| _mm256_loadu_ps(half));
+    kernel!(micro_f16, u16, |half| _mm256_cvtph_ps(_mm_loadu_si128(
+        half as *const __m128i
+    )));
+    kernel!(micro_bf16, u16, |half| _mm256_castsi256_ps(
+        _mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(
+            half as *const __m128i
+        )))
+    ));
 }

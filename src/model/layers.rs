@@ -15,8 +15,8 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::config::QK_NORM_SCALE;
-use super::kernels::{Isa, PANEL};
-use super::packed::{product, PackedMatrix, Panels, PARALLEL_MIN_WORK};
+use super::kernels::{Isa, PanelData, PANEL};
+use super::packed::{product, HalfFloat, PackedMatrix, Panels, PARALLEL_MIN_WORK};
 
 /// Clamp for L2 norms (`F.normalize`'s eps).
 const NORM_EPS: f32 = 1e-12;
@@ -25,18 +25,37 @@ pub(super) fn to_vec(t: Tensor) -> candle_core::Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
 }
 
-/// A weight matrix in PyTorch layout `[out, in]` (`y = x · Wᵀ`), packed for streaming.
+/// A weight matrix in PyTorch layout `[out, in]` (`y = x · Wᵀ`), packed for streaming. f16 and
+/// bf16 weights stay 16-bit (widened to f32 inside the products); anything else becomes f32.
 pub(super) struct Linear(PackedMatrix);
 
 impl Linear {
     pub fn new(weight: Tensor) -> candle_core::Result<Self> {
         let (out_dim, in_dim) = weight.dims2()?;
-        let values = to_vec(weight)?;
-        PackedMatrix::pack(&values, out_dim, in_dim)
-            .map(Self)
-            .ok_or_else(|| {
-                candle_core::Error::Msg("weight holds fewer values than its shape".into())
-            })
+        let packed = match weight.dtype() {
+            DType::F16 => {
+                let bits: Vec<u16> = weight
+                    .flatten_all()?
+                    .to_vec1::<half::f16>()?
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                PackedMatrix::pack_half(&bits, HalfFloat::F16, out_dim, in_dim)
+            }
+            DType::BF16 => {
+                let bits: Vec<u16> = weight
+                    .flatten_all()?
+                    .to_vec1::<half::bf16>()?
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                PackedMatrix::pack_half(&bits, HalfFloat::Bf16, out_dim, in_dim)
+            }
+            _ => PackedMatrix::pack(&to_vec(weight)?, out_dim, in_dim),
+        };
+        packed.map(Self).ok_or_else(|| {
+            candle_core::Error::Msg("weight holds fewer values than its shape".into())
+        })
     }
 
     /// `x[rows, in] · Wᵀ → [rows, out]`.
@@ -46,8 +65,9 @@ impl Linear {
         out
     }
 
-    pub fn elem_count(&self) -> usize {
-        self.0.elem_count()
+    /// Bytes a product streams from this matrix.
+    pub fn weight_bytes(&self) -> usize {
+        self.0.weight_bytes()
     }
 }
 
@@ -60,9 +80,10 @@ pub(super) struct QkScales {
 
 impl QkScales {
     pub fn load(attn: &VarBuilder, heads: usize, dim_head: usize) -> candle_core::Result<Self> {
-        let q = attn.get((heads, 1, dim_head), "qk_norm_q_scale")? * QK_NORM_SCALE as f64;
+        // Scaled in f32 whatever the stored precision, as PyTorch computes it.
+        let q = to_vec(attn.get((heads, 1, dim_head), "qk_norm_q_scale")?)?;
         Ok(Self {
-            q: to_vec(q?)?,
+            q: q.into_iter().map(|v| v * QK_NORM_SCALE).collect(),
             k: to_vec(attn.get((heads, 1, dim_head), "qk_norm_k_scale")?)?,
         })
     }
@@ -129,8 +150,8 @@ impl FeedForward {
         out
     }
 
-    pub fn elem_count(&self) -> usize {
-        self.ff_in.elem_count() + self.ff_out.elem_count()
+    pub fn weight_bytes(&self) -> usize {
+        self.ff_in.weight_bytes() + self.ff_out.weight_bytes()
     }
 }
 
@@ -206,8 +227,8 @@ impl SelfAttention {
         self.out.forward(heads, rows)
     }
 
-    pub fn elem_count(&self) -> usize {
-        self.qkv.elem_count() + self.out.elem_count()
+    pub fn weight_bytes(&self) -> usize {
+        self.qkv.weight_bytes() + self.out.weight_bytes()
     }
 }
 
@@ -281,7 +302,7 @@ impl KvStore {
     fn key_panels(&self, bh: usize, total: usize) -> Panels<'_> {
         let block = self.layout.key_block();
         Panels {
-            data: &self.keys[bh * block..(bh + 1) * block],
+            data: PanelData::F32(&self.keys[bh * block..(bh + 1) * block]),
             stride: self.layout.dim_head * PANEL,
             k: self.layout.dim_head,
             cols: total,
@@ -292,7 +313,7 @@ impl KvStore {
     fn value_panels(&self, bh: usize, total: usize) -> Panels<'_> {
         let block = self.layout.value_block();
         Panels {
-            data: &self.values[bh * block..(bh + 1) * block],
+            data: PanelData::F32(&self.values[bh * block..(bh + 1) * block]),
             stride: self.layout.capacity * PANEL,
             k: total,
             cols: self.layout.dim_head,

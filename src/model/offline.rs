@@ -151,8 +151,8 @@ impl CrossAttention {
         queries
     }
 
-    fn elem_count(&self) -> usize {
-        self.to_q.elem_count() + self.out.elem_count()
+    fn weight_bytes(&self) -> usize {
+        self.to_q.weight_bytes() + self.out.weight_bytes()
     }
 }
 
@@ -274,9 +274,9 @@ impl OfflineModel {
         let blocks: usize = self
             .decoder
             .iter()
-            .map(|b| b.attn.elem_count() + b.cross.elem_count() + b.ff.elem_count())
+            .map(|b| b.attn.weight_bytes() + b.cross.weight_bytes() + b.ff.weight_bytes())
             .sum();
-        (blocks + self.to_logits.elem_count()) * std::mem::size_of::<f32>()
+        blocks + self.to_logits.weight_bytes()
     }
 
     fn layout(&self, capacity: usize) -> KvLayout {

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::kernels::{self, Isa, Operands, Tile, MAX_ROW_BLOCK, PANEL};
+use super::kernels::{self, Isa, Operands, PanelData, Tile, MAX_ROW_BLOCK, PANEL};
 
 /// From this many rows on, a product splits its rows (not its panels) across threads: each
 /// thread then reuses every panel it reads for several row blocks.
@@ -24,34 +24,83 @@ const TASKS_PER_THREAD: usize = 4;
 /// about as much in synchronisation as it saves.
 pub const PARALLEL_MIN_WORK: usize = 1 << 17;
 
-/// Cache-line alignment of the packed data, in `f32`s.
-const ALIGN: usize = 64 / std::mem::size_of::<f32>();
+/// Cache-line size, in bytes: packed panels start on one.
+const LINE_BYTES: usize = 64;
+
+/// A 16-bit float format weights can stay in (see [`PackedMatrix::pack_half`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HalfFloat {
+    F16,
+    Bf16,
+}
+
+/// Packed values in the precision they were stored in.
+enum Storage {
+    F32(Vec<f32>),
+    F16(Vec<u16>),
+    Bf16(Vec<u16>),
+}
 
 /// A weight matrix `W[out, in]` (PyTorch layout, `y = x · Wᵀ`) repacked for streaming.
 pub struct PackedMatrix {
     /// `panels × in_dim × PANEL` values from `offset` on (zero past `out_dim`).
-    data: Vec<f32>,
+    data: Storage,
     /// Start of the panels in `data`, chosen so they begin on a cache line.
     offset: usize,
     out_dim: usize,
     in_dim: usize,
 }
 
+/// Lays a row-major `[out_dim, in_dim]` matrix out as panels starting on a cache line; returns
+/// the buffer and the panels' offset in it, or `None` if `weight` holds fewer values.
+fn pack_panels<T: Copy + Default>(
+    weight: &[T],
+    out_dim: usize,
+    in_dim: usize,
+) -> Option<(Vec<T>, usize)> {
+    let weight = weight.get(..out_dim * in_dim)?;
+    let size = std::mem::size_of::<T>();
+    let align = LINE_BYTES / size;
+    let panels = out_dim.div_ceil(PANEL);
+    let mut data = vec![T::default(); panels * in_dim * PANEL + align];
+    let misalignment = (data.as_ptr() as usize / size) % align;
+    let offset = (align - misalignment) % align;
+    let packed = &mut data[offset..];
+    for (j, row) in weight.chunks_exact(in_dim.max(1)).enumerate() {
+        let (panel, lane) = (j / PANEL, j % PANEL);
+        for (t, &value) in row.iter().enumerate() {
+            packed[(panel * in_dim + t) * PANEL + lane] = value;
+        }
+    }
+    Some((data, offset))
+}
+
 impl PackedMatrix {
     /// Packs a row-major `[out_dim, in_dim]` matrix; `None` if `weight` holds fewer values.
     pub fn pack(weight: &[f32], out_dim: usize, in_dim: usize) -> Option<Self> {
-        let weight = weight.get(..out_dim * in_dim)?;
-        let panels = out_dim.div_ceil(PANEL);
-        let mut data = vec![0.0f32; panels * in_dim * PANEL + ALIGN];
-        let misalignment = (data.as_ptr() as usize / std::mem::size_of::<f32>()) % ALIGN;
-        let offset = (ALIGN - misalignment) % ALIGN;
-        let packed = &mut data[offset..];
-        for (j, row) in weight.chunks_exact(in_dim.max(1)).enumerate() {
-            let (panel, lane) = (j / PANEL, j % PANEL);
-            for (t, &value) in row.iter().enumerate() {
-                packed[(panel * in_dim + t) * PANEL + lane] = value;
-            }
-        }
+        let (data, offset) = pack_panels(weight, out_dim, in_dim)?;
+        Some(Self {
+            data: Storage::F32(data),
+            offset,
+            out_dim,
+            in_dim,
+        })
+    }
+
+    /// Packs a row-major matrix of 16-bit float bit patterns, kept at 16 bits: products widen
+    /// them to f32 as they stream them (the same results as upcasting first, with half the
+    /// bytes to read). `None` if `bits` holds fewer values.
+    pub fn pack_half(
+        bits: &[u16],
+        format: HalfFloat,
+        out_dim: usize,
+        in_dim: usize,
+    ) -> Option<Self> {
+        let (data, offset) = pack_panels(bits, out_dim, in_dim)?;
+        let data = match format {
+            HalfFloat::F16 => Storage::F16(data),
+            HalfFloat::Bf16 => Storage::Bf16(data),
+        };
         Some(Self {
             data,
             offset,
@@ -70,14 +119,28 @@ impl PackedMatrix {
         self.out_dim * self.in_dim
     }
 
+    /// Bytes a product reads from the weights (padding excluded).
+    pub fn weight_bytes(&self) -> usize {
+        let size = match self.data {
+            Storage::F32(_) => std::mem::size_of::<f32>(),
+            Storage::F16(_) | Storage::Bf16(_) => std::mem::size_of::<u16>(),
+        };
+        self.elem_count() * size
+    }
+
     fn panel_count(&self) -> usize {
         self.out_dim.div_ceil(PANEL)
     }
 
     /// The whole matrix as a panel view.
     fn view(&self) -> Panels<'_> {
+        let data = match &self.data {
+            Storage::F32(v) => PanelData::F32(&v[self.offset..]),
+            Storage::F16(v) => PanelData::F16(&v[self.offset..]),
+            Storage::Bf16(v) => PanelData::Bf16(&v[self.offset..]),
+        };
         Panels {
-            data: &self.data[self.offset..],
+            data,
             stride: self.in_dim * PANEL,
             k: self.in_dim,
             cols: self.out_dim,
@@ -154,7 +217,7 @@ impl PackedMatrix {
 /// (`k × PANEL` values) starting at `data[p · stride]`; columns from `cols` on are padding.
 #[derive(Clone, Copy)]
 pub struct Panels<'a> {
-    pub data: &'a [f32],
+    pub data: PanelData<'a>,
     pub stride: usize,
     pub k: usize,
     pub cols: usize,
@@ -194,7 +257,7 @@ pub fn product(
                 x: &x[row * k..],
                 x_stride: k,
                 rows: size,
-                panel: &w.data[panel * w.stride..panel * w.stride + k * PANEL],
+                panel: w.data.slice(panel * w.stride..panel * w.stride + k * PANEL),
                 k,
             };
             kernels::micro(isa, ops, &mut tile);
@@ -253,6 +316,42 @@ mod tests {
                         "{isa:?} {m}x{n}x{k}: {a} vs {b}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn sixteen_bit_weights_give_the_products_of_their_f32_values() {
+        // Values exact in both f16 and bf16 (small multiples of 1/8), so the widened products
+        // must equal the f32 ones bit for bit.
+        let (m, n, k) = (11, 37, 45);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+            .collect();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0)
+            .collect();
+        let f16_bits: Vec<u16> = w
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_bits())
+            .collect();
+        let bf16_bits: Vec<u16> = w
+            .iter()
+            .map(|&v| half::bf16::from_f32(v).to_bits())
+            .collect();
+        let full = PackedMatrix::pack(&w, n, k).unwrap();
+        let halves = [
+            PackedMatrix::pack_half(&f16_bits, HalfFloat::F16, n, k).unwrap(),
+            PackedMatrix::pack_half(&bf16_bits, HalfFloat::Bf16, n, k).unwrap(),
+        ];
+        for isa in Isa::available() {
+            let mut want = vec![0.0; m * n];
+            full.matmul_with(isa, &x, m, &mut want);
+            for half in &halves {
+                assert_eq!(half.weight_bytes() * 2, full.weight_bytes());
+                let mut got = vec![f32::NAN; m * n];
+                half.matmul_with(isa, &x, m, &mut got);
+                assert_eq!(got, want, "{isa:?}");
             }
         }
     }

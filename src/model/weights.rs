@@ -521,28 +521,42 @@ fn check_exact_tensors(
     Ok(())
 }
 
-/// Validates a state dict and builds the decoder from it (upcasting to f32).
+/// The precision a model keeps its weight matrices in: f16 or bf16 when every tensor is stored
+/// so (products widen them to f32 as they stream them, reading half the bytes), f32 otherwise
+/// (a file mixing precisions is upcast, never rounded).
+pub fn storage_dtype(tensors: &HashMap<String, Tensor>) -> DType {
+    let mut dtypes = tensors.values().map(Tensor::dtype);
+    match dtypes.next() {
+        Some(first @ (DType::F16 | DType::BF16)) if dtypes.all(|d| d == first) => first,
+        _ => DType::F32,
+    }
+}
+
+/// Validates a state dict and builds the decoder from it (computing in f32; see [`storage_dtype`]).
 pub fn decoder_from_tensors(
     config: &ModelConfig,
     tensors: HashMap<String, Tensor>,
     path: &Path,
 ) -> Result<Decoder, WeightsError> {
     validate_tensors(config, &tensors, path)?;
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    let dtype = storage_dtype(&tensors);
+    let vb = VarBuilder::from_tensors(tensors, dtype, &Device::Cpu);
     Decoder::load(config, vb).map_err(|source| WeightsError::Model {
         path: path.to_owned(),
         source,
     })
 }
 
-/// Validates an offline state dict and builds the model from it (upcasting to f32).
+/// Validates an offline state dict and builds the model from it (computing in f32; see
+/// [`storage_dtype`]).
 pub fn offline_from_tensors(
     config: &OfflineConfig,
     tensors: HashMap<String, Tensor>,
     path: &Path,
 ) -> Result<OfflineModel, WeightsError> {
     validate_offline_tensors(config, &tensors, path)?;
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    let dtype = storage_dtype(&tensors);
+    let vb = VarBuilder::from_tensors(tensors, dtype, &Device::Cpu);
     OfflineModel::load(config, vb).map_err(|source| WeightsError::Model {
         path: path.to_owned(),
         source,
