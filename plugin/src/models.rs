@@ -16,8 +16,7 @@ mod builtin {
     pub const ONLINE_CONFIG: &str = include_str!("../../weights/comper-online/config.json");
     pub const ONLINE_CHORD_NAMES: &str =
         include_str!("../../weights/comper-online/chord_names.json");
-    pub const ONLINE_MODEL: &[u8] =
-        include_bytes!("../../weights/comper-online/model.safetensors");
+    pub const ONLINE_MODEL: &[u8] = include_bytes!("../../weights/comper-online/model.safetensors");
     pub const OFFLINE_NAME: &str = comper::model::weights::DEFAULT_OFFLINE_NAME;
     pub const OFFLINE_CONFIG: &str = include_str!("../../weights/comper-offline/config.json");
     pub const OFFLINE_CHORD_NAMES: &str =
@@ -87,7 +86,11 @@ fn builtin_offline() -> Result<LoadedOffline, String> {
 pub fn load_models(path: Option<&Path>) -> Result<Models, String> {
     let Some(dir) = path else {
         let name = format!("{} + {}", builtin::OFFLINE_NAME, builtin::ONLINE_NAME);
-        return Ok(Models::pair(builtin_online()?, builtin_offline().ok(), name));
+        return Ok(Models::pair(
+            builtin_online()?,
+            builtin_offline().ok(),
+            name,
+        ));
     };
     let name = folder_name(dir);
     if dir.join(CONFIG_FILE).exists() {
@@ -173,7 +176,10 @@ mod tests {
         let both = load_models(Some(&root)).unwrap();
         assert!(both.offline.is_some());
         let online_only = load_models(Some(&root.join("comper-online"))).unwrap();
-        assert!(online_only.offline.is_some(), "paired with the built-in offline model");
+        assert!(
+            online_only.offline.is_some(),
+            "paired with the built-in offline model"
+        );
         let offline_only = load_models(Some(&root.join("comper-offline"))).unwrap();
         assert!(offline_only.offline.is_some());
         std::fs::remove_dir_all(root.join("comper-online")).unwrap();
