@@ -356,6 +356,16 @@ fn lightning_and_actor_checkpoints_import_losslessly() {
         assert!(matches!(model, AnyModel::Online(_)));
         let diff = max_logit_difference(&model, &fixture).unwrap();
         assert!(diff < TOLERANCE, "{file}: {diff}");
+        // ReaLJam's actor is all bf16 and stays so (half the bytes, the same logits); the
+        // Lightning checkpoint is f32.
+        let stored =
+            candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+        let want = if file == "actor.pth" {
+            DType::BF16
+        } else {
+            DType::F32
+        };
+        assert_eq!(weights::storage_dtype(&stored), want, "{file}");
     }
 }
 

@@ -308,7 +308,8 @@ pub struct ImportReport {
 }
 
 /// Reads `checkpoint`, infers and validates the model against `chord_names`, and writes a weights
-/// folder to `out` (tensors upcast to f32).
+/// folder to `out`. A checkpoint stored in one 16-bit precision (ReaLJam's bf16 `actor.pth`) stays
+/// in it — half the size and of the bytes to stream, the same logits; any other is upcast to f32.
 pub fn import_checkpoint(
     checkpoint: &Path,
     chord_names: &Path,
@@ -328,9 +329,10 @@ pub fn import_checkpoint(
         .unwrap_or_else(|| "imported".into());
     let config = infer_config(&name, &state.tensors, &args, checkpoint)?;
     weights::check_vocabulary(config.base(), &vocabulary, chord_names)?;
+    let dtype = weights::storage_dtype(&state.tensors);
     let mut tensors = HashMap::with_capacity(state.tensors.len());
     for (key, tensor) in state.tensors {
-        let tensor = tensor.to_dtype(DType::F32).map_err(ModelError::from)?;
+        let tensor = tensor.to_dtype(dtype).map_err(ModelError::from)?;
         tensors.insert(key, tensor);
     }
     match &config {

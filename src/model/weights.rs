@@ -563,7 +563,8 @@ pub fn offline_from_tensors(
     })
 }
 
-/// Writes a complete weights folder (tensors upcast to f32), creating `dir` if needed.
+/// Writes a complete weights folder, creating `dir` if needed. Tensors sharing one 16-bit
+/// precision keep it (see [`storage_dtype`]); any others are upcast to f32.
 pub fn write_folder(
     dir: &Path,
     config: &impl serde::Serialize,
@@ -572,15 +573,16 @@ pub fn write_folder(
 ) -> Result<(), WeightsError> {
     let write_err = |path: PathBuf, message: String| WeightsError::Write { path, message };
     std::fs::create_dir_all(dir).map_err(|e| write_err(dir.to_owned(), e.to_string()))?;
-    let mut f32_tensors = HashMap::with_capacity(tensors.len());
+    let dtype = storage_dtype(tensors);
+    let mut stored = HashMap::with_capacity(tensors.len());
     for (name, tensor) in tensors {
         let converted = tensor
-            .to_dtype(DType::F32)
+            .to_dtype(dtype)
             .map_err(|e| write_err(dir.join(MODEL_FILE), e.to_string()))?;
-        f32_tensors.insert(name.clone(), converted);
+        stored.insert(name.clone(), converted);
     }
     let model_path = dir.join(MODEL_FILE);
-    candle_core::safetensors::save(&f32_tensors, &model_path)
+    candle_core::safetensors::save(&stored, &model_path)
         .map_err(|e| write_err(model_path.clone(), e.to_string()))?;
     let config_path = dir.join(CONFIG_FILE);
     let config_json = serde_json::to_string_pretty(config)
