@@ -471,7 +471,7 @@ fn bench_chords(frames: usize) -> Vec<ChordFrame> {
 /// plan made for the frames it still covers ([`commit_frames`] with commitahead = lookahead), and
 /// the chord played at each passed frame is the one that was planned for it.
 #[allow(clippy::too_many_arguments)]
-fn time_session<R: rand::Rng>(
+fn time_session<R: rand::Rng + Send>(
     decoder: &Decoder,
     vocab: &Vocabulary,
     mut planner: LivePlanner,

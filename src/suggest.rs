@@ -148,7 +148,7 @@ pub struct Suggestion {
 /// The online model first hears the phrase once (see [`listen_frames`]); the offline model
 /// encodes it whole. `locked` is empty or has one entry per melody frame; `Some` chords are kept
 /// as given.
-pub fn suggest<R: Rng>(
+pub fn suggest<R: Rng + Send>(
     model: Harmonizer,
     phrase: &Phrase,
     locked: &[Option<ChordFrame>],
@@ -210,7 +210,7 @@ pub fn is_lively(chords: &[ChordFrame], bar: usize) -> bool {
 }
 
 /// The online model's options for `phrase`, with the chords of the listening pass cut off.
-fn sample_online<R: Rng>(
+fn sample_online<R: Rng + Send>(
     model: &LoadedModel,
     phrase: &Phrase,
     locked: &[Option<ChordFrame>],

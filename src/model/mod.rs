@@ -19,7 +19,7 @@ use candle_core::Tensor;
 
 /// A network that extends token sequences chunk by chunk through a cache: the online decoder over
 /// the interleaved sequence, or the offline model's decoder over chords. The sampler runs on this.
-pub trait Stepper {
+pub trait Stepper: Sync {
     /// What the network keeps between steps.
     type Cache: TokenCache;
 
@@ -36,7 +36,7 @@ pub trait Stepper {
 }
 
 /// What a sampler needs to know about a [`Stepper`]'s cache.
-pub trait TokenCache {
+pub trait TokenCache: Send {
     /// Tokens already pushed through the network.
     fn len(&self) -> usize;
     /// True before the first step.

@@ -51,7 +51,7 @@ pub fn commit_frames(
 /// imagined, then chords and melody are sampled freely. With at least `L` committed chords the
 /// model is not run. Stateless: every call pushes the whole context through the decoder; a
 /// [`LivePlanner`] reuses it between calls.
-pub fn plan_live<R: Rng>(
+pub fn plan_live<R: Rng + Send>(
     decoder: &Decoder,
     vocab: &Vocabulary,
     request: &LiveRequest,
@@ -104,7 +104,7 @@ impl LivePlanner {
     }
 
     /// Plans like [`plan_live`], reusing the longest common prefix of the previous context.
-    pub fn plan<R: Rng>(
+    pub fn plan<R: Rng + Send>(
         &mut self,
         decoder: &Decoder,
         vocab: &Vocabulary,

@@ -41,7 +41,7 @@ pub struct ChordOption {
 /// Samples `request.count` chord progressions for the melody in one batched decoder pass (one
 /// batch row per option), re-sampling duplicates up to `max_retries` times, and returns them
 /// most likely first. With greedy parameters all options coincide and no retries run.
-pub fn generate_options<R: Rng>(
+pub fn generate_options<R: Rng + Send>(
     decoder: &Decoder,
     vocab: &Vocabulary,
     request: &OptionsRequest,
@@ -73,7 +73,7 @@ pub fn generate_options<R: Rng>(
 /// [`generate_options`] with the offline model: the encoder reads `[BOS, m0 … m_{T−1}, EOS]`
 /// once, and the decoder samples `[BOS, c0 … c_{T−1}]` for every option in one batch under the
 /// single-part chord validity rules (ReaLJam's intro generation).
-pub fn generate_offline_options<R: Rng>(
+pub fn generate_offline_options<R: Rng + Send>(
     model: &OfflineModel,
     vocab: &Vocabulary,
     request: &OptionsRequest,
@@ -163,7 +163,7 @@ struct ChordSlots {
     stride: usize,
 }
 
-fn sample_batch<M: Stepper, R: Rng>(
+fn sample_batch<M: Stepper, R: Rng + Send>(
     model: &M,
     cache: &mut M::Cache,
     vocab: &Vocabulary,
