@@ -271,7 +271,7 @@ impl Panel {
             ui.label("Model folder");
             ui.add(
                 egui::TextEdit::singleline(&mut self.weights_field)
-                    .hint_text("built-in comper-online; or a folder from `comper import`")
+                    .hint_text("built-in models, or a weights folder (`comper import`)")
                     .desired_width(360.0),
             );
             let path = self.weights_field.trim();
