@@ -25,6 +25,18 @@ pub(super) fn to_vec(t: Tensor) -> candle_core::Result<Vec<f32>> {
     t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
 }
 
+/// The bit patterns of a 16-bit float tensor, flattened.
+fn half_bits<T: candle_core::WithDType>(
+    t: &Tensor,
+    to_bits: fn(T) -> u16,
+) -> candle_core::Result<Vec<u16>> {
+    Ok(t.flatten_all()?
+        .to_vec1::<T>()?
+        .into_iter()
+        .map(to_bits)
+        .collect())
+}
+
 /// A weight matrix in PyTorch layout `[out, in]` (`y = x · Wᵀ`), packed for streaming. f16 and
 /// bf16 weights stay 16-bit (widened to f32 inside the products); anything else becomes f32.
 pub(super) struct Linear(PackedMatrix);
@@ -34,21 +46,11 @@ impl Linear {
         let (out_dim, in_dim) = weight.dims2()?;
         let packed = match weight.dtype() {
             DType::F16 => {
-                let bits: Vec<u16> = weight
-                    .flatten_all()?
-                    .to_vec1::<half::f16>()?
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect();
+                let bits = half_bits(&weight, half::f16::to_bits)?;
                 PackedMatrix::pack_half(&bits, HalfFloat::F16, out_dim, in_dim)
             }
             DType::BF16 => {
-                let bits: Vec<u16> = weight
-                    .flatten_all()?
-                    .to_vec1::<half::bf16>()?
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect();
+                let bits = half_bits(&weight, half::bf16::to_bits)?;
                 PackedMatrix::pack_half(&bits, HalfFloat::Bf16, out_dim, in_dim)
             }
             _ => PackedMatrix::pack(&to_vec(weight)?, out_dim, in_dim),
