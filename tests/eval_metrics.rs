@@ -10,6 +10,7 @@ use comper::chord::ChordTable;
 use comper::eval::baselines::{
     diatonic_track, find_key, pitch_class_weights, ChordStatistics, Key, TriadLookup,
 };
+use comper::eval::best_of::{best_of, BestOfOptions};
 use comper::eval::data::{evenly_spaced, Split};
 use comper::eval::metrics::{
     chord_durations, chord_masks, entropy_bits, note_in_chord_counts, MetricTotals,
@@ -440,6 +441,7 @@ fn the_offline_model_gets_its_own_rows_and_drives_suggest() {
         temperature: 1.0,
         max_examples: Some(3),
         seed: 1,
+        suggest: true,
     };
     let report = evaluate(&options, |_| {}).unwrap();
     let names: Vec<&str> = report.systems.iter().map(|s| s.name.as_str()).collect();
@@ -596,6 +598,7 @@ fn a_meta_file_that_does_not_match_the_split_is_an_error() {
         temperature: 1.0,
         max_examples: None,
         seed: 0,
+        suggest: true,
     };
     let err = evaluate(&options, |_| {}).unwrap_err();
     assert!(
@@ -621,7 +624,80 @@ fn a_model_with_another_vocabulary_is_refused() {
         temperature: 1.0,
         max_examples: None,
         seed: 0,
+        suggest: true,
     };
     let err = evaluate(&options, |_| {}).unwrap_err();
     assert!(matches!(err, EvalError::VocabularyMismatch { .. }), "{err}");
+}
+
+// --- best-of ----------------------------------------------------------------------------------
+
+fn best_of_options(
+    data: &Path,
+    weights: PathBuf,
+    critic: PathBuf,
+    min_change_share: f64,
+) -> BestOfOptions {
+    BestOfOptions {
+        split: data.join("train.npz"),
+        chord_names: data.join("chord_names.json"),
+        weights,
+        critic: Some(critic),
+        examples: 10,
+        candidates: 3,
+        temperature: 1.0,
+        critic_weight: 0.0,
+        min_change_share,
+        seed: 5,
+        out: data.join("kept.npz"),
+    }
+}
+
+#[test]
+fn best_of_keeps_the_best_fitting_candidate_of_each_melody() {
+    let vocab = triad_vocabulary();
+    let data = scratch_dir("best-of-data");
+    let weights = scratch_dir("best-of-online");
+    let critic = scratch_dir("best-of-critic");
+    write_data_folder(&data, &vocab);
+    write_random_model(&weights, &vocab);
+    write_random_offline(&critic, &vocab);
+
+    let options = best_of_options(&data, weights.clone(), critic.clone(), 0.0);
+    let report = best_of(&options, |_| {}).unwrap();
+    // The training split has 4 melodies; every one keeps a candidate when no movement is asked.
+    assert_eq!((report.examples, report.kept), (4, 4));
+    // Ranked by fit alone, the kept candidates fit at least as well as the average candidate.
+    assert!(report.fit_kept >= report.fit_all);
+    assert_eq!(report.fit_truth, 1.0);
+    assert!(report.critic_all < 0.0 && report.critic_kept.is_finite());
+    let kept = Split::read(&options.out).unwrap();
+    assert_eq!(kept.len(), 4);
+    for i in 0..4 {
+        let example = kept.example(i, &vocab).unwrap();
+        let (_, melody) = fixture_example(&vocab, i);
+        assert_eq!(example.melody, melody);
+        assert_eq!(example.bars, [0, 16]);
+        assert_eq!(example.chords.len(), melody.len());
+    }
+
+    // A floor above every candidate's chord count keeps nothing, and says so.
+    let options = best_of_options(&data, weights, critic, 100.0);
+    let report = best_of(&options, |_| {}).unwrap();
+    assert_eq!((report.examples, report.kept), (4, 0));
+    assert_eq!(Split::read(&options.out).unwrap().len(), 0);
+}
+
+#[test]
+fn best_of_refuses_a_critic_with_another_vocabulary() {
+    let vocab = triad_vocabulary();
+    let other = Vocabulary::new(vec!["C".into(), "G".into()]).unwrap();
+    let data = scratch_dir("best-of-vocab-data");
+    let weights = scratch_dir("best-of-vocab-online");
+    let critic = scratch_dir("best-of-vocab-critic");
+    write_data_folder(&data, &vocab);
+    write_random_model(&weights, &vocab);
+    write_random_offline(&critic, &other);
+    let err = best_of(&best_of_options(&data, weights, critic, 0.0), |_| {}).unwrap_err();
+    assert!(err.to_string().contains("chord names"), "{err}");
 }

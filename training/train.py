@@ -66,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--valid-every", type=int, default=250)
     ap.add_argument("--valid-examples", type=int, default=128, help="fixed subset for periodic validation (0 = all)")
     ap.add_argument("--ckpt-every", type=int, default=250)
+    ap.add_argument("--init-weights", type=Path, help="start from this exported weights folder (model.safetensors) instead of random weights")
+    ap.add_argument("--extra", type=Path, nargs="+", help="more training examples (.npz files, e.g. `comper best-of` output) to draw from")
+    ap.add_argument("--extra-share", type=float, default=0.5, help="share of each batch drawn from --extra")
     return ap.parse_args(argv)
 
 
@@ -159,6 +162,13 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     model = build_model(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=args.weight_decay)
+    if args.init_weights and not args.resume:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(args.init_weights / "model.safetensors")))
+        print(f"initialised from {args.init_weights}", flush=True)
+    extra = TokenSet(*args.extra) if args.extra else None
+    extra_count = round(args.batch_size * args.extra_share) if extra else 0
     rng = np.random.default_rng(args.seed)
     step, max_steps, elapsed_before, schedule_s = 0, args.max_steps, 0.0, args.minutes * 60
     if args.resume and ckpt_path.exists():
@@ -182,6 +192,8 @@ def main(argv=None) -> int:
 
     print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters, {config}", flush=True)
     print(f"train examples {len(train)}, valid examples {len(valid)}, chords {num_chords}", flush=True)
+    if extra:
+        print(f"extra examples {len(extra)} from {', '.join(map(str, args.extra))}, {extra_count} of every {args.batch_size} in a batch", flush=True)
 
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
@@ -212,8 +224,11 @@ def main(argv=None) -> int:
         lr = lr_at(step, args, max_steps, (elapsed_before + now) / schedule_s)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        idx = rng.integers(len(train), size=args.batch_size)
+        idx = rng.integers(len(train), size=args.batch_size - extra_count)
         seqs = [crop(train.sequence(i), train.bar_frames(i), args.crop_frames, num_chords, rng) for i in idx]
+        if extra_count:
+            idx = rng.integers(len(extra), size=extra_count)
+            seqs += [crop(extra.sequence(i), extra.bar_frames(i), args.crop_frames, num_chords, rng) for i in idx]
         loss, _ = loss_on(model, make_batch(args.model, seqs, rng, args.truncate_prob))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -46,6 +46,8 @@ enum Command {
     Jam(JamArgs),
     /// Measure a model's accompaniment of the test split against the ground truth and baselines.
     Eval(EvalArgs),
+    /// Sample progressions for training melodies and keep the best ones as fine-tuning data.
+    BestOf(BestOfArgs),
 }
 
 #[derive(Args)]
@@ -198,6 +200,45 @@ struct EvalArgs {
     /// Also write the JSON results to this file (e.g. next to a model card).
     #[arg(long)]
     json_out: Option<PathBuf>,
+    /// Leave out the suggest row (the slowest), e.g. to compare models quickly.
+    #[arg(long)]
+    no_suggest: bool,
+}
+
+#[derive(Args)]
+struct BestOfArgs {
+    /// Folder with train.npz and chord_names.json (training/convert.py output).
+    #[arg(long)]
+    data: PathBuf,
+    /// Split file inside --data to draw melodies from.
+    #[arg(long, default_value = "train.npz")]
+    split: String,
+    /// The online model that samples the candidates.
+    #[arg(long)]
+    weights: PathBuf,
+    /// The offline model that judges them (none: melody fit alone).
+    #[arg(long)]
+    critic: Option<PathBuf>,
+    /// Melodies drawn at random from the split.
+    #[arg(long, default_value_t = 2000)]
+    examples: usize,
+    /// Candidates sampled per melody.
+    #[arg(long, default_value_t = 8)]
+    candidates: usize,
+    /// Sampling temperature of the candidates.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Weight of the critic's mean log-probability per chord token next to the melody fit.
+    #[arg(long, default_value_t = 0.2)]
+    critic_weight: f64,
+    /// A kept candidate has at least this share of the ground truth's chord count.
+    #[arg(long, default_value_t = 0.75)]
+    min_change_share: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to write the kept examples (.npz, the converter's layout).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -208,6 +249,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench(args),
         Command::Jam(args) => jam(args),
         Command::Eval(args) => eval(args),
+        Command::BestOf(args) => best_of(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -519,6 +561,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         temperature: args.temperature,
         max_examples: args.max_songs,
         seed: args.seed,
+        suggest: !args.no_suggest,
     };
     let report = comper::eval::evaluate(&options, |line| eprintln!("{line}"))?;
     let json = serde_json::to_string_pretty(&report)?;
@@ -531,5 +574,25 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", report.markdown());
     }
+    Ok(())
+}
+
+fn best_of(args: BestOfArgs) -> anyhow::Result<()> {
+    let options = comper::eval::best_of::BestOfOptions {
+        split: args.data.join(&args.split),
+        chord_names: args.data.join(comper::model::weights::CHORD_NAMES_FILE),
+        weights: args.weights,
+        critic: args.critic,
+        examples: args.examples,
+        candidates: args.candidates,
+        temperature: args.temperature,
+        critic_weight: args.critic_weight,
+        min_change_share: args.min_change_share,
+        seed: args.seed,
+        out: args.out,
+    };
+    let report = comper::eval::best_of::best_of(&options, |line| eprintln!("{line}"))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    println!("wrote {}", options.out.display());
     Ok(())
 }

@@ -17,6 +17,7 @@
 //!   ([`baselines::diatonic_track`]).
 
 pub mod baselines;
+pub mod best_of;
 pub mod data;
 pub mod metrics;
 pub mod nll;
@@ -96,6 +97,8 @@ pub struct EvalOptions {
     pub max_examples: Option<usize>,
     /// Seed of every random draw (model samples and the random baseline).
     pub seed: u64,
+    /// Whether to compute the suggest row (the slowest: several candidates per option).
+    pub suggest: bool,
 }
 
 /// One row of the results table.
@@ -280,6 +283,7 @@ pub fn evaluate(
     }
     // What `comper suggest` and the plugin offer: the offline model when there is one.
     let harmonizer = match (&offline, &model) {
+        _ if !options.suggest => None,
         (Some(offline), _) => Some(Harmonizer::Offline(offline)),
         (None, Some(model)) => Some(Harmonizer::Online(model)),
         (None, None) => None,

@@ -94,6 +94,45 @@ impl NllTotals {
     }
 }
 
+/// The offline model's mean log-probability per chord token (nats, EOS not counted) of each
+/// chord sequence `[BOS, c0 … c_{T−1}, EOS]` given the encoded melody, in one batched forward
+/// pass; the sequences must be equally long. `comper best-of` ranks candidates by it.
+pub fn offline_log_likelihoods(
+    model: &OfflineModel,
+    melody: &[TokenId],
+    chord_sequences: &[Vec<TokenId>],
+) -> Result<Vec<f64>, ModelError> {
+    let inputs: Vec<Vec<TokenId>> = chord_sequences
+        .iter()
+        .map(|s| {
+            s.split_last()
+                .map_or_else(Vec::new, |(_, rest)| rest.to_vec())
+        })
+        .collect();
+    if inputs.iter().all(Vec::is_empty) {
+        return Ok(vec![0.0; chord_sequences.len()]);
+    }
+    let logits: Vec<Vec<Vec<f32>>> = model.forward(melody, &inputs)?.to_vec3()?;
+    Ok(logits
+        .iter()
+        .zip(chord_sequences)
+        .map(|(rows, sequence)| {
+            let (sum, count) = rows
+                .iter()
+                .zip(sequence.iter().skip(1))
+                .filter(|(_, &target)| target != EOS)
+                .fold((0.0, 0usize), |(sum, count), (row, &target)| {
+                    (sum + log_softmax_at(row, target), count + 1)
+                });
+            if count == 0 {
+                0.0
+            } else {
+                sum / count as f64
+            }
+        })
+        .collect())
+}
+
 /// `log softmax(row)[target]`, computed in f64; `−∞` for an id outside the row.
 fn log_softmax_at(row: &[f32], target: TokenId) -> f64 {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;

@@ -13,12 +13,19 @@ from .tokens import BOS, CHORD_BASE, EOS, NOTE_HOLD_BASE, NOTE_ON_BASE, PAD
 class TokenSet:
     """The examples of one split: token sequences [BOS, c0, m0, ..., EOS] and bar frames."""
 
-    def __init__(self, path: Path):
-        data = np.load(path)
-        self.tokens = data["tokens"]
-        self.offsets = data["offsets"]
-        self.bars = data["bars"]
-        self.bar_offsets = data["bar_offsets"]
+    def __init__(self, *paths: Path):
+        """Reads one split, or several (e.g. rounds of `comper best-of` output) as one set."""
+        tokens, offsets, bars, bar_offsets = [], [np.zeros(1, np.int64)], [], [np.zeros(1, np.int64)]
+        for path in paths:
+            data = np.load(path)
+            tokens.append(data["tokens"].astype(np.int64))
+            offsets.append(data["offsets"][1:].astype(np.int64) + offsets[-1][-1])
+            bars.append(data["bars"].astype(np.int64))
+            bar_offsets.append(data["bar_offsets"][1:].astype(np.int64) + bar_offsets[-1][-1])
+        self.tokens = np.concatenate(tokens) if tokens else np.zeros(0, np.int64)
+        self.offsets = np.concatenate(offsets)
+        self.bars = np.concatenate(bars) if bars else np.zeros(0, np.int64)
+        self.bar_offsets = np.concatenate(bar_offsets)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

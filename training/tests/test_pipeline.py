@@ -1,9 +1,11 @@
 """End to end on a fake dataset folder: convert -> crop batches -> train a few steps -> export."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import convert
 from comper_data.batches import TokenSet, crop, pad_batch
@@ -105,6 +107,39 @@ def test_train_resume_and_export(converted, tmp_path):
     assert tensors["decoder.attn_layers.layers.0.1.qk_norm_q_scale"].shape == (2, 1, 64)
     assert tensors["decoder.attn_layers.layers.1.1.ff.2.weight"].shape == (32, 128)
     assert all(str(t.dtype) == "torch.float32" for t in tensors.values())
+
+
+def test_fine_tune_from_weights_with_extra_examples(converted, tmp_path):
+    """`--init-weights` starts from an exported folder and `--extra` mixes in more examples (here
+    the training split itself, given twice, as `comper best-of` rounds would be)."""
+    import train
+    import export
+    from safetensors.torch import load_file
+
+    from comper_data.batches import TokenSet
+
+    out, _ = converted
+    common = ["--data", str(out), "--dim", "32", "--depth", "1", "--heads", "2", "--batch-size", "4",
+              "--minutes", "5", "--log-every", "1", "--valid-every", "100", "--ckpt-every", "100"]
+    assert train.main(common + ["--run", str(tmp_path / "base"), "--max-steps", "2"]) == 0
+    base = export.export(tmp_path / "base", "base", tmp_path / "weights")
+
+    extra = [str(out / "train.npz")] * 2
+    both = TokenSet(*map(Path, extra))
+    one = TokenSet(out / "train.npz")
+    assert len(both) == 2 * len(one)
+    assert (both.sequence(len(one)) == one.sequence(0)).all()
+    assert (both.bar_frames(len(one)) == one.bar_frames(0)).all()
+
+    tuned_run = tmp_path / "tuned"
+    args = common + ["--run", str(tuned_run), "--max-steps", "1", "--lr", "0", "--warmup", "0",
+                     "--init-weights", str(base), "--extra", *extra, "--extra-share", "0.5"]
+    assert train.main(args) == 0
+    tuned = export.export(tuned_run, "tuned", tmp_path / "weights")
+    # lr 0: the fine-tuned weights are still exactly the ones it started from
+    before, after = load_file(str(base / "model.safetensors")), load_file(str(tuned / "model.safetensors"))
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_offline_pair_splits_and_truncates():
