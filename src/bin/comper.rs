@@ -234,6 +234,9 @@ struct BestOfArgs {
     /// A kept candidate has at least this share of the ground truth's chord count.
     #[arg(long, default_value_t = 0.75)]
     min_change_share: f64,
+    /// Penalty per unit share of chord onsets that fall between beats.
+    #[arg(long, default_value_t = 0.5)]
+    offbeat_weight: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Where to write the kept examples (.npz, the converter's layout).
@@ -588,6 +591,7 @@ fn best_of(args: BestOfArgs) -> anyhow::Result<()> {
         temperature: args.temperature,
         critic_weight: args.critic_weight,
         min_change_share: args.min_change_share,
+        offbeat_weight: args.offbeat_weight,
         seed: args.seed,
         out: args.out,
     };
