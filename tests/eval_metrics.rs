@@ -648,6 +648,7 @@ fn best_of_options(
         temperature: 1.0,
         critic_weight: 0.0,
         min_change_share,
+        max_change_share: 1000.0,
         offbeat_weight: 0.0,
         seed: 5,
         out: data.join("kept.npz"),

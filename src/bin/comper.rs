@@ -234,6 +234,9 @@ struct BestOfArgs {
     /// A kept candidate has at least this share of the ground truth's chord count.
     #[arg(long, default_value_t = 0.75)]
     min_change_share: f64,
+    /// … and at most this share.
+    #[arg(long, default_value_t = 1.25)]
+    max_change_share: f64,
     /// Penalty per unit share of chord onsets that fall between beats.
     #[arg(long, default_value_t = 0.5)]
     offbeat_weight: f64,
@@ -591,6 +594,7 @@ fn best_of(args: BestOfArgs) -> anyhow::Result<()> {
         temperature: args.temperature,
         critic_weight: args.critic_weight,
         min_change_share: args.min_change_share,
+        max_change_share: args.max_change_share,
         offbeat_weight: args.offbeat_weight,
         seed: args.seed,
         out: args.out,

@@ -10,8 +10,9 @@
 //! real data so the model stays a model of music) moves the online model towards chords that
 //! will fit the notes it has not heard yet.
 //!
-//! A candidate must change chord at least `min_change_share` times as often as the ground truth;
-//! without that floor the easiest winner is one chord held under a diatonic tune. Chords that
+//! A candidate must change chord at least `min_change_share` and at most `max_change_share` times
+//! as often as the ground truth: without the floor the easiest winner is one chord held under a
+//! diatonic tune, without the ceiling a chord per note. Chords that
 //! start between beats cost `offbeat_weight` × their share of the onsets: a change on the "e" of
 //! a beat fits the odd passing note and sounds wrong (the training data changes on a beat 96% of
 //! the time, raw samples 89%).
@@ -57,6 +58,8 @@ pub struct BestOfOptions {
     pub critic_weight: f64,
     /// A candidate needs at least this share of the ground truth's chord count.
     pub min_change_share: f64,
+    /// … and at most this share.
+    pub max_change_share: f64,
     /// Penalty per unit share of chord onsets that fall between beats.
     pub offbeat_weight: f64,
     /// Seed of the melody draw and the sampling.
@@ -114,12 +117,16 @@ pub fn offbeat_share(chords: &[ChordFrame]) -> f64 {
     }
 }
 
-/// The index of the best candidate with at least `min_chords` chords, or `None` when no
-/// candidate moves enough. Ties go to the earlier candidate.
-pub fn choose_best(judged: &[Judged], reward: Reward, min_chords: usize) -> Option<usize> {
+/// The index of the best candidate whose chord count lies in `chords`, or `None` when none
+/// does. Ties go to the earlier candidate.
+pub fn choose_best(
+    judged: &[Judged],
+    reward: Reward,
+    chords: std::ops::RangeInclusive<usize>,
+) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;
     for (i, j) in judged.iter().enumerate() {
-        if j.chords < min_chords {
+        if !chords.contains(&j.chords) {
             continue;
         }
         let score = reward.score(j);
@@ -135,7 +142,7 @@ pub fn choose_best(judged: &[Judged], reward: Reward, min_chords: usize) -> Opti
 pub struct BestOfReport {
     /// Melodies drawn.
     pub examples: usize,
-    /// Melodies written (the rest had no candidate that moved enough).
+    /// Melodies written (the rest had no candidate with a chord count in range).
     pub kept: usize,
     /// Mean melody fit of every candidate.
     pub fit_all: f64,
@@ -242,7 +249,8 @@ pub fn best_of(
         sums.add_all(&judged);
         let truth_chords = chord_durations(&example.chords).len();
         let min_chords = (truth_chords as f64 * options.min_change_share).ceil() as usize;
-        if let Some(best) = choose_best(&judged, reward, min_chords) {
+        let max_chords = (truth_chords as f64 * options.max_change_share).floor() as usize;
+        if let Some(best) = choose_best(&judged, reward, min_chords..=max_chords.max(min_chords)) {
             let (Some(track), Some(j)) = (tracks.get(best), judged.get(best)) else {
                 continue;
             };
@@ -451,12 +459,14 @@ mod tests {
             judged(0.6, -0.3, 6),
             judged(0.7, -0.4, 5),
         ];
-        assert_eq!(choose_best(&candidates, reward(0.0), 4), Some(2));
+        assert_eq!(choose_best(&candidates, reward(0.0), 4..=10), Some(2));
         // The critic can outweigh a small fit difference.
-        assert_eq!(choose_best(&candidates, reward(1.0), 4), Some(1));
+        assert_eq!(choose_best(&candidates, reward(1.0), 4..=10), Some(1));
+        // A ceiling below the busy candidate leaves the static one.
+        assert_eq!(choose_best(&candidates, reward(0.0), 0..=4), Some(0));
         // Without the floor the static candidate wins; with a high one nothing qualifies.
-        assert_eq!(choose_best(&candidates, reward(0.0), 0), Some(0));
-        assert_eq!(choose_best(&candidates, reward(0.0), 7), None);
+        assert_eq!(choose_best(&candidates, reward(0.0), 0..=10), Some(0));
+        assert_eq!(choose_best(&candidates, reward(0.0), 7..=10), None);
         // Changing chord between beats costs: half the onsets off the beat outweighs 0.1 of fit.
         let offbeat = [
             Judged {
@@ -465,7 +475,7 @@ mod tests {
             },
             judged(0.7, -0.3, 6),
         ];
-        assert_eq!(choose_best(&offbeat, reward(0.0), 4), Some(1));
+        assert_eq!(choose_best(&offbeat, reward(0.0), 4..=10), Some(1));
     }
 
     #[test]
