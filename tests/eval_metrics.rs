@@ -13,7 +13,7 @@ use comper::eval::baselines::{
 use comper::eval::best_of::{best_of, BestOfOptions};
 use comper::eval::data::{evenly_spaced, Split};
 use comper::eval::metrics::{
-    chord_durations, chord_masks, entropy_bits, note_in_chord_counts, MetricTotals,
+    chord_durations, chord_masks, entropy_bits, note_in_chord_counts, offbeat_chords, MetricTotals,
 };
 use comper::eval::nll::NllTotals;
 use comper::eval::{evaluate, EvalError, EvalOptions};
@@ -153,6 +153,25 @@ fn entropy_of_chord_lengths() {
 }
 
 #[test]
+fn chords_that_start_between_beats_are_counted() {
+    let vocab = triad_vocabulary();
+    let (c, f) = (chord(&vocab, "C"), chord(&vocab, "F"));
+    let melody = vec![MelodyFrame::Silence; 16];
+    // C on beat 1, F on the second 16th of beat 2, C on beat 3 (frame 8), F at frame 13.
+    let chords = [
+        chord_run(c, 5),
+        chord_run(f, 3),
+        chord_run(c, 5),
+        chord_run(f, 3),
+    ]
+    .concat();
+    assert_eq!(offbeat_chords(&chords), (2, 4));
+    let mut totals = MetricTotals::default();
+    totals.add(&melody, &chords, &masks(&vocab));
+    assert_eq!(totals.finish().offbeat_changes, 0.5);
+}
+
+#[test]
 fn changes_per_bar_count_onsets_per_sixteen_frames() {
     let vocab = triad_vocabulary();
     let (c, f) = (chord(&vocab, "C"), chord(&vocab, "F"));
@@ -171,6 +190,7 @@ fn changes_per_bar_count_onsets_per_sixteen_frames() {
     let metrics = totals.finish();
     assert_eq!(metrics.changes_per_bar, 1.25);
     assert_eq!(metrics.chords, 5);
+    assert_eq!(metrics.offbeat_changes, 0.0);
     assert_eq!(metrics.silence_ratio, 0.0);
     // A held chord across silence and a stray hold after silence both start a new chord.
     let broken = [

@@ -25,12 +25,12 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use super::data::{Example, Split};
-use super::metrics::{chord_durations, chord_masks};
+use super::metrics::{chord_durations, chord_masks, offbeat_chords};
 use super::nll::offline_log_likelihoods;
 use super::EvalError;
 use crate::chord::ChordTable;
 use crate::fit::melody_fit;
-use crate::frames::{ChordFrame, FRAMES_PER_BEAT};
+use crate::frames::ChordFrame;
 use crate::model::weights::read_chord_names;
 use crate::model::{LoadedModel, LoadedOffline};
 use crate::sample::{generate_options, OptionsRequest, SamplingParams};
@@ -97,23 +97,12 @@ impl Reward {
     }
 }
 
-/// Share of the track's chord onsets that do not fall on a beat (frame 0 is a downbeat, as in
-/// every converted example); 0 for a track without onsets.
+/// Share of the track's chords that start between beats (frame 0 is a downbeat, as in every
+/// converted example); 0 for a track without chords.
 pub fn offbeat_share(chords: &[ChordFrame]) -> f64 {
-    let per_beat = FRAMES_PER_BEAT as usize;
-    let (mut onsets, mut offbeat) = (0usize, 0usize);
-    for (t, chord) in chords.iter().enumerate() {
-        if matches!(chord, ChordFrame::Onset(_)) {
-            onsets += 1;
-            if t % per_beat != 0 {
-                offbeat += 1;
-            }
-        }
-    }
-    if onsets == 0 {
-        0.0
-    } else {
-        offbeat as f64 / onsets as f64
+    match offbeat_chords(chords) {
+        (_, 0) => 0.0,
+        (offbeat, all) => offbeat as f64 / all as f64,
     }
 }
 
