@@ -15,13 +15,13 @@ use comper::eval::data::{evenly_spaced, Split};
 use comper::eval::metrics::{
     chord_durations, chord_masks, entropy_bits, note_in_chord_counts, offbeat_chords, MetricTotals,
 };
-use comper::eval::nll::NllTotals;
+use comper::eval::nll::{offline_log_likelihoods, NllTotals};
 use comper::eval::{evaluate, EvalError, EvalOptions};
 use comper::frames::{ChordFrame, MelodyFrame};
 use comper::model::weights::{
     expected_offline_shapes, expected_shapes, write_folder, INV_FREQ_KEY,
 };
-use comper::model::{LoadedModel, ModelConfig, ModelKind, OfflineConfig};
+use comper::model::{LoadedModel, LoadedOffline, ModelConfig, ModelKind, OfflineConfig};
 use comper::tokens::Vocabulary;
 use rand::SeedableRng;
 
@@ -519,6 +519,36 @@ fn nll_scores_every_chord_token_of_a_sequence() {
     assert_eq!(nll.tokens, 65);
     assert!(nll.per_chord_token.is_finite() && nll.per_chord_token > 0.0);
     assert!(NllTotals::default().finish().is_none());
+}
+
+#[test]
+fn the_critic_scores_each_candidate_as_the_offline_nll_does() {
+    let vocab = triad_vocabulary();
+    let dir = scratch_dir("critic");
+    write_random_offline(&dir, &vocab);
+    let critic = LoadedOffline::load(&dir).unwrap();
+    let (chords, melody) = fixture_example(&vocab, 0);
+    let (c, g) = (chord(&vocab, "C"), chord(&vocab, "G"));
+    let other = [chord_run(g, 16), chord_run(c, 16)].concat();
+    let melody_ids = vocab.offline_melody(&melody).unwrap();
+    let sequences: Vec<Vec<u32>> = [&chords, &other]
+        .iter()
+        .map(|track| vocab.decoder_sequence(track).unwrap())
+        .collect();
+    let batched = offline_log_likelihoods(&critic.model, &melody_ids, &sequences).unwrap();
+    assert_eq!(batched.len(), 2);
+    for (score, sequence) in batched.iter().zip(&sequences) {
+        let mut totals = NllTotals::default();
+        totals
+            .add_offline(&critic.model, &melody_ids, sequence)
+            .unwrap();
+        let nll = totals.finish().unwrap();
+        assert!(
+            (score + nll.per_chord_token).abs() < 1e-4,
+            "{score} vs {nll:?}"
+        );
+    }
+    assert_ne!(batched[0], batched[1]);
 }
 
 #[test]
