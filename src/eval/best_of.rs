@@ -27,7 +27,7 @@ use serde::Serialize;
 use super::data::{Example, Split};
 use super::metrics::{chord_durations, chord_masks, offbeat_chords};
 use super::nll::offline_log_likelihoods;
-use super::EvalError;
+use super::{EvalError, ExampleError};
 use crate::chord::ChordTable;
 use crate::fit::melody_fit;
 use crate::frames::ChordFrame;
@@ -205,24 +205,11 @@ pub fn best_of(
             max_retries: 0,
         };
         let candidates = generate_options(&model.decoder, &vocab, &request, &params, &mut rng)
-            .map_err(|source| EvalError::Sample {
-                example: index,
-                source,
-            })?;
+            .map_err(|e| ExampleError::from(e).at(index))?;
         let tracks: Vec<Vec<ChordFrame>> = candidates.into_iter().map(|c| c.chords).collect();
         let critic_scores = match &critic {
-            Some(critic) => {
-                critic_log_likelihoods(critic, &vocab, &example, &tracks).map_err(|e| match e {
-                    CriticError::Model(source) => EvalError::Model {
-                        example: index,
-                        source,
-                    },
-                    CriticError::Token(source) => EvalError::Token {
-                        example: index,
-                        source,
-                    },
-                })?
-            }
+            Some(critic) => critic_log_likelihoods(critic, &vocab, &example, &tracks)
+                .map_err(|e| e.at(index))?,
             None => vec![0.0; tracks.len()],
         };
         let judged: Vec<Judged> = tracks
@@ -245,10 +232,7 @@ pub fn best_of(
             };
             let ids = vocab
                 .online_sequence(track, &example.melody)
-                .map_err(|source| EvalError::Token {
-                    example: index,
-                    source,
-                })?;
+                .map_err(|e| ExampleError::from(e).at(index))?;
             out.push(&ids, &example.bars);
             sums.add_kept(j, &truth_judgement(&example, &masks, truth_chords));
         }
@@ -294,27 +278,19 @@ fn truth_judgement(example: &Example, masks: &[u16], chords: usize) -> Judged {
     }
 }
 
-enum CriticError {
-    Model(crate::model::ModelError),
-    Token(crate::tokens::TokenError),
-}
-
 /// The offline model's mean log-probability per chord token of each track, given the melody.
 fn critic_log_likelihoods(
     critic: &LoadedOffline,
     vocab: &Vocabulary,
     example: &Example,
     tracks: &[Vec<ChordFrame>],
-) -> Result<Vec<f64>, CriticError> {
-    let melody = vocab
-        .offline_melody(&example.melody)
-        .map_err(CriticError::Token)?;
+) -> Result<Vec<f64>, ExampleError> {
+    let melody = vocab.offline_melody(&example.melody)?;
     let chords = tracks
         .iter()
         .map(|track| vocab.decoder_sequence(track))
-        .collect::<Result<Vec<Vec<TokenId>>, _>>()
-        .map_err(CriticError::Token)?;
-    offline_log_likelihoods(&critic.model, &melody, &chords).map_err(CriticError::Model)
+        .collect::<Result<Vec<Vec<TokenId>>, _>>()?;
+    Ok(offline_log_likelihoods(&critic.model, &melody, &chords)?)
 }
 
 /// Running sums behind [`BestOfReport`].

@@ -368,10 +368,21 @@ fn sampled(example: &Example, count: usize) -> OptionsRequest<'_> {
 }
 
 /// Why one example of a sampled row failed; turned into an [`EvalError`] naming the example.
-enum ExampleError {
+pub(crate) enum ExampleError {
     Sample(SampleError),
     Model(ModelError),
     Token(TokenError),
+}
+
+impl ExampleError {
+    /// The [`EvalError`] naming the example (its index in the split).
+    pub(crate) fn at(self, example: usize) -> EvalError {
+        match self {
+            Self::Sample(source) => EvalError::Sample { example, source },
+            Self::Model(source) => EvalError::Model { example, source },
+            Self::Token(source) => EvalError::Token { example, source },
+        }
+    }
 }
 
 impl From<SampleError> for ExampleError {
@@ -406,20 +417,7 @@ fn sampled_row<'e>(
     let timer = Instant::now();
     let mut totals = SystemTotals::default();
     for (n, (example, &index)) in examples.iter().zip(indices).enumerate() {
-        let progressions = produce(example).map_err(|e| match e {
-            ExampleError::Sample(source) => EvalError::Sample {
-                example: index,
-                source,
-            },
-            ExampleError::Model(source) => EvalError::Model {
-                example: index,
-                source,
-            },
-            ExampleError::Token(source) => EvalError::Token {
-                example: index,
-                source,
-            },
-        })?;
+        let progressions = produce(example).map_err(|e| e.at(index))?;
         for chords in &progressions {
             totals.add(dataset_of(n), example, chords, masks);
         }
