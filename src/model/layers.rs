@@ -12,11 +12,11 @@ use std::ops::Range;
 
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
-use rayon::prelude::*;
 
 use super::config::QK_NORM_SCALE;
 use super::kernels::{Isa, PanelData, PANEL};
 use super::packed::{product, HalfFloat, PackedMatrix, Panels, PARALLEL_MIN_WORK};
+use super::team;
 
 /// Clamp for L2 norms (`F.normalize`'s eps).
 const NORM_EPS: f32 = 1e-12;
@@ -353,7 +353,7 @@ pub(super) fn attend(
     let isa = Isa::detect();
     let mut heads_out = vec![0.0f32; batch * heads * n * dim_head];
     // One task per (batch row, head): scores = q·Kᵀ (+ bias), softmax, out = P·V.
-    let task = |(bh, out): (usize, &mut [f32])| {
+    let task = |bh: usize, out: &mut [f32]| {
         let head = bh % heads;
         let source = if shared { head } else { bh };
         let q = &queries[bh * n * dim_head..(bh + 1) * n * dim_head];
@@ -373,9 +373,12 @@ pub(super) fn attend(
     };
     let chunk = n * dim_head;
     if batch * heads * n * total * dim_head < PARALLEL_MIN_WORK {
-        heads_out.chunks_mut(chunk).enumerate().for_each(task);
+        heads_out
+            .chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(bh, out)| task(bh, out));
     } else {
-        heads_out.par_chunks_mut(chunk).enumerate().for_each(task);
+        team::for_each_chunk(&mut heads_out, chunk, task);
     }
     merge_heads(&heads_out, batch, heads, n, dim_head)
 }

@@ -8,9 +8,8 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use super::kernels::{self, Isa, Operands, PanelData, Tile, MAX_ROW_BLOCK, PANEL};
+use super::team;
 
 /// From this many rows on, a product splits its rows (not its panels) across threads: each
 /// thread then reuses every panel it reads for several row blocks.
@@ -147,7 +146,7 @@ impl PackedMatrix {
         }
     }
 
-    /// `out[rows, out_dim] = x[rows, in_dim] · Wᵀ` on the rayon pool, with the best kernel this
+    /// `out[rows, out_dim] = x[rows, in_dim] · Wᵀ` in parallel ([`team::for_each_chunk`]), with the best kernel this
     /// CPU supports. Panics if `x` or `out` is shorter than its shape (an internal bug).
     pub fn matmul(&self, x: &[f32], rows: usize, out: &mut [f32]) {
         self.matmul_with(Isa::detect(), x, rows, out);
@@ -160,7 +159,7 @@ impl PackedMatrix {
         if rows == 0 || n == 0 {
             return;
         }
-        let threads = rayon::current_num_threads().max(1);
+        let threads = team::threads().max(1);
         if threads == 1 || rows * n * k < PARALLEL_MIN_WORK {
             product(isa, x, rows, self.view(), 0..self.panel_count(), out, n);
             return;
@@ -171,13 +170,11 @@ impl PackedMatrix {
                 .div_ceil(threads * TASKS_PER_THREAD)
                 .max(ROW_SPLIT_MIN / 2)
                 .next_multiple_of(isa.row_block());
-            out[..rows * n]
-                .par_chunks_mut(per_task * n)
-                .zip(x[..rows * k].par_chunks(per_task * k))
-                .for_each(|(out, x)| {
-                    let rows = x.len() / k.max(1);
-                    product(isa, x, rows, self.view(), 0..self.panel_count(), out, n);
-                });
+            team::for_each_chunk(&mut out[..rows * n], per_task * n, |task, out| {
+                let rows = out.len() / n;
+                let x = &x[task * per_task * k..(task * per_task + rows) * k];
+                product(isa, x, rows, self.view(), 0..self.panel_count(), out, n);
+            });
             return;
         }
         // Few rows: split the panels. Each task fills its own `[rows][task columns]` tile, and
@@ -186,22 +183,19 @@ impl PackedMatrix {
         let per_task = panels.div_ceil(threads * TASKS_PER_THREAD);
         let task_values = rows * per_task * PANEL;
         let mut tiles = vec![0.0f32; rows * panels * PANEL];
-        tiles
-            .par_chunks_mut(task_values)
-            .enumerate()
-            .for_each(|(task, tile)| {
-                let first = task * per_task;
-                let count = tile.len() / (rows * PANEL);
-                product(
-                    isa,
-                    x,
-                    rows,
-                    self.view(),
-                    first..first + count,
-                    tile,
-                    count * PANEL,
-                );
-            });
+        team::for_each_chunk(&mut tiles, task_values, |task, tile| {
+            let first = task * per_task;
+            let count = tile.len() / (rows * PANEL);
+            product(
+                isa,
+                x,
+                rows,
+                self.view(),
+                first..first + count,
+                tile,
+                count * PANEL,
+            );
+        });
         for (task, tile) in tiles.chunks(task_values).enumerate() {
             let width = tile.len() / rows;
             let first_col = task * per_task * PANEL;
