@@ -131,20 +131,20 @@ impl FeedForward {
         let z = self.ff_in.forward(x, rows);
         let inner = self.ff_in_bias.len() / 2;
         let (value_bias, gate_bias) = self.ff_in_bias.split_at(inner);
-        let mut hidden = Vec::with_capacity(rows * inner);
-        for row in z.chunks_exact(2 * inner) {
-            let (value, gate) = row.split_at(inner);
-            hidden.extend(
-                value
-                    .iter()
-                    .zip(value_bias)
-                    .zip(gate.iter().zip(gate_bias))
-                    .map(|((v, vb), (g, gb))| {
-                        let g = g + gb;
-                        (v + vb) * (g / (1.0 + (-g).exp()))
-                    }),
-            );
-        }
+        let mut hidden = vec![0.0f32; rows * inner];
+        // One row per task: the exponentials are a large share of a decoding step's serial work.
+        let gate_row = |row: usize, out: &mut [f32]| {
+            let (value, gate) = z[row * 2 * inner..(row + 1) * 2 * inner].split_at(inner);
+            for ((o, (v, vb)), (g, gb)) in out
+                .iter_mut()
+                .zip(value.iter().zip(value_bias))
+                .zip(gate.iter().zip(gate_bias))
+            {
+                let g = g + gb;
+                *o = (v + vb) * (g / (1.0 + (-g).exp()));
+            }
+        };
+        in_parallel(&mut hidden, inner, gate_row);
         let mut out = self.ff_out.forward(&hidden, rows);
         for row in out.chunks_exact_mut(self.ff_out_bias.len()) {
             add_assign(row, &self.ff_out_bias);
@@ -192,33 +192,35 @@ impl SelfAttention {
         x: &[f32],
         shape: StepShape,
         kv: &mut KvStore,
-        position: impl Fn(&mut [f32], usize),
+        position: impl Fn(&mut [f32], usize) + Sync,
     ) -> Vec<f32> {
         let StepShape { batch, n, start } = shape;
         let (heads, dim_head) = (kv.layout.heads, kv.layout.dim_head);
         let inner = heads * dim_head;
-        let qkv = self.qkv.forward(x, batch * n);
-        let mut queries = vec![0.0f32; batch * heads * n * dim_head];
-        let mut key = vec![0.0f32; dim_head];
-        for (row, proj) in qkv.chunks_exact(3 * inner).enumerate() {
-            let (b, t) = (row / n, row % n);
-            let pos = start + t;
-            for head in 0..heads {
-                let hd = head * dim_head..(head + 1) * dim_head;
-                let bh = b * heads + head;
-                let q = &mut queries[(bh * n + t) * dim_head..(bh * n + t + 1) * dim_head];
-                q.copy_from_slice(&proj[hd.clone()]);
+        let mut qkv = self.qkv.forward(x, batch * n);
+        // qk-norm and positions, one row per task, in place.
+        let prepare_row = |row: usize, proj: &mut [f32]| {
+            let pos = start + row % n;
+            let (q, rest) = proj.split_at_mut(inner);
+            for (head, (q, k)) in q
+                .chunks_exact_mut(dim_head)
+                .zip(rest.chunks_exact_mut(dim_head))
+                .enumerate()
+            {
                 self.scales.query(q, head);
                 position(q, pos);
-                key.copy_from_slice(&proj[inner + hd.start..inner + hd.end]);
-                self.scales.key(&mut key, head);
-                position(&mut key, pos);
-                kv.store(
-                    bh,
-                    pos,
-                    &key,
-                    &proj[2 * inner + hd.start..2 * inner + hd.end],
-                );
+                self.scales.key(k, head);
+                position(k, pos);
+            }
+        };
+        in_parallel(&mut qkv, 3 * inner, prepare_row);
+        kv.store_step(&qkv, shape);
+        let mut queries = vec![0.0f32; batch * heads * n * dim_head];
+        for (row, proj) in qkv.chunks_exact(3 * inner).enumerate() {
+            let (b, t) = (row / n, row % n);
+            for (head, q) in proj[..inner].chunks_exact(dim_head).enumerate() {
+                let at = ((b * heads + head) * n + t) * dim_head;
+                queries[at..at + dim_head].copy_from_slice(q);
             }
         }
         queries
@@ -261,50 +263,87 @@ impl KvLayout {
     fn value_block(&self) -> usize {
         self.dim_head.div_ceil(PANEL) * self.capacity * PANEL
     }
+
+    /// Values per `(sequence, head)`: its keys, then its values.
+    fn block(&self) -> usize {
+        self.key_block() + self.value_block()
+    }
+
+    /// Writes one position's key and value into a `(sequence, head)` block.
+    fn store(&self, block: &mut [f32], pos: usize, key: &[f32], value: &[f32]) {
+        let (keys, values) = block.split_at_mut(self.key_block());
+        let base = (pos / PANEL) * self.dim_head * PANEL + pos % PANEL;
+        for (d, &k) in key.iter().enumerate() {
+            keys[base + d * PANEL] = k;
+        }
+        let base = pos * PANEL;
+        for (d, &v) in value.iter().enumerate() {
+            values[base + (d / PANEL) * self.capacity * PANEL + d % PANEL] = v;
+        }
+    }
 }
 
 /// One attention layer's keys and values for `rows` sequences (batch rows, or one shared context)
-/// of up to `layout.capacity` positions, preallocated so decoding never reallocates.
+/// of up to `layout.capacity` positions, preallocated so decoding never reallocates. Each
+/// `(sequence, head)` owns one contiguous block, so a step's new entries are stored in parallel.
 pub(super) struct KvStore {
     layout: KvLayout,
-    keys: Vec<f32>,
-    values: Vec<f32>,
+    blocks: Vec<f32>,
 }
 
 impl KvStore {
     pub fn new(layout: KvLayout, rows: usize) -> Self {
         Self {
             layout,
-            keys: vec![0.0; rows * layout.heads * layout.key_block()],
-            values: vec![0.0; rows * layout.heads * layout.value_block()],
+            blocks: vec![0.0; rows * layout.heads * layout.block()],
         }
     }
 
     /// True if this store was made for `layout` and `rows` sequences.
     pub fn fits(&self, layout: KvLayout, rows: usize) -> bool {
-        self.layout == layout
-            && self.keys.len() == rows * layout.heads * layout.key_block()
-            && self.values.len() == rows * layout.heads * layout.value_block()
+        self.layout == layout && self.blocks.len() == rows * layout.heads * layout.block()
     }
 
-    /// Stores the key and value of `(batch row, head)` `bh` at `pos`.
+    /// Stores the key and value of `(sequence, head)` `bh` at `pos`.
     pub fn store(&mut self, bh: usize, pos: usize, key: &[f32], value: &[f32]) {
+        let size = self.layout.block();
+        let block = &mut self.blocks[bh * size..(bh + 1) * size];
+        self.layout.store(block, pos, key, value);
+    }
+
+    /// Stores the keys and values of a step's projections `qkv: [batch · n][q | k | v]` (keys
+    /// already normed and rotated) at positions `start .. start + n`, one `(row, head)` per task.
+    fn store_step(&mut self, qkv: &[f32], shape: StepShape) {
         let layout = self.layout;
-        let base = bh * layout.key_block() + (pos / PANEL) * layout.dim_head * PANEL + pos % PANEL;
-        for (d, &k) in key.iter().enumerate() {
-            self.keys[base + d * PANEL] = k;
-        }
-        let base = bh * layout.value_block() + pos * PANEL;
-        for (d, &v) in value.iter().enumerate() {
-            self.values[base + (d / PANEL) * layout.capacity * PANEL + d % PANEL] = v;
+        let (heads, dim_head) = (layout.heads, layout.dim_head);
+        let inner = heads * dim_head;
+        let store_head = |bh: usize, block: &mut [f32]| {
+            let (b, head) = (bh / heads, bh % heads);
+            let at = head * dim_head;
+            for t in 0..shape.n {
+                let proj = &qkv[(b * shape.n + t) * 3 * inner..];
+                let key = &proj[inner + at..inner + at + dim_head];
+                let value = &proj[2 * inner + at..2 * inner + at + dim_head];
+                layout.store(block, shape.start + t, key, value);
+            }
+        };
+        let rows = shape.batch * heads;
+        let blocks = &mut self.blocks[..rows * layout.block()];
+        if rows * shape.n * dim_head < PARALLEL_MIN_WORK / 64 {
+            blocks
+                .chunks_mut(layout.block())
+                .enumerate()
+                .for_each(|(bh, block)| store_head(bh, block));
+        } else {
+            team::for_each_chunk(blocks, layout.block(), store_head);
         }
     }
 
     /// The first `total` keys of `bh` as `W[total, dim_head]`.
     fn key_panels(&self, bh: usize, total: usize) -> Panels<'_> {
-        let block = self.layout.key_block();
+        let at = bh * self.layout.block();
         Panels {
-            data: PanelData::F32(&self.keys[bh * block..(bh + 1) * block]),
+            data: PanelData::F32(&self.blocks[at..at + self.layout.key_block()]),
             stride: self.layout.dim_head * PANEL,
             k: self.layout.dim_head,
             cols: total,
@@ -313,9 +352,9 @@ impl KvStore {
 
     /// The first `total` values of `bh` as `W[dim_head, total]`.
     fn value_panels(&self, bh: usize, total: usize) -> Panels<'_> {
-        let block = self.layout.value_block();
+        let at = bh * self.layout.block() + self.layout.key_block();
         Panels {
-            data: PanelData::F32(&self.values[bh * block..(bh + 1) * block]),
+            data: PanelData::F32(&self.blocks[at..at + self.layout.value_block()]),
             stride: self.layout.capacity * PANEL,
             k: total,
             cols: self.layout.dim_head,
@@ -381,6 +420,18 @@ pub(super) fn attend(
         team::for_each_chunk(&mut heads_out, chunk, task);
     }
     merge_heads(&heads_out, batch, heads, n, dim_head)
+}
+
+/// Runs `task(i, row)` over the `width`-long rows of `data`: in parallel when there are several
+/// rows, on the calling thread for one.
+fn in_parallel(data: &mut [f32], width: usize, task: impl Fn(usize, &mut [f32]) + Sync) {
+    if data.len() > width {
+        team::for_each_chunk(data, width, task);
+    } else {
+        data.chunks_mut(width.max(1))
+            .enumerate()
+            .for_each(|(i, row)| task(i, row));
+    }
 }
 
 /// `[batch][head][n][d] → [batch][n][head · d]`.

@@ -90,10 +90,8 @@ impl Team {
         // (`unfinished == 0`) and leaves nothing claimable (`next ≥ tasks`), so no call outlives
         // the borrow. Writing `job` is exclusive: the epoch is odd and no helper is registered.
         unsafe {
-            let erased: JobPtr = std::mem::transmute::<
-                *const (dyn Fn(usize) + Sync + '_),
-                JobPtr,
-            >(job as *const _);
+            let erased: JobPtr =
+                std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), JobPtr>(job as *const _);
             *self.job.get() = Some(erased);
         }
         self.tasks.store(tasks, SeqCst);
@@ -118,7 +116,7 @@ impl Team {
                     return;
                 }
                 let epoch = self.epoch.load(SeqCst);
-                if epoch % 2 == 0 && epoch != seen {
+                if epoch.is_multiple_of(2) && epoch != seen {
                     break epoch;
                 }
                 pause(&mut spins);
@@ -241,7 +239,9 @@ mod tests {
     fn every_chunk_is_visited_once_with_and_without_a_team() {
         let fill = |data: &mut Vec<usize>| {
             for _ in 0..50 {
-                for_each_chunk(data, 7, |i, chunk| chunk.iter_mut().for_each(|v| *v += i + 1));
+                for_each_chunk(data, 7, |i, chunk| {
+                    chunk.iter_mut().for_each(|v| *v += i + 1)
+                });
             }
         };
         let want: Vec<usize> = (0..1000).map(|j| 50 * (j / 7 + 1)).collect();
@@ -258,7 +258,10 @@ mod tests {
 
     #[test]
     fn helpers_work_and_leave() {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
         let counts = pool.install(|| {
             with_team(|| {
                 assert_eq!(threads(), 3);
@@ -277,7 +280,10 @@ mod tests {
 
     #[test]
     fn a_panicking_task_reaches_the_leader_and_releases_the_helpers() {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
         let outcome = pool.install(|| {
             catch_unwind(AssertUnwindSafe(|| {
                 with_team(|| {
@@ -288,6 +294,6 @@ mod tests {
         });
         assert!(outcome.is_err());
         // The pool is still usable: no helper is stuck spinning.
-        assert_eq!(pool.install(|| with_team(|| threads())), 2);
+        assert_eq!(pool.install(|| with_team(threads)), 2);
     }
 }
