@@ -25,7 +25,9 @@ use serde::Serialize;
 
 use crate::frames::{ChordFrame, MelodyFrame};
 use crate::model::weights::{expected_offline_shapes, expected_shapes, INV_FREQ_KEY};
-use crate::model::{Decoder, ModelConfig, ModelError, ModelKind, OfflineConfig, OfflineModel};
+use crate::model::{
+    measure_product_rate, Decoder, ModelConfig, ModelError, ModelKind, OfflineConfig, OfflineModel,
+};
 use crate::sample::{
     commit_frames, generate_offline_options, generate_options, plan_live, LivePlanner, LiveRequest,
     OptionsRequest, SampleError, SamplingParams,
@@ -151,6 +153,9 @@ pub struct BenchResult {
     pub live_replan_floor_ms: f64,
     /// Weight-streaming floor for a per-frame re-plan's sequential calls (prefill excluded).
     pub live_replan_incremental_floor_ms: f64,
+    /// Arithmetic floor for five options: its weight multiply-adds (attention excluded) at the
+    /// measured kernel throughput on every thread.
+    pub five_options_compute_floor_ms: f64,
 }
 
 /// The whole report.
@@ -159,12 +164,21 @@ pub struct BenchReport {
     pub configs: Vec<BenchResult>,
     /// Measured memory read bandwidth, GB/s.
     pub read_bandwidth_gb_s: f64,
+    /// Measured multiply-add throughput of one core in the decoder's micro-kernel (ten rows,
+    /// weights in cache), GFLOP/s.
+    pub kernel_gflop_s_per_core: f64,
+    /// Threads a generation runs on.
+    pub threads: usize,
 }
 
 impl std::fmt::Display for BenchReport {
     /// The human-readable report `comper bench` prints.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "read bandwidth {:.1} GB/s", self.read_bandwidth_gb_s)?;
+        writeln!(
+            f,
+            "read bandwidth {:.1} GB/s; micro-kernel {:.1} GFLOP/s per core, {} threads",
+            self.read_bandwidth_gb_s, self.kernel_gflop_s_per_core, self.threads
+        )?;
         for r in &self.configs {
             writeln!(
                 f,
@@ -178,8 +192,8 @@ impl std::fmt::Display for BenchReport {
             )?;
             writeln!(
                 f,
-                "  five options × {BENCH_FRAMES} frames       {:>8.1} ms               (weight-streaming floor {:.1} ms)",
-                r.five_options_ms, r.five_options_floor_ms
+                "  five options × {BENCH_FRAMES} frames       {:>8.1} ms               (weight-streaming floor {:.1} ms, arithmetic floor {:.1} ms)",
+                r.five_options_ms, r.five_options_floor_ms, r.five_options_compute_floor_ms
             )?;
             writeln!(
                 f,
@@ -321,6 +335,12 @@ pub fn run(
         "memory read bandwidth: {:.1} GB/s",
         bandwidth / 1e9
     ));
+    let kernel_rate = measure_product_rate(10, 2048, 256, 200);
+    let threads = rayon::current_num_threads();
+    progress(&format!(
+        "micro-kernel: {:.1} GFLOP/s per core, {threads} threads",
+        kernel_rate / 1e9
+    ));
     let mut configs = Vec::with_capacity(sizes.len());
     for size in sizes {
         let config = &size.config;
@@ -445,12 +465,25 @@ pub fn run(
             offline_five_options_f16_floor_ms: stream_ms(offline_f16.streamed_weight_bytes()),
             live_replan_floor_ms: floor_ms(2 * BENCH_LOOKAHEAD - 1),
             live_replan_incremental_floor_ms: floor_ms(BENCH_LOOKAHEAD),
+            five_options_compute_floor_ms: five_options_flops(weight_bytes)
+                / (threads as f64 * kernel_rate)
+                * 1e3,
         });
     }
     Ok(BenchReport {
         configs,
         read_bandwidth_gb_s: bandwidth / 1e9,
+        kernel_gflop_s_per_core: kernel_rate / 1e9,
+        threads,
     })
+}
+
+/// Weight FLOPs of five options with an f32 decoder of `weight_bytes`: every weight multiplies
+/// each of the 2 × 256 tokens of each option once (the last layer's chord rows, which skip the
+/// feed-forward and logits, are counted too, so this is a slight overestimate).
+fn five_options_flops(weight_bytes: usize) -> f64 {
+    let weights = (weight_bytes / std::mem::size_of::<f32>()) as f64;
+    2.0 * weights * (BENCH_OPTIONS * 2 * BENCH_FRAMES) as f64
 }
 
 /// A chord progression to stand in for what a live session played: a new chord every bar.

@@ -14,6 +14,7 @@ pub mod weights;
 pub use config::{ModelConfig, ModelKind, OfflineConfig};
 pub use decoder::{Decoder, KvCache, LogitRows};
 pub use offline::{CrossCache, OfflineModel};
+pub use packed::measure_product_rate;
 pub use weights::{FolderBytes, LoadedModel, LoadedOffline, WeightsError};
 
 use candle_core::Tensor;

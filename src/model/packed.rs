@@ -207,6 +207,37 @@ impl PackedMatrix {
     }
 }
 
+/// FLOP/s of one thread multiplying `rows` input rows by a random `[out_dim, in_dim]` f32 matrix
+/// small enough to stay in cache, best of `repeats` products: the arithmetic ceiling of a
+/// decoding step, which `comper bench` prints beside its timings.
+pub fn measure_product_rate(rows: usize, out_dim: usize, in_dim: usize, repeats: usize) -> f64 {
+    let weights: Vec<f32> = (0..out_dim * in_dim)
+        .map(|i| (i % 13) as f32 / 13.0 - 0.5)
+        .collect();
+    let x: Vec<f32> = (0..rows * in_dim).map(|i| (i % 7) as f32 / 7.0).collect();
+    let Some(matrix) = PackedMatrix::pack(&weights, out_dim, in_dim) else {
+        return f64::NAN;
+    };
+    let mut out = vec![0.0f32; rows * out_dim];
+    let isa = Isa::detect();
+    let mut best = f64::MAX;
+    for _ in 0..repeats.max(1) {
+        let start = std::time::Instant::now();
+        product(
+            isa,
+            &x,
+            rows,
+            matrix.view(),
+            0..matrix.panel_count(),
+            &mut out,
+            out_dim,
+        );
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&out);
+    2.0 * (rows * out_dim * in_dim) as f64 / best
+}
+
 /// Packed panels seen as the matrix `W[cols, k]`: panel `p` holds columns `p·PANEL ..` input-major
 /// (`k × PANEL` values) starting at `data[p · stride]`; columns from `cols` on are padding.
 #[derive(Clone, Copy)]
