@@ -88,17 +88,17 @@ impl Team {
         // SAFETY: this erases the borrow's lifetime; the pointer is dereferenced only by tasks
         // claimed below, and this function returns only after every claimed task has finished
         // (`unfinished == 0`) and leaves nothing claimable (`next ≥ tasks`), so no call outlives
-        // the borrow. Writing `job` is exclusive: the epoch is odd and no helper is registered.
-        unsafe {
-            let erased: JobPtr =
-                std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), JobPtr>(job as *const _);
-            *self.job.get() = Some(erased);
-        }
+        // the borrow.
+        let erased = unsafe {
+            std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), JobPtr>(job as *const _)
+        };
+        // SAFETY: see above; exclusive while the epoch is odd and `busy == 0`.
+        unsafe { *self.job.get() = Some(erased) };
         self.tasks.store(tasks, SeqCst);
         self.next.store(0, SeqCst);
         self.unfinished.store(tasks, SeqCst);
         self.epoch.fetch_add(1, SeqCst);
-        self.work(job);
+        self.work(erased);
         wait_until(|| self.unfinished.load(SeqCst) == 0);
         if self.panicked.swap(false, SeqCst) {
             resume_unwind(Box::new("a parallel task panicked"));
@@ -125,10 +125,9 @@ impl Team {
             self.busy.fetch_add(1, SeqCst);
             if self.epoch.load(SeqCst) == epoch {
                 // SAFETY: registered in `busy` under an even epoch, so the leader is not writing
-                // `job` and will not return from `run` before this region's tasks are done.
+                // `job` (it waits for `busy == 0` first).
                 if let Some(job) = unsafe { *self.job.get() } {
-                    // SAFETY: tasks are claimed only while the region is live (see `run`).
-                    self.work(unsafe { &*job });
+                    self.work(job);
                 }
             }
             self.busy.fetch_sub(1, SeqCst);
@@ -140,14 +139,19 @@ impl Team {
         self.finished.store(true, SeqCst);
     }
 
-    /// Claims and runs tasks of the current region until none are left.
-    fn work(&self, job: &(dyn Fn(usize) + Sync)) {
+    /// Claims and runs tasks of the current region until none are left. The job is dereferenced
+    /// only for a claimed task: a helper that arrives after the region ended holds a pointer to a
+    /// closure that may be gone, and must not touch it.
+    fn work(&self, job: JobPtr) {
         let tasks = self.tasks.load(SeqCst);
         loop {
             let task = self.next.fetch_add(1, SeqCst);
             if task >= tasks {
                 return;
             }
+            // SAFETY: a claimed task keeps `unfinished > 0`, so the leader is still inside `run`
+            // and the closure behind `job` is alive until `unfinished` is decremented below.
+            let job = unsafe { &*job };
             if catch_unwind(AssertUnwindSafe(|| job(task))).is_err() {
                 self.panicked.store(true, SeqCst);
             }
@@ -178,23 +182,22 @@ thread_local! {
     static LEADING: RefCell<Option<Arc<Team>>> = const { RefCell::new(None) };
 }
 
-/// Runs `body` on a thread of rayon's pool with a team of all the pool's threads: the calling
-/// thread leads and the others help until `body` returns. Parallel regions inside `body` (those
-/// of [`for_each_chunk`]) go to the team.
-pub fn with_team<T: Send>(body: impl FnOnce() -> T + Send) -> T {
-    rayon::scope(|scope| {
-        let team = Arc::new(Team::new(rayon::current_num_threads()));
-        for _ in 1..team.size() {
-            let helper = Arc::clone(&team);
-            scope.spawn(move |_| helper.help());
-        }
-        let previous = LEADING.with(|leading| leading.replace(Some(Arc::clone(&team))));
-        // Helpers must be released even if `body` panics, or the scope would never end.
-        let outcome = catch_unwind(AssertUnwindSafe(body));
-        LEADING.with(|leading| leading.replace(previous));
-        team.finish();
-        outcome.unwrap_or_else(|panic| resume_unwind(panic))
-    })
+/// Runs `body` on the calling thread, leading a team of as many threads as rayon's pool has:
+/// `size − 1` helpers are lent by the pool until `body` returns, and parallel regions inside
+/// `body` (those of [`for_each_chunk`]) go to the team. `body` starts at once even when the pool
+/// is busy (e.g. helping another plugin instance's generation); it then runs with fewer helpers.
+pub fn with_team<T>(body: impl FnOnce() -> T) -> T {
+    let team = Arc::new(Team::new(rayon::current_num_threads()));
+    for _ in 1..team.size() {
+        let helper = Arc::clone(&team);
+        rayon::spawn(move || helper.help());
+    }
+    let previous = LEADING.with(|leading| leading.replace(Some(Arc::clone(&team))));
+    // Helpers must be released even if `body` panics, or they would spin forever.
+    let outcome = catch_unwind(AssertUnwindSafe(body));
+    LEADING.with(|leading| leading.replace(previous));
+    team.finish();
+    outcome.unwrap_or_else(|panic| resume_unwind(panic))
 }
 
 /// Threads a parallel region started on this thread can use.
@@ -276,6 +279,32 @@ mod tests {
             })
         });
         assert_eq!(counts, 200 * 64);
+    }
+
+    #[test]
+    fn a_leader_does_not_wait_for_a_busy_pool() {
+        // Another generation (say, a second plugin instance's) holds every worker of the pool.
+        let release = Arc::new(AtomicBool::new(false));
+        let holding = Arc::clone(&release);
+        rayon::spawn_broadcast(move |_| {
+            while !holding.load(SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        });
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let sum = with_team(|| {
+                let mut data = vec![1u32; 4096];
+                for_each_chunk(&mut data, 64, |i, chunk| {
+                    chunk.iter_mut().for_each(|v| *v += i as u32)
+                });
+                data.iter().sum::<u32>()
+            });
+            let _ = done_tx.send(sum);
+        });
+        let outcome = done_rx.recv_timeout(std::time::Duration::from_secs(20));
+        release.store(true, SeqCst);
+        assert_eq!(outcome, Ok(4096 + 64 * (0..64).sum::<u32>()));
     }
 
     #[test]
