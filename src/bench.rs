@@ -392,6 +392,7 @@ pub fn run(
 
         let chords = bench_chords(BENCH_FRAMES);
         let live = LiveRequest {
+            beat_phase: 0,
             melody: &melody,
             chords: &chords,
             committed: &[],
@@ -523,6 +524,7 @@ fn time_session<R: rand::Rng + Send>(
         let commit = commit_frames(planned_until, frame, BENCH_LOOKAHEAD, BENCH_LOOKAHEAD)
             .min(plan.len().saturating_sub(1));
         let request = LiveRequest {
+            beat_phase: 0,
             melody: &melody[..frame],
             chords: &played,
             committed: &plan[plan.len().min(1)..plan.len().min(1) + commit],

@@ -265,6 +265,7 @@ fn live_plan_keeps_committed_chords_and_fills_the_lookahead() {
     let chords = vec![ChordFrame::Onset(0); 5];
     let committed = [ChordFrame::Onset(3), ChordFrame::Hold(3)];
     let request = LiveRequest {
+        beat_phase: 0,
         melody: &melody,
         chords: &chords,
         committed: &committed,
@@ -286,6 +287,7 @@ fn live_plan_keeps_committed_chords_and_fills_the_lookahead() {
     // Fully committed: no model call, the committed chords come back.
     let all = [ChordFrame::Hold(3); 6];
     let request = LiveRequest {
+        beat_phase: 0,
         committed: &all,
         ..request
     };
@@ -307,6 +309,7 @@ fn live_context_is_trimmed_to_fit_the_model() {
     let model = LoadedModel::load(&folder(CONFIGS[0])).unwrap();
     let melody = vec![MelodyFrame::Hold(60); 100];
     let request = LiveRequest {
+        beat_phase: 0,
         melody: &melody,
         chords: &[],
         committed: &[],
@@ -437,6 +440,7 @@ fn live_planner_reuses_the_context_without_changing_the_plan() {
     let mut previous = 0;
     for frame in [12, 16, 20, 24, 8] {
         let request = LiveRequest {
+            beat_phase: 0,
             melody: &melody[..frame],
             chords: &chords[..frame],
             committed: &[ChordFrame::Hold(1)],
@@ -475,5 +479,80 @@ fn live_planner_reuses_the_context_without_changing_the_plan() {
             assert!(planner.last_reused() <= 1 + 2 * frame);
         }
         previous = frame;
+    }
+}
+
+/// Whether `next` keeps what `prev` sounds: the same chord held, or silence after silence.
+fn continues(prev: ChordFrame, next: ChordFrame) -> bool {
+    match next {
+        ChordFrame::Silence => prev == ChordFrame::Silence,
+        ChordFrame::Hold(c) => prev.chord() == Some(c),
+        ChordFrame::Onset(_) => false,
+    }
+}
+
+#[test]
+fn sampled_chords_change_only_on_the_change_grid() {
+    let model = LoadedModel::load(&folder(CONFIGS[0])).unwrap();
+    let melody = fixture_melody(&model, &fixture(CONFIGS[0]));
+    let on_beats = SamplingParams {
+        change_grid: 4,
+        ..SamplingParams::default()
+    };
+    let request = OptionsRequest {
+        melody: &melody,
+        locked: &[],
+        count: 5,
+        max_retries: 3,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let options = generate_options(
+        &model.decoder,
+        &model.vocabulary,
+        &request,
+        &on_beats,
+        &mut rng,
+    )
+    .unwrap();
+    let mut changes = 0;
+    for option in &options {
+        for (t, w) in option.chords.windows(2).enumerate() {
+            if !continues(w[0], w[1]) {
+                changes += 1;
+                assert_eq!((t + 1) % 4, 0, "a change at frame {}: {w:?}", t + 1);
+            }
+        }
+    }
+    assert!(changes > 0, "the random model changes chords somewhere");
+
+    // Live: the planned frames 10 .. 18 count from the session's first frame.
+    let history = &melody[..10];
+    let chords = vec![ChordFrame::Onset(1); 10];
+    let request = LiveRequest {
+        beat_phase: 0,
+        melody: history,
+        chords: &chords,
+        committed: &[],
+        lookahead: 8,
+    };
+    for seed in 0..5 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let plan = plan_live(
+            &model.decoder,
+            &model.vocabulary,
+            &request,
+            &on_beats,
+            &mut rng,
+        )
+        .unwrap();
+        let mut prev = ChordFrame::Onset(1);
+        for (i, &chord) in plan.chords.iter().enumerate() {
+            let frame = 10 + i;
+            assert!(
+                frame % 4 == 0 || continues(prev, chord),
+                "frame {frame}: {prev:?} -> {chord:?}"
+            );
+            prev = chord;
+        }
     }
 }

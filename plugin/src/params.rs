@@ -56,6 +56,33 @@ pub enum Voicing {
     VoiceLed,
 }
 
+/// Where a chord may change. The model was trained on 16th-note frames and, sampled freely, starts
+/// one chord in eight between beats, where lead sheets start one in thirty; holding chords
+/// between the grid's points keeps the note-in-chord fit (`comper eval --change-grid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum ChordChanges {
+    /// Any 16th note, as ReaLJam.
+    #[name = "Any 16th"]
+    Sixteenths,
+    /// On 8th notes: on the beat or pushed half a beat ahead.
+    #[name = "8th notes"]
+    Eighths,
+    /// Only on beats.
+    #[name = "Beats"]
+    Beats,
+}
+
+impl ChordChanges {
+    /// Frames between change points.
+    pub fn grid(self) -> usize {
+        match self {
+            Self::Sixteenths => 1,
+            Self::Eighths => 2,
+            Self::Beats => 4,
+        }
+    }
+}
+
 /// All parameters; `session` is the non-automatable state saved with the project.
 #[derive(Params)]
 pub struct ComperParams {
@@ -68,6 +95,8 @@ pub struct ComperParams {
     pub temperature: FloatParam,
     #[id = "top_p"]
     pub top_p: FloatParam,
+    #[id = "changes"]
+    pub chord_changes: EnumParam<ChordChanges>,
     #[id = "phrase"]
     pub phrase_bars: EnumParam<PhraseBars>,
     #[id = "voicing"]
@@ -103,6 +132,7 @@ impl Default for ComperParams {
                 .with_step_size(0.05),
             top_p: FloatParam::new("Top-p", 1.0, FloatRange::Linear { min: 0.5, max: 1.0 })
                 .with_step_size(0.01),
+            chord_changes: EnumParam::new("Chord changes", ChordChanges::Eighths),
             phrase_bars: EnumParam::new("Phrase length", PhraseBars::Four),
             voicing: EnumParam::new("Voicing", Voicing::VoiceLed),
             chord_octave: IntParam::new("Chord octave", 0, IntRange::Linear { min: -2, max: 2 }),
@@ -142,6 +172,7 @@ impl ComperParams {
         SamplingParams {
             temperature: self.temperature.value(),
             top_p: (top_p < 1.0).then_some(top_p),
+            change_grid: self.chord_changes.value().grid(),
             ..SamplingParams::default()
         }
     }
@@ -164,6 +195,7 @@ impl ComperParams {
             lookahead_beats: lookahead,
             commit_beats: (self.commit_beats.value().clamp(1, 8) as u32).min(lookahead),
             temperature: self.temperature.value(),
+            change_grid: self.chord_changes.value().grid(),
             voicing,
             range: VoicingRange::default(),
             ..LiveConfig::default()

@@ -68,6 +68,10 @@ struct SuggestArgs {
     /// Sampling temperature: lower is safer, higher is more adventurous.
     #[arg(long, default_value_t = 0.8)]
     temperature: f32,
+    /// Chords may change every N 16th notes: 1 = any 16th (as the model was trained), 2 = 8th
+    /// notes, 4 = beats.
+    #[arg(long, default_value_t = 2)]
+    change_grid: usize,
     /// Nucleus sampling: keep the most likely chords up to this total probability.
     #[arg(long)]
     top_p: Option<f32>,
@@ -148,8 +152,12 @@ struct JamArgs {
     /// Beats ahead that are fixed once planned (1 ..= lookahead).
     #[arg(long, default_value_t = 4)]
     commit: u32,
+    /// Sampling temperature of the plans (ReaLJam: 0.8).
     #[arg(long, default_value_t = 0.8)]
     temperature: f32,
+    /// Chords may change every N 16th notes: 1 = any 16th (ReaLJam), 2 = 8th notes, 4 = beats.
+    #[arg(long, default_value_t = 2)]
+    change_grid: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Fill the listening period's context with silence instead of sampled intro chords.
@@ -188,6 +196,9 @@ struct EvalArgs {
     /// Sampling temperature.
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
+    /// Let sampled chords change only every N frames (1 = any 16th note, 4 = on beats).
+    #[arg(long, default_value_t = 1)]
+    change_grid: usize,
     /// Evaluate only this many test examples (song chunks), evenly spaced over the split.
     #[arg(long)]
     max_songs: Option<usize>,
@@ -401,6 +412,7 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
     let params = SamplingParams {
         temperature: args.temperature,
         top_p: args.top_p,
+        change_grid: args.change_grid,
         ..SamplingParams::default()
     };
     let mut rng = match args.seed {
@@ -493,6 +505,7 @@ fn jam(args: JamArgs) -> anyhow::Result<()> {
         lookahead_beats: args.lookahead,
         commit_beats: args.commit,
         temperature: args.temperature,
+        change_grid: args.change_grid,
         seed: args.seed,
         intro: if args.silent_intro {
             IntroMode::Silence
@@ -565,6 +578,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         offline: args.offline,
         samples: args.samples,
         temperature: args.temperature,
+        change_grid: args.change_grid,
         max_examples: args.max_songs,
         seed: args.seed,
         suggest: !args.no_suggest,

@@ -93,6 +93,9 @@ pub struct EvalOptions {
     pub samples: usize,
     /// Sampling temperature (1 = the model's own distribution).
     pub temperature: f32,
+    /// Frames between the points where a sampled chord may change
+    /// ([`SamplingParams::change_grid`]; 1 = any 16th, as the model was trained).
+    pub change_grid: usize,
     /// Evaluate only this many test examples, evenly spaced over the split.
     pub max_examples: Option<usize>,
     /// Seed of every random draw (model samples and the random baseline).
@@ -219,14 +222,20 @@ pub fn evaluate(
 
     let params = SamplingParams {
         temperature: options.temperature,
+        change_grid: options.change_grid,
         ..SamplingParams::default()
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
+    let grid = match options.change_grid {
+        1 => String::new(),
+        4 => ", changes on beats".to_string(),
+        frames => format!(", changes every {frames} frames"),
+    };
     let plural = if options.samples == 1 { "" } else { "s" };
     if let Some(model) = &model {
         let mut nll = NllTotals::default();
         let name = format!(
-            "model ({} sample{plural}, T={})",
+            "model ({} sample{plural}, T={}{grid})",
             options.samples, options.temperature
         );
         let mut result = sampled_row(
@@ -255,7 +264,7 @@ pub fn evaluate(
     if let Some(offline) = &offline {
         let mut nll = NllTotals::default();
         let name = format!(
-            "offline model ({} sample{plural}, T={})",
+            "offline model ({} sample{plural}, T={}{grid})",
             options.samples, options.temperature
         );
         let mut result = sampled_row(
@@ -290,7 +299,7 @@ pub fn evaluate(
     };
     if let Some(harmonizer) = harmonizer {
         let name = format!(
-            "suggest{} ({} of {} candidates, T={})",
+            "suggest{} ({} of {} candidates, T={}{grid})",
             if offline.is_some() { ", offline" } else { "" },
             options.samples,
             options.samples * harmonizer.candidates_per_option(),

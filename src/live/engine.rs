@@ -5,7 +5,7 @@ use rand::SeedableRng;
 
 use super::{IntroMode, LiveConfig, LiveError};
 use crate::chord::{plain_voicing, voice_led, ChordTable, Voicing};
-use crate::frames::{ChordFrame, MelodyFrame};
+use crate::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
 use crate::model::{Decoder, LoadedModel, LoadedOffline, OfflineModel};
 use crate::progression::VoicingStyle;
 use crate::quantize::{PhraseId, QuantizerOutput};
@@ -74,6 +74,7 @@ impl<'m> LiveEngine<'m> {
         }
         let params = SamplingParams {
             temperature: config.temperature,
+            change_grid: config.change_grid,
             ..SamplingParams::default()
         };
         Ok(Self {
@@ -223,6 +224,7 @@ impl<'m> LiveEngine<'m> {
             .min(lookahead)
             .min(session.chords.len() - heard);
         let request = LiveRequest {
+            beat_phase: session.first_frame.rem_euclid(FRAMES_PER_BEAT as i64) as usize,
             melody: session.melody.get(..heard).unwrap_or_default(),
             chords: session.chords.get(..heard).unwrap_or_default(),
             committed: session

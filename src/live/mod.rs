@@ -105,6 +105,9 @@ pub struct LiveConfig {
     pub commit_beats: u32,
     /// Sampling temperature of the live plans (ReaLJam: 0.8).
     pub temperature: f32,
+    /// Frames between the points where a planned chord may change, counted from the host's
+    /// beats (ReaLJam: 1, any 16th; see [`crate::sample::SamplingParams::change_grid`]).
+    pub change_grid: usize,
     /// Seed of the sampler.
     pub seed: u64,
     pub intro: IntroMode,
@@ -120,6 +123,7 @@ impl Default for LiveConfig {
             lookahead_beats: 4,
             commit_beats: 4,
             temperature: 0.8,
+            change_grid: 1,
             seed: 0,
             intro: IntroMode::default(),
             voicing: VoicingStyle::default(),
@@ -161,6 +165,9 @@ impl LiveConfig {
         }
         if !self.temperature.is_finite() || self.temperature < 0.0 {
             return bad(format!("temperature {} must be ≥ 0", self.temperature));
+        }
+        if self.change_grid == 0 {
+            return bad("the chord-change grid must be at least 1 frame".into());
         }
         Ok(())
     }

@@ -14,6 +14,9 @@ pub(crate) struct Slot {
     pub part: Option<Part>,
     /// The token, when it is known (melody, locked/committed chords, prompt) rather than sampled.
     pub forced: Option<TokenId>,
+    /// The frame of a sampled chord slot, counted from a beat, for
+    /// [`SamplingParams::change_grid`]; `None` lets the chord change whatever the grid.
+    pub frame: Option<usize>,
 }
 
 impl Slot {
@@ -21,6 +24,7 @@ impl Slot {
         Self {
             part,
             forced: Some(id),
+            frame: None,
         }
     }
 
@@ -28,6 +32,15 @@ impl Slot {
         Self {
             part: Some(part),
             forced: None,
+            frame: None,
+        }
+    }
+
+    /// The same slot, placed at `frame` (counted from a beat).
+    pub fn at(self, frame: usize) -> Self {
+        Self {
+            frame: Some(frame),
+            ..self
         }
     }
 }
@@ -103,10 +116,23 @@ fn run_cached_in_pool<M: Stepper, R: Rng>(
                 let logits: Vec<Vec<f32>> =
                     logits.to_vec2().map_err(crate::model::ModelError::from)?;
                 pending.iter_mut().for_each(Vec::clear);
+                let may_change = part != Part::Chord
+                    || slot
+                        .frame
+                        .is_none_or(|frame| frame % params.change_grid == 0);
                 let mut chosen = Vec::with_capacity(batch);
                 for (row, row_logits) in logits.iter().enumerate() {
                     let row_prev = prev.get(row).and_then(|p| p[part_index(part)]);
-                    let id = choose(vocab, row_logits, part, row_prev, params, rng, &mut scratch);
+                    let id = choose(
+                        vocab,
+                        row_logits,
+                        part,
+                        row_prev,
+                        may_change,
+                        params,
+                        rng,
+                        &mut scratch,
+                    );
                     if part == Part::Chord {
                         if let Some(ll) = log_likelihood.get_mut(row) {
                             *ll += part_log_prob(vocab, row_logits, part, id);

@@ -27,6 +27,11 @@ pub struct SamplingParams {
     pub top_p: Option<f32>,
     /// Drop tokens less likely than `min_p` times the most likely one.
     pub min_p: Option<f32>,
+    /// Frames between the points where a sampled chord may change (start, stop or switch): 1
+    /// lets it change on any 16th note, as ReaLJam does; 4 only on beats. Frames count from the
+    /// melody's first frame, which sits on a beat. Between those points the sounding chord (or
+    /// silence) is held.
+    pub change_grid: usize,
 }
 
 impl Default for SamplingParams {
@@ -37,6 +42,7 @@ impl Default for SamplingParams {
             top_k: None,
             top_p: None,
             min_p: None,
+            change_grid: 1,
         }
     }
 }
@@ -55,6 +61,9 @@ impl SamplingParams {
         let bad = |msg: String| Err(SampleError::BadParams(msg));
         if !self.temperature.is_finite() || self.temperature < 0.0 {
             return bad(format!("temperature {} must be ≥ 0", self.temperature));
+        }
+        if self.change_grid == 0 {
+            return bad("the chord-change grid must be at least 1 frame".into());
         }
         if self.top_k == Some(0) {
             return bad("top_k must be at least 1".into());
@@ -82,7 +91,16 @@ impl SamplingParams {
 /// any), following ReaLJam's `filter_invalid_tokens` (spec §9.2): no special tokens; only the
 /// part's own tokens and SILENCE; a hold only continues the sounding chord/note; after SILENCE any
 /// hold (as upstream); at the very start no hold. Ids come out in ascending order.
-pub fn valid_tokens(vocab: &Vocabulary, part: Part, prev: Option<TokenId>, out: &mut Vec<TokenId>) {
+///
+/// Without `may_change` (a chord slot between two points of [`SamplingParams::change_grid`]) the
+/// only valid token is the one that continues `prev`: its hold, or SILENCE after SILENCE.
+pub fn valid_tokens(
+    vocab: &Vocabulary,
+    part: Part,
+    prev: Option<TokenId>,
+    may_change: bool,
+    out: &mut Vec<TokenId>,
+) {
     out.clear();
     let (hold_base, on_base, count) = match part {
         Part::Chord => (
@@ -92,6 +110,20 @@ pub fn valid_tokens(vocab: &Vocabulary, part: Part, prev: Option<TokenId>, out: 
         ),
         Part::Melody => (NOTE_HOLD_BASE, NOTE_ON_BASE, 128),
     };
+    if !may_change {
+        let continuation = match prev {
+            Some(SILENCE) => Some(SILENCE),
+            Some(id) if (hold_base..hold_base + count).contains(&id) => Some(id),
+            Some(id) if (on_base..on_base + count).contains(&id) => {
+                Some(hold_base + (id - on_base))
+            }
+            _ => None,
+        };
+        if let Some(id) = continuation {
+            out.push(id);
+            return;
+        }
+    }
     out.push(SILENCE);
     match prev {
         Some(SILENCE) => out.extend(hold_base..hold_base + count),
@@ -136,16 +168,18 @@ pub struct Scratch {
 }
 
 /// Picks a token for a `part` slot from one row of logits.
+#[allow(clippy::too_many_arguments)]
 pub fn choose<R: Rng>(
     vocab: &Vocabulary,
     logits: &[f32],
     part: Part,
     prev: Option<TokenId>,
+    may_change: bool,
     params: &SamplingParams,
     rng: &mut R,
     scratch: &mut Scratch,
 ) -> TokenId {
-    valid_tokens(vocab, part, prev, &mut scratch.valid);
+    valid_tokens(vocab, part, prev, may_change, &mut scratch.valid);
     let logit = |id: TokenId| {
         logits
             .get(id as usize)
@@ -226,7 +260,7 @@ mod tests {
 
     fn valid(part: Part, prev: Option<TokenId>) -> Vec<TokenId> {
         let mut out = Vec::new();
-        valid_tokens(&vocab(), part, prev, &mut out);
+        valid_tokens(&vocab(), part, prev, true, &mut out);
         out
     }
 
@@ -240,6 +274,27 @@ mod tests {
         );
         assert_eq!(valid(Part::Chord, Some(264)), vec![3, 261, 263, 264, 265]);
         assert_eq!(valid(Part::Chord, Some(262)), vec![3, 262, 263, 264, 265]);
+    }
+
+    #[test]
+    fn between_change_points_a_chord_only_continues() {
+        let held = |prev| {
+            let mut out = Vec::new();
+            valid_tokens(&vocab(), Part::Chord, prev, false, &mut out);
+            out
+        };
+        assert_eq!(
+            held(Some(264)),
+            vec![261],
+            "an onset of F continues as F held"
+        );
+        assert_eq!(held(Some(262)), vec![262]);
+        assert_eq!(held(Some(SILENCE)), vec![SILENCE]);
+        assert_eq!(
+            held(None),
+            valid(Part::Chord, None),
+            "nothing to continue yet"
+        );
     }
 
     #[test]
@@ -262,6 +317,7 @@ mod tests {
             &logits,
             Part::Chord,
             Some(263),
+            true,
             &SamplingParams::greedy(),
             &mut rng,
             &mut Scratch::default(),
@@ -282,6 +338,7 @@ mod tests {
                 &logits,
                 Part::Chord,
                 Some(263),
+                true,
                 &SamplingParams::default(),
                 &mut rng,
                 &mut scratch,
@@ -297,6 +354,7 @@ mod tests {
             &logits,
             Part::Chord,
             Some(263),
+            true,
             &SamplingParams::greedy(),
             &mut rng,
             &mut scratch,
@@ -308,6 +366,7 @@ mod tests {
                     &logits,
                     Part::Chord,
                     Some(263),
+                    true,
                     &top1,
                     &mut rng,
                     &mut scratch
@@ -342,6 +401,7 @@ mod tests {
                     &logits,
                     Part::Chord,
                     None,
+                    true,
                     &params,
                     &mut rng,
                     &mut scratch,

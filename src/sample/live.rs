@@ -22,6 +22,9 @@ pub struct LiveRequest<'a> {
     pub committed: &'a [ChordFrame],
     /// Frames to plan, `L`.
     pub lookahead: usize,
+    /// How many frames past a beat the melody's first frame lies (0 when the session started
+    /// on a beat), so that [`SamplingParams::change_grid`] counts from the host's beats.
+    pub beat_phase: usize,
 }
 
 /// Planned chords for frames `frame .. frame + lookahead`.
@@ -204,8 +207,8 @@ fn live_slots(
         slots.push(Slot::forced(Some(Part::Chord), vocab.chord_id(chord)?));
         slots.push(Slot::sampled(Part::Melody));
     }
-    for _ in commit..lookahead {
-        slots.push(Slot::sampled(Part::Chord));
+    for t in frame + commit..frame + lookahead {
+        slots.push(Slot::sampled(Part::Chord).at(request.beat_phase + t));
         slots.push(Slot::sampled(Part::Melody));
     }
     // The last melody token is never sampled (2L − 1 generated tokens, as ReaLJam).
@@ -244,6 +247,7 @@ mod tests {
         let mut previous: Option<(usize, usize)> = None;
         for frame in 18..34 {
             let request = LiveRequest {
+                beat_phase: 0,
                 melody: &melody[..frame],
                 chords: &[],
                 committed: &[],
@@ -278,6 +282,7 @@ mod tests {
             &decoder,
             &vocab,
             &LiveRequest {
+                beat_phase: 0,
                 melody: &melody[..33],
                 chords: &[],
                 committed: &[],

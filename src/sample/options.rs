@@ -119,7 +119,7 @@ fn check_request(request: &OptionsRequest, max_frames: usize) -> Result<usize, S
 fn chord_slot(vocab: &Vocabulary, request: &OptionsRequest, t: usize) -> Result<Slot, SampleError> {
     Ok(match request.locked.get(t).copied().flatten() {
         Some(chord) => Slot::forced(Some(Part::Chord), vocab.chord_id(chord)?),
-        None => Slot::sampled(Part::Chord),
+        None => Slot::sampled(Part::Chord).at(t),
     })
 }
 

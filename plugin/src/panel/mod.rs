@@ -317,6 +317,9 @@ impl Panel {
                 ui.label("Melody thru");
                 ui.add(ParamSlider::for_param(&p.melody_thru, &setter).with_width(110.0));
                 ui.end_row();
+                ui.label("Changes");
+                ui.add(ParamSlider::for_param(&p.chord_changes, &setter).with_width(110.0));
+                ui.end_row();
             });
     }
 
