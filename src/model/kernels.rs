@@ -1,7 +1,7 @@
 //! The register-blocked micro-kernel behind every product of the decoder (see [`super::packed`]):
 //! a block of input rows times one packed panel, in AVX-512 or AVX2+FMA when the CPU reports it
-//! (checked at run time) and in portable Rust otherwise. All `unsafe` code of the decoder lives
-//! here.
+//! (checked at run time) and in portable Rust otherwise. All `unsafe` arithmetic of the decoder
+//! lives here (the other `unsafe` code is [`super::team`]'s hand-over of parallel work).
 //!
 //! Weights may be stored as f32 or as 16-bit floats (f16, bf16) that the kernels widen to f32 as
 //! they load them: the products equal those of upcasting at load time, with half the bytes to

@@ -8,7 +8,7 @@ mod kernels;
 mod layers;
 pub mod offline;
 mod packed;
-pub mod team;
+pub(crate) mod team;
 pub mod weights;
 
 pub use config::{ModelConfig, ModelKind, OfflineConfig};
