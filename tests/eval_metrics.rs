@@ -699,6 +699,7 @@ fn best_of_options(
         examples: 10,
         candidates: 3,
         temperature: 1.0,
+        change_grid: 1,
         critic_weight: 0.0,
         min_change_share,
         max_change_share: 1000.0,
@@ -734,6 +735,29 @@ fn best_of_keeps_the_best_fitting_candidate_of_each_melody() {
         assert_eq!(example.melody, melody);
         assert_eq!(example.bars, [0, 16]);
         assert_eq!(example.chords.len(), melody.len());
+    }
+
+    // On a beat grid every kept progression changes chord only on beats.
+    let on_beats = BestOfOptions {
+        change_grid: 4,
+        ..best_of_options(&data, weights.clone(), critic.clone(), 0.0)
+    };
+    best_of(&on_beats, |_| {}).unwrap();
+    let kept = Split::read(&on_beats.out).unwrap();
+    for i in 0..kept.len() {
+        let chords = kept.example(i, &vocab).unwrap().chords;
+        for (t, pair) in chords.windows(2).enumerate() {
+            let held = match pair[1] {
+                ChordFrame::Silence => pair[0] == ChordFrame::Silence,
+                ChordFrame::Hold(c) => pair[0].chord() == Some(c),
+                ChordFrame::Onset(_) => false,
+            };
+            assert!(
+                held || (t + 1) % 4 == 0,
+                "example {i}, frame {}: {pair:?}",
+                t + 1
+            );
+        }
     }
 
     // A floor above every candidate's chord count keeps nothing, and says so.

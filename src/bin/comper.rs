@@ -239,6 +239,9 @@ struct BestOfArgs {
     /// Sampling temperature of the candidates.
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
+    /// Let the candidates' chords change only every N frames (1 = any 16th, 2 = 8th notes).
+    #[arg(long, default_value_t = 1)]
+    change_grid: usize,
     /// Weight of the critic's mean log-probability per chord token next to the melody fit.
     #[arg(long, default_value_t = 0.2)]
     critic_weight: f64,
@@ -606,6 +609,7 @@ fn best_of(args: BestOfArgs) -> anyhow::Result<()> {
         examples: args.examples,
         candidates: args.candidates,
         temperature: args.temperature,
+        change_grid: args.change_grid,
         critic_weight: args.critic_weight,
         min_change_share: args.min_change_share,
         max_change_share: args.max_change_share,

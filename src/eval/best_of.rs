@@ -53,6 +53,9 @@ pub struct BestOfOptions {
     pub candidates: usize,
     /// Sampling temperature of the candidates.
     pub temperature: f32,
+    /// Frames between the points where a candidate's chord may change
+    /// ([`SamplingParams::change_grid`]; 1 = any 16th).
+    pub change_grid: usize,
     /// Weight of the critic's mean log-probability per chord token next to the melody fit (a
     /// share in 0..1).
     pub critic_weight: f64,
@@ -187,6 +190,7 @@ pub fn best_of(
 
     let params = SamplingParams {
         temperature: options.temperature,
+        change_grid: options.change_grid,
         ..SamplingParams::default()
     };
     let reward = Reward {
