@@ -70,10 +70,10 @@ pub(crate) fn run_cached<M: Stepper, R: Rng + Send>(
     params: &SamplingParams,
     rng: &mut R,
 ) -> Result<Generated, SampleError> {
-    team::with_team(|| run_cached_in_pool(decoder, vocab, cache, slots, params, rng))
+    team::with_team(|| fill_slots(decoder, vocab, cache, slots, params, rng))
 }
 
-fn run_cached_in_pool<M: Stepper, R: Rng>(
+fn fill_slots<M: Stepper, R: Rng>(
     decoder: &M,
     vocab: &Vocabulary,
     cache: &mut M::Cache,
