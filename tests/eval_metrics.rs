@@ -683,6 +683,10 @@ fn a_model_with_another_vocabulary_is_refused() {
     assert!(matches!(err, EvalError::VocabularyMismatch { .. }), "{err}");
 }
 
+#[path = "common/chords.rs"]
+mod chords;
+use chords::continues;
+
 // --- best-of ----------------------------------------------------------------------------------
 
 fn best_of_options(
@@ -747,13 +751,8 @@ fn best_of_keeps_the_best_fitting_candidate_of_each_melody() {
     for i in 0..kept.len() {
         let chords = kept.example(i, &vocab).unwrap().chords;
         for (t, pair) in chords.windows(2).enumerate() {
-            let held = match pair[1] {
-                ChordFrame::Silence => pair[0] == ChordFrame::Silence,
-                ChordFrame::Hold(c) => pair[0].chord() == Some(c),
-                ChordFrame::Onset(_) => false,
-            };
             assert!(
-                held || (t + 1) % 4 == 0,
+                continues(pair[0], pair[1]) || (t + 1) % 4 == 0,
                 "example {i}, frame {}: {pair:?}",
                 t + 1
             );

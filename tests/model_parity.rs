@@ -482,14 +482,9 @@ fn live_planner_reuses_the_context_without_changing_the_plan() {
     }
 }
 
-/// Whether `next` keeps what `prev` sounds: the same chord held, or silence after silence.
-fn continues(prev: ChordFrame, next: ChordFrame) -> bool {
-    match next {
-        ChordFrame::Silence => prev == ChordFrame::Silence,
-        ChordFrame::Hold(c) => prev.chord() == Some(c),
-        ChordFrame::Onset(_) => false,
-    }
-}
+#[path = "common/chords.rs"]
+mod chords;
+use chords::continues;
 
 #[test]
 fn sampled_chords_change_only_on_the_change_grid() {

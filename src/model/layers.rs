@@ -144,7 +144,7 @@ impl FeedForward {
                 *o = (v + vb) * (g / (1.0 + (-g).exp()));
             }
         };
-        in_parallel(&mut hidden, inner, gate_row);
+        in_parallel(&mut hidden, inner, true, gate_row);
         let mut out = self.ff_out.forward(&hidden, rows);
         for row in out.chunks_exact_mut(self.ff_out_bias.len()) {
             add_assign(row, &self.ff_out_bias);
@@ -213,7 +213,7 @@ impl SelfAttention {
                 position(k, pos);
             }
         };
-        in_parallel(&mut qkv, 3 * inner, prepare_row);
+        in_parallel(&mut qkv, 3 * inner, true, prepare_row);
         kv.store_step(&qkv, shape);
         let mut queries = vec![0.0f32; batch * heads * n * dim_head];
         for (row, proj) in qkv.chunks_exact(3 * inner).enumerate() {
@@ -327,16 +327,8 @@ impl KvStore {
                 layout.store(block, shape.start + t, key, value);
             }
         };
-        let rows = shape.batch * heads;
-        let blocks = &mut self.blocks[..rows * layout.block()];
-        if rows * shape.n * dim_head < PARALLEL_MIN_WORK / 64 {
-            blocks
-                .chunks_mut(layout.block())
-                .enumerate()
-                .for_each(|(bh, block)| store_head(bh, block));
-        } else {
-            team::for_each_chunk(blocks, layout.block(), store_head);
-        }
+        let blocks = &mut self.blocks[..shape.batch * heads * layout.block()];
+        in_parallel(blocks, layout.block(), true, store_head);
     }
 
     /// The first `total` keys of `bh` as `W[total, dim_head]`.
@@ -411,21 +403,20 @@ pub(super) fn attend(
         product(isa, &scores, n, v, 0..v.count(), out, dim_head);
     };
     let chunk = n * dim_head;
-    if batch * heads * n * total * dim_head < PARALLEL_MIN_WORK {
-        heads_out
-            .chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(bh, out)| task(bh, out));
-    } else {
-        team::for_each_chunk(&mut heads_out, chunk, task);
-    }
+    let worth_it = batch * heads * n * total * dim_head >= PARALLEL_MIN_WORK;
+    in_parallel(&mut heads_out, chunk, worth_it, task);
     merge_heads(&heads_out, batch, heads, n, dim_head)
 }
 
 /// Runs `task(i, row)` over the `width`-long rows of `data`: in parallel when there are several
-/// rows, on the calling thread for one.
-fn in_parallel(data: &mut [f32], width: usize, task: impl Fn(usize, &mut [f32]) + Sync) {
-    if data.len() > width {
+/// rows and the work is `worth_it`, else on the calling thread.
+fn in_parallel(
+    data: &mut [f32],
+    width: usize,
+    worth_it: bool,
+    task: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    if worth_it && data.len() > width {
         team::for_each_chunk(data, width, task);
     } else {
         data.chunks_mut(width.max(1))
