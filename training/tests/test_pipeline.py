@@ -189,3 +189,32 @@ def test_offline_train_resume_and_export(converted, tmp_path):
     assert tensors["decoder.decoder.to_logits.weight"].shape == (config["num_tokens"], 32)
     assert not any("inv_freq" in k for k in tensors)
     assert all(str(t.dtype) == "torch.float16" for t in tensors.values())
+
+
+def test_policy_gradient_fine_tuning_runs_and_exports(converted, tmp_path):
+    """`rl.py` samples, scores and updates a tiny exported model, logs the fit and the KL, and
+    leaves a checkpoint `export.py` turns into a weights folder that differs from the start."""
+    import export
+    import rl
+    import train
+    from safetensors.torch import load_file
+
+    out, _ = converted
+    common = ["--data", str(out), "--dim", "32", "--depth", "1", "--heads", "2", "--batch-size", "4",
+              "--minutes", "5", "--log-every", "1", "--valid-every", "100", "--ckpt-every", "100"]
+    assert train.main(common + ["--run", str(tmp_path / "base"), "--max-steps", "2"]) == 0
+    base = export.export(tmp_path / "base", "base", tmp_path / "weights")
+    run = tmp_path / "rl"
+    assert rl.main(["--data", str(out), "--init-weights", str(base), "--run", str(run), "--melodies", "2",
+                    "--samples", "2", "--frames", "16", "--max-steps", "2", "--log-every", "1",
+                    "--lr", "1e-3", "--keep-checkpoints", "--ckpt-every", "1"]) == 0
+    entries = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    steps = [e for e in entries if "fit" in e]
+    assert [e["step"] for e in steps] == [1, 2]
+    assert all(0.0 <= e["fit"] <= 1.0 and e["kl"] >= 0.0 for e in steps)
+    assert (run / "ckpt-1.pt").exists() and (run / "ckpt-2.pt").exists()
+    tuned = export.export(run, "tuned", tmp_path / "weights")
+    before, after = load_file(str(base / "model.safetensors")), load_file(str(tuned / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(SystemExit, match="frames"):
+        rl.main(["--data", str(out), "--init-weights", str(base), "--run", str(run), "--frames", "100000"])
