@@ -138,6 +138,22 @@ fn last_row_logits_equal_the_last_of_all_rows() {
     let all = model.decoder.forward(&batch).unwrap();
     let all_last = all.narrow(1, 9, 1).unwrap().squeeze(1).unwrap();
     assert!(max_diff(&last, &all_last) < 1e-6);
+
+    let mut cache = model.decoder.new_cache(2).unwrap();
+    let tail = model
+        .decoder
+        .step(&mut cache, &batch, LogitRows::Tail(3))
+        .unwrap();
+    assert_eq!(tail.dims(), &[2, 3, model.decoder.config().num_tokens]);
+    assert!(max_diff(&tail, &all.narrow(1, 7, 3).unwrap()) < 1e-6);
+    for bad in [0, 11] {
+        let mut cache = model.decoder.new_cache(2).unwrap();
+        let err = model
+            .decoder
+            .step(&mut cache, &batch, LogitRows::Tail(bad))
+            .unwrap_err();
+        assert!(err.to_string().contains("last"), "{err}");
+    }
 }
 
 #[test]
@@ -164,7 +180,10 @@ fn stored_inv_freq_is_used_not_recomputed() {
 // ---- sampling on the parity models -------------------------------------------------------------
 
 use comper::frames::{ChordFrame, MelodyFrame};
-use comper::sample::{generate_options, plan_live, LiveRequest, OptionsRequest, SamplingParams};
+use comper::sample::filter::part_log_prob;
+use comper::sample::{
+    generate_options, plan_live, LiveRequest, OptionsRequest, Part, SamplingParams,
+};
 use rand::SeedableRng;
 
 fn fixture_melody(model: &LoadedModel, fx: &HashMap<String, Tensor>) -> Vec<MelodyFrame> {
@@ -519,6 +538,32 @@ fn sampled_chords_change_only_on_the_change_grid() {
         }
     }
     assert!(changes > 0, "the random model changes chords somewhere");
+
+    // Chords the grid holds skip their own decoder call, but each option's log-likelihood still
+    // scores every chord slot: the same sum from one forward pass over the finished sequence.
+    for option in &options {
+        let tokens = model
+            .vocabulary
+            .online_sequence(&option.chords, &melody)
+            .unwrap();
+        let logits = model.decoder.forward(&[tokens.clone()]).unwrap();
+        let logits: Vec<Vec<f32>> = logits.squeeze(0).unwrap().to_vec2().unwrap();
+        let expected: f64 = (0..option.chords.len())
+            .map(|t| {
+                part_log_prob(
+                    &model.vocabulary,
+                    &logits[2 * t],
+                    Part::Chord,
+                    tokens[1 + 2 * t],
+                )
+            })
+            .sum();
+        assert!(
+            (option.log_likelihood - expected).abs() < 1e-3,
+            "{} vs {expected}",
+            option.log_likelihood
+        );
+    }
 
     // Live: the planned frames 10 .. 18 count from the session's first frame.
     let history = &melody[..10];

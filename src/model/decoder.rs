@@ -22,7 +22,7 @@ use candle_nn::VarBuilder;
 
 use super::config::ModelConfig;
 use super::layers::{
-    add_assign, attend, embed, last_rows, simple_rms_norm, to_vec, FeedForward, KvLayout, KvStore,
+    add_assign, attend, embed, simple_rms_norm, tail_rows, to_vec, FeedForward, KvLayout, KvStore,
     Linear, SelfAttention, StepShape, Visibility,
 };
 use super::{ModelError, Stepper, TokenCache};
@@ -33,8 +33,38 @@ use super::{ModelError, Stepper, TokenCache};
 pub enum LogitRows {
     /// Only the last position of each batch row: `[batch, num_tokens]`.
     Last,
+    /// The last `k` positions of each batch row, `1 ≤ k ≤ chunk_len`: `[batch, k, num_tokens]`.
+    /// For a sampler that queued tokens without a step of their own and still scores them.
+    Tail(usize),
     /// Every position: `[batch, chunk_len, num_tokens]`.
     All,
+}
+
+impl LogitRows {
+    /// How many trailing positions of each row of an `n`-token chunk get logits.
+    pub(super) fn count(self, n: usize) -> Result<usize, ModelError> {
+        match self {
+            LogitRows::Last => Ok(1),
+            LogitRows::All => Ok(n),
+            LogitRows::Tail(k) if (1..=n).contains(&k) => Ok(k),
+            LogitRows::Tail(k) => Err(ModelError::BadLogitRows { tail: k, chunk: n }),
+        }
+    }
+
+    /// The logits of `batch` rows, `count(n)` positions each, shaped as this request promises.
+    pub(super) fn tensor(
+        self,
+        logits: Vec<f32>,
+        batch: usize,
+        n: usize,
+        num_tokens: usize,
+    ) -> Result<Tensor, ModelError> {
+        let tensor = match self {
+            LogitRows::Last => Tensor::from_vec(logits, (batch, num_tokens), &Device::Cpu)?,
+            _ => Tensor::from_vec(logits, (batch, self.count(n)?, num_tokens), &Device::Cpu)?,
+        };
+        Ok(tensor)
+    }
 }
 
 /// Keys and values of every layer for a batch of sequences, preallocated to `max_seq_len` so
@@ -208,6 +238,7 @@ impl Decoder {
                 max_seq_len: cache.capacity,
             });
         }
+        let keep = rows.count(n)?;
         let dim = self.config.dim;
         let num_tokens = self.config.num_tokens as u32;
         let mut h = embed(&self.token_emb, dim, chunk.iter().flatten())
@@ -231,10 +262,10 @@ impl Decoder {
                 bias: None,
             };
             let mut heads = attend(&queries, shape, kv, shape.start + n, false, causal);
-            if rows == LogitRows::Last && layer == last_layer {
+            if keep < n && layer == last_layer {
                 // Past the last layer's keys/values only the rows turned into logits matter.
-                h = last_rows(&h, n, dim);
-                heads = last_rows(&heads, n, self.config.attn_inner_dim());
+                h = tail_rows(&h, n, dim, keep);
+                heads = tail_rows(&heads, n, self.config.attn_inner_dim(), keep);
             }
             let live_rows = h.len() / dim;
             add_assign(&mut h, &block.attn.output(&heads, live_rows));
@@ -242,21 +273,13 @@ impl Decoder {
             add_assign(&mut h, &ff);
         }
         cache.len += n;
-        if rows == LogitRows::Last && h.len() != batch * dim {
-            h = last_rows(&h, n, dim);
+        if h.len() != batch * keep * dim {
+            h = tail_rows(&h, n, dim, keep);
         }
         let logits = self
             .to_logits
             .forward(&simple_rms_norm(&h, dim), h.len() / dim);
-        let tensor = match rows {
-            LogitRows::Last => {
-                Tensor::from_vec(logits, (batch, self.config.num_tokens), &Device::Cpu)?
-            }
-            LogitRows::All => {
-                Tensor::from_vec(logits, (batch, n, self.config.num_tokens), &Device::Cpu)?
-            }
-        };
-        Ok(tensor)
+        rows.tensor(logits, batch, n, self.config.num_tokens)
     }
 
     fn kv_layout(&self) -> KvLayout {

@@ -470,10 +470,10 @@ fn l2_normalize(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v /= norm);
 }
 
-/// The last of every `n` rows of `width` values (each batch row's last position).
-pub(super) fn last_rows(x: &[f32], n: usize, width: usize) -> Vec<f32> {
+/// The last `keep` of every `n` rows of `width` values (each batch row's trailing positions).
+pub(super) fn tail_rows(x: &[f32], n: usize, width: usize, keep: usize) -> Vec<f32> {
     x.chunks_exact(n * width)
-        .flat_map(|seq| &seq[(n - 1) * width..])
+        .flat_map(|seq| &seq[(n - keep) * width..])
         .copied()
         .collect()
 }

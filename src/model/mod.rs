@@ -65,6 +65,8 @@ pub enum ModelError {
     BatchMismatch { cache: usize, chunk: usize },
     #[error("every batch row of a chunk needs the same, non-zero number of tokens")]
     RaggedChunk,
+    #[error("logits were asked for the last {tail} positions of a {chunk}-token chunk")]
+    BadLogitRows { tail: usize, chunk: usize },
     #[error("the cache was made by a decoder of a different shape")]
     ForeignCache,
     #[error("rotary inv_freq has {len} entries; it needs 1 ..= dim_head/2 = {} entries", dim_head / 2)]

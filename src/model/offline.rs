@@ -12,13 +12,13 @@
 //! A [`CrossCache`] holds one melody's cross-attention keys/values, shared by every batch row, and
 //! the decoder's own keys/values per row, so five options for one phrase run as one batch.
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use super::config::OfflineConfig;
 use super::decoder::LogitRows;
 use super::layers::{
-    add_assign, attend, embed, last_rows, simple_rms_norm, to_vec, FeedForward, KvLayout, KvStore,
+    add_assign, attend, embed, simple_rms_norm, tail_rows, to_vec, FeedForward, KvLayout, KvStore,
     Linear, QkScales, ScoreBias, SelfAttention, StepShape, Visibility,
 };
 use super::{ModelError, Stepper, TokenCache};
@@ -402,6 +402,7 @@ impl Stepper for OfflineModel {
             return Err(ModelError::RaggedChunk);
         }
         self.check_cache(cache, batch, n)?;
+        let keep = rows.count(n)?;
         let base = &self.config.base;
         let (dim, num_tokens) = (base.dim, base.num_tokens as u32);
         let mut h = embed(&self.decoder_emb, dim, chunk.iter().flatten())
@@ -431,11 +432,11 @@ impl Stepper for OfflineModel {
                 .project(&simple_rms_norm(&h, dim), shape, kv, |_, _| {});
             let mut heads = attend(&queries, shape, kv, total, false, causal);
             let mut live = shape;
-            if rows == LogitRows::Last && layer == last_layer {
+            if keep < n && layer == last_layer {
                 // Past the last layer's keys/values only the rows turned into logits matter.
-                h = last_rows(&h, n, dim);
-                heads = last_rows(&heads, n, base.attn_inner_dim());
-                live = StepShape { n: 1, ..shape };
+                h = tail_rows(&h, n, dim, keep);
+                heads = tail_rows(&heads, n, base.attn_inner_dim(), keep);
+                live = StepShape { n: keep, ..shape };
             }
             let live_rows = live.batch * live.n;
             add_assign(&mut h, &block.attn.output(&heads, live_rows));
@@ -451,11 +452,7 @@ impl Stepper for OfflineModel {
         cache.len += n;
         let live_rows = h.len() / dim;
         let logits = self.to_logits.forward(&simple_rms_norm(&h, dim), live_rows);
-        let tensor = match rows {
-            LogitRows::Last => Tensor::from_vec(logits, (batch, base.num_tokens), &Device::Cpu)?,
-            LogitRows::All => Tensor::from_vec(logits, (batch, n, base.num_tokens), &Device::Cpu)?,
-        };
-        Ok(tensor)
+        rows.tensor(logits, batch, n, base.num_tokens)
     }
 }
 

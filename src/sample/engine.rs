@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use super::filter::{choose, part_log_prob, Part, SamplingParams, Scratch};
+use super::filter::{choose, part_log_prob, valid_tokens, Part, SamplingParams, Scratch};
 use super::SampleError;
 use crate::model::{team, LogitRows, Stepper, TokenCache};
 use crate::tokens::{TokenId, Vocabulary};
@@ -104,43 +104,70 @@ fn fill_slots<M: Stepper, R: Rng>(
         Part::Chord => 0,
         Part::Melody => 1,
     };
+    // Chord slots the change grid held to their continuation were queued without a step of
+    // their own; each waits for the logits at `pending[at]` to add its log-likelihood term.
+    let mut deferred: Vec<Deferred> = Vec::new();
     let mut scratch = Scratch::default();
+    let mut only = Vec::new();
     for (index, slot) in slots.iter().enumerate() {
+        let queued = pending.first().map_or(0, Vec::len);
         let chosen: Vec<TokenId> = match (slot.forced, slot.part) {
             (Some(id), _) => vec![id; batch],
             (None, None) => {
                 return Err(SampleError::BadParams("a sampled slot needs a part".into()))
             }
             (None, Some(part)) => {
-                let logits = decoder.step(cache, &pending, LogitRows::Last)?;
-                let logits: Vec<Vec<f32>> =
-                    logits.to_vec2().map_err(crate::model::ModelError::from)?;
-                pending.iter_mut().for_each(Vec::clear);
                 let may_change = part != Part::Chord
                     || slot
                         .frame
                         .is_none_or(|frame| frame % params.change_grid == 0);
-                let mut chosen = Vec::with_capacity(batch);
-                for (row, row_logits) in logits.iter().enumerate() {
-                    let row_prev = prev.get(row).and_then(|p| p[part_index(part)]);
-                    let id = choose(
+                let held = (!may_change && queued > 0)
+                    .then(|| {
+                        prev.iter()
+                            .map(|p| {
+                                valid_tokens(vocab, part, p[part_index(part)], false, &mut only);
+                                (only.len() == 1).then(|| only[0])
+                            })
+                            .collect::<Option<Vec<TokenId>>>()
+                    })
+                    .flatten();
+                if let Some(held) = held {
+                    deferred.push(Deferred {
+                        at: queued - 1,
+                        tokens: held.clone(),
+                    });
+                    held
+                } else {
+                    let logits = step_scoring(
+                        decoder,
                         vocab,
-                        row_logits,
-                        part,
-                        row_prev,
-                        may_change,
-                        params,
-                        rng,
-                        &mut scratch,
-                    );
-                    if part == Part::Chord {
-                        if let Some(ll) = log_likelihood.get_mut(row) {
-                            *ll += part_log_prob(vocab, row_logits, part, id);
+                        cache,
+                        &mut pending,
+                        &mut deferred,
+                        &mut log_likelihood,
+                    )?;
+                    let mut chosen = Vec::with_capacity(batch);
+                    for (row, row_logits) in logits.iter().enumerate() {
+                        let row_prev = prev.get(row).and_then(|p| p[part_index(part)]);
+                        let id = choose(
+                            vocab,
+                            row_logits,
+                            part,
+                            row_prev,
+                            may_change,
+                            params,
+                            rng,
+                            &mut scratch,
+                        );
+                        if part == Part::Chord {
+                            if let Some(ll) = log_likelihood.get_mut(row) {
+                                *ll += part_log_prob(vocab, row_logits, part, id);
+                            }
                         }
+                        chosen.push(id);
                     }
-                    chosen.push(id);
+                    chosen
                 }
-                chosen
             }
         };
         for (row, id) in chosen.into_iter().enumerate() {
@@ -155,8 +182,61 @@ fn fill_slots<M: Stepper, R: Rng>(
             }
         }
     }
+    if !deferred.is_empty() {
+        // Held chords at the end still owe their log-likelihood terms.
+        step_scoring(
+            decoder,
+            vocab,
+            cache,
+            &mut pending,
+            &mut deferred,
+            &mut log_likelihood,
+        )?;
+    }
     Ok(Generated {
         tokens,
         log_likelihood,
     })
+}
+
+/// A chord slot the change grid held to its continuation, queued without a network step.
+struct Deferred {
+    /// Index in the pending chunk of the token whose logits score this slot.
+    at: usize,
+    /// The held chord of every batch row.
+    tokens: Vec<TokenId>,
+}
+
+/// Pushes the pending chunk through the network, adds the log-likelihood terms of the deferred
+/// (held) chord slots from the logits at their positions, and returns each row's logits at the
+/// last position, to sample the next slot from.
+fn step_scoring<M: Stepper>(
+    decoder: &M,
+    vocab: &Vocabulary,
+    cache: &mut M::Cache,
+    pending: &mut [Vec<TokenId>],
+    deferred: &mut Vec<Deferred>,
+    log_likelihood: &mut [f64],
+) -> Result<Vec<Vec<f32>>, SampleError> {
+    let queued = pending.first().map_or(0, Vec::len);
+    let tail = deferred.first().map_or(1, |d| queued - d.at);
+    let logits = decoder.step(cache, pending, LogitRows::Tail(tail))?;
+    let logits: Vec<Vec<Vec<f32>>> = logits.to_vec3().map_err(crate::model::ModelError::from)?;
+    pending.iter_mut().for_each(Vec::clear);
+    let first = queued - tail;
+    for held in deferred.drain(..) {
+        for ((row_logits, &id), ll) in logits
+            .iter()
+            .zip(&held.tokens)
+            .zip(log_likelihood.iter_mut())
+        {
+            if let Some(at) = row_logits.get(held.at - first) {
+                *ll += part_log_prob(vocab, at, Part::Chord, id);
+            }
+        }
+    }
+    Ok(logits
+        .into_iter()
+        .map(|mut row| row.pop().unwrap_or_default())
+        .collect())
 }

@@ -4,7 +4,7 @@
 //! which some slots are forced (the known melody, locked or committed chords, the prompt) and the
 //! others are sampled under ReaLJam's validity rules ([`filter`]). Forced tokens are pushed through
 //! the network together with the token before them, so with a known melody each frame costs one
-//! sequential decoder call instead of two.
+//! sequential decoder call instead of two; a frame whose chord the change grid holds costs none.
 
 mod engine;
 pub mod filter;
