@@ -779,3 +779,22 @@ fn best_of_refuses_a_critic_with_another_vocabulary() {
     let err = best_of(&best_of_options(&data, weights, critic, 0.0), |_| {}).unwrap_err();
     assert!(err.to_string().contains("chord names"), "{err}");
 }
+
+#[test]
+fn notes_per_chord_average_the_sounding_chords_over_frames() {
+    let vocab = Vocabulary::new(vec!["C".into(), "C7".into()]).unwrap();
+    let (c, c7) = (chord(&vocab, "C"), chord(&vocab, "C7"));
+    let melody = vec![MelodyFrame::Silence; 16];
+    // 8 frames of a triad, 4 of a seventh chord, 4 without a chord (not counted).
+    let chords = [
+        chord_run(c, 8),
+        chord_run(c7, 4),
+        vec![ChordFrame::Silence; 4],
+    ]
+    .concat();
+    let mut totals = MetricTotals::default();
+    totals.add(&melody, &chords, &masks(&vocab));
+    assert!(
+        (totals.finish().pitch_classes_per_chord - (8.0 * 3.0 + 4.0 * 4.0) / 12.0).abs() < 1e-12
+    );
+}

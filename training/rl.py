@@ -8,7 +8,9 @@ the melody instead of learned reward models).
 Each step takes `--melodies` bar-aligned training windows of `--frames` frames, samples
 `--samples` chord tracks for each with the current policy (melody teacher-forced, Comper's
 validity masks and chord-change grid, temperature 1), and scores every frame: 1 when the
-melody note sounds inside the chord, else 0. A chord token's return is the discounted fit of
+melody note sounds inside the chord, else 0, less `--size-cost` for each pitch class the chord has
+beyond three (a thicker chord fits more notes by itself; without the cost the policy learns to
+play minor sevenths everywhere). A chord token's return is the discounted fit of
 the frames from it on (`--gamma` per frame); its advantage is that return minus the mean
 return of the other samples of the same melody at the same frame. The loss is
 `-advantage · log π(token)` over the sampled chord tokens that had a choice, plus `--kl` ×
@@ -38,6 +40,7 @@ from comper_data.model import DIM_HEAD, MAX_SEQ_LEN, build_model  # noqa: E402
 from comper_data.policy import (  # noqa: E402
     chord_pitch_classes,
     discounted_returns,
+    fit_rewards,
     frame_fit,
     leave_one_out_advantages,
     valid_chord_mask,
@@ -58,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--change-grid", type=int, default=2, help="chords may change every N frames from the bar line")
     ap.add_argument("--gamma", type=float, default=0.9)
     ap.add_argument("--kl", type=float, default=0.1, help="weight of the KL divergence from the reference")
+    ap.add_argument("--size-cost", type=float, default=0.15,
+                    help="reward taken off per sounding melody frame for each chord pitch class beyond three")
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = only --minutes)")
     ap.add_argument("--minutes", type=float, default=60.0)
@@ -115,6 +120,15 @@ def chord_log_probs(model, seq: torch.Tensor, masks: torch.Tensor) -> torch.Tens
     get a finite −1e9, so that masked terms have zero, not NaN, gradients)."""
     logits = model.decoder(seq[:, :-1])[:, 0::2].float()
     return F.log_softmax(logits.masked_fill(~masks, -1e9), dim=-1)
+
+
+def chord_size(chords: torch.Tensor, pitch_classes: torch.Tensor) -> float:
+    """Mean pitch classes of the sounding chord over frames with a chord (thicker chords fit
+    more notes; this watches for the policy buying fit that way)."""
+    num_chords = pitch_classes.shape[0]
+    has_chord = (chords >= CHORD_BASE) & (chords < CHORD_BASE + 2 * num_chords)
+    sizes = pitch_classes.sum(-1)[((chords - CHORD_BASE) % num_chords)[has_chord]]
+    return float(sizes.float().mean()) if sizes.numel() else 0.0
 
 
 def main(argv=None) -> int:
@@ -180,7 +194,8 @@ def main(argv=None) -> int:
         melody = tokens[:, 2::2]
         chords, masks = sample_chords(policy, melody, num_chords, args.change_grid, generator)
         sounding, fits = frame_fit(melody, chords, pitch_classes)
-        returns = discounted_returns(fits.float(), args.gamma)
+        rewards = fit_rewards(sounding, fits, chords, pitch_classes, args.size_cost)
+        returns = discounted_returns(rewards, args.gamma)
         advantages = leave_one_out_advantages(returns, args.samples)
         choice = masks.sum(-1) > 1  # forced continuations carry no gradient
         scale = advantages[choice].std().clamp_min(1e-6)
@@ -205,6 +220,7 @@ def main(argv=None) -> int:
             "fit": float(fits.sum()) / max(1, int(sounding.sum())),
             "kl": float(kl_loss.detach()), "entropy": float(entropy[choice].mean().detach()),
             "changes_per_bar": float(onsets.sum()) * 16 / chords.numel(),
+            "notes_per_chord": chord_size(chords, pitch_classes),
         }
         for key, value in stats.items():
             window[key] = window.get(key, 0.0) + value

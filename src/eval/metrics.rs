@@ -61,6 +61,8 @@ pub struct MetricTotals {
     silent_frames: u64,
     melody_frames: u64,
     in_chord_frames: u64,
+    chord_frames: u64,
+    chord_pitch_classes: u64,
     offbeat_chords: u64,
     durations: BTreeMap<usize, u64>,
 }
@@ -79,6 +81,11 @@ impl MetricTotals {
             .iter()
             .filter(|c| matches!(c, ChordFrame::Silence))
             .count() as u64;
+        for chord in chords.iter().filter_map(|c| c.chord()) {
+            let mask = masks.get(usize::from(chord)).copied().unwrap_or(0);
+            self.chord_frames += 1;
+            self.chord_pitch_classes += u64::from(mask.count_ones());
+        }
         self.offbeat_chords += offbeat_chords(chords).0 as u64;
         for duration in chord_durations(chords) {
             *self.durations.entry(duration).or_default() += 1;
@@ -97,6 +104,7 @@ impl MetricTotals {
         let chords: u64 = self.durations.values().sum();
         FrameMetrics {
             note_in_chord: ratio(self.in_chord_frames, self.melody_frames),
+            pitch_classes_per_chord: ratio(self.chord_pitch_classes, self.chord_frames),
             chord_length_entropy_bits: entropy_bits(self.durations.values().copied()),
             changes_per_bar: ratio(chords * FRAMES_PER_BAR as u64, self.frames),
             offbeat_changes: ratio(self.offbeat_chords, chords),
@@ -114,6 +122,10 @@ pub struct FrameMetrics {
     /// Share of frames with a melody note whose pitch class is in the sounding chord (a frame
     /// without a chord counts as "not in chord").
     pub note_in_chord: f64,
+    /// Mean number of pitch classes in the sounding chord, over frames with a chord: a chord with
+    /// more notes fits more melody notes, so a system can raise note-in-chord by thicker chords
+    /// alone; this shows whether it did.
+    pub pitch_classes_per_chord: f64,
     /// Entropy (bits) of the distribution of chord lengths in frames.
     pub chord_length_entropy_bits: f64,
     /// Chords started per 16 frames (one 4/4 bar).

@@ -515,8 +515,8 @@ impl EvalReport {
             .systems
             .first()
             .map_or(0.0, |s| s.metrics.note_in_chord);
-        out += "| system | note-in-chord | vs ground truth | chord-length entropy (bits) | changes / bar | off-beat changes | silence | test NLL / chord token (nats) |\n";
-        out += "|---|---:|---:|---:|---:|---:|---:|---:|\n";
+        out += "| system | note-in-chord | vs ground truth | notes / chord | chord-length entropy (bits) | changes / bar | off-beat changes | silence | test NLL / chord token (nats) |\n";
+        out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for system in &self.systems {
             let m = &system.metrics;
             let relative = if truth > 0.0 {
@@ -528,9 +528,10 @@ impl EvalReport {
                 .nll
                 .map_or("–".into(), |n| format!("{:.3}", n.per_chord_token));
             out += &format!(
-                "| {} | {:.1}% | {relative} | {:.2} | {:.2} | {:.1}% | {:.1}% | {nll} |\n",
+                "| {} | {:.1}% | {relative} | {:.2} | {:.2} | {:.2} | {:.1}% | {:.1}% | {nll} |\n",
                 system.name,
                 100.0 * m.note_in_chord,
+                m.pitch_classes_per_chord,
                 m.chord_length_entropy_bits,
                 m.changes_per_bar,
                 100.0 * m.offbeat_changes,

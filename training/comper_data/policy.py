@@ -75,6 +75,19 @@ def frame_fit(melody: torch.Tensor, chords: torch.Tensor, pitch_classes: torch.T
     return sounding, fits
 
 
+def fit_rewards(sounding: torch.Tensor, fits: torch.Tensor, chords: torch.Tensor, pitch_classes: torch.Tensor,
+                size_cost: float) -> torch.Tensor:
+    """Per frame: 1 for a melody note inside the chord, less `size_cost` per chord pitch class
+    beyond three on frames with a melody note, so an extra chord tone pays only when it meets
+    the melody more often than a triad tone would."""
+    num_chords = pitch_classes.shape[0]
+    has_chord = (chords >= CHORD_BASE) & (chords < CHORD_BASE + 2 * num_chords)
+    index = torch.where(has_chord, (chords - CHORD_BASE) % num_chords, torch.zeros_like(chords))
+    sizes = torch.where(has_chord, pitch_classes.sum(-1)[index], torch.zeros_like(chords))
+    excess = (sizes - 3).clamp_min(0).float()
+    return fits.float() - size_cost * excess * sounding.float()
+
+
 def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
     """`G_t = r_t + gamma·G_{t+1}` along the last axis: a chord is credited with the fit of the
     frames it sounds over, fading with distance."""

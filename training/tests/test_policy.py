@@ -6,6 +6,7 @@ import torch
 from comper_data.policy import (
     chord_pitch_classes,
     discounted_returns,
+    fit_rewards,
     frame_fit,
     leave_one_out_advantages,
     valid_chord_mask,
@@ -67,3 +68,16 @@ def test_advantage_is_relative_to_the_other_samples_of_the_melody():
     assert advantages.flatten().tolist() == [1.5, -1.5, 0.0, 0.0, 0.0, 0.0]
     with pytest.raises(ValueError):
         leave_one_out_advantages(returns, 1)
+
+
+def test_chord_tones_beyond_three_cost_reward_on_sounding_frames(tmp_path):
+    names = tmp_path / "chord_names.json"
+    names.write_text(json.dumps(["C", "C7"]))
+    pcs = chord_pitch_classes(names)
+    c, c7 = CHORD_BASE + 2 + 0, CHORD_BASE + 2 + 1
+    melody = torch.tensor([[NOTE_ON_BASE + 64, NOTE_ON_BASE + 64, SILENCE, NOTE_ON_BASE + 61]])
+    chords = torch.tensor([[c, c7, c7, c7]])
+    sounding, fits = frame_fit(melody, chords, pcs)
+    rewards = fit_rewards(sounding, fits, chords, pcs, 0.25)
+    # E fits both; the seventh chord pays its extra tone only where a note sounds
+    assert rewards.tolist() == [[1.0, 0.75, 0.0, -0.25]]
