@@ -10,7 +10,8 @@ Each step takes `--melodies` bar-aligned training windows of `--frames` frames, 
 validity masks and chord-change grid, temperature 1), and scores every frame: 1 when the
 melody note sounds inside the chord, else 0, less `--size-cost` for each pitch class the chord has
 beyond three (a thicker chord fits more notes by itself; without the cost the policy learns to
-play minor sevenths everywhere). A chord token's return is the discounted fit of
+play minor sevenths everywhere), and less `--offbeat-cost` on a frame where a chord starts
+between beats. A chord token's return is the discounted reward of
 the frames from it on (`--gamma` per frame); its advantage is that return minus the mean
 return of the other samples of the same melody at the same frame. The loss is
 `-advantage · log π(token)` over the sampled chord tokens that had a choice, plus `--kl` ×
@@ -43,6 +44,7 @@ from comper_data.policy import (  # noqa: E402
     fit_rewards,
     frame_fit,
     leave_one_out_advantages,
+    offbeat_onsets,
     valid_chord_mask,
 )
 from comper_data.tokens import CHORD_BASE, EOS, num_tokens  # noqa: E402
@@ -63,6 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--kl", type=float, default=0.1, help="weight of the KL divergence from the reference")
     ap.add_argument("--size-cost", type=float, default=0.15,
                     help="reward taken off per sounding melody frame for each chord pitch class beyond three")
+    ap.add_argument("--offbeat-cost", type=float, default=0.0,
+                    help="reward taken off for each chord that starts between beats")
     ap.add_argument("--lr", type=float, default=2e-5)
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = only --minutes)")
     ap.add_argument("--minutes", type=float, default=60.0)
@@ -195,6 +199,8 @@ def main(argv=None) -> int:
         chords, masks = sample_chords(policy, melody, num_chords, args.change_grid, generator)
         sounding, fits = frame_fit(melody, chords, pitch_classes)
         rewards = fit_rewards(sounding, fits, chords, pitch_classes, args.size_cost)
+        offbeat = offbeat_onsets(chords, num_chords)
+        rewards = rewards - args.offbeat_cost * offbeat.float()
         returns = discounted_returns(rewards, args.gamma)
         advantages = leave_one_out_advantages(returns, args.samples)
         choice = masks.sum(-1) > 1  # forced continuations carry no gradient
@@ -221,6 +227,7 @@ def main(argv=None) -> int:
             "kl": float(kl_loss.detach()), "entropy": float(entropy[choice].mean().detach()),
             "changes_per_bar": float(onsets.sum()) * 16 / chords.numel(),
             "notes_per_chord": chord_size(chords, pitch_classes),
+            "offbeat_share": float(offbeat.sum()) / max(1, int(onsets.sum())),
         }
         for key, value in stats.items():
             window[key] = window.get(key, 0.0) + value

@@ -88,6 +88,13 @@ def fit_rewards(sounding: torch.Tensor, fits: torch.Tensor, chords: torch.Tensor
     return fits.float() - size_cost * excess * sounding.float()
 
 
+def offbeat_onsets(chords: torch.Tensor, num_chords: int, frames_per_beat: int = 4) -> torch.Tensor:
+    """`[batch, frames]` bool: a chord starts on a frame between beats (windows start on a bar
+    line, so frame 0 is a beat)."""
+    frame = torch.arange(chords.shape[-1])
+    return (chords >= CHORD_BASE + num_chords) & (chords < CHORD_BASE + 2 * num_chords) & (frame % frames_per_beat != 0)
+
+
 def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:
     """`G_t = r_t + gamma·G_{t+1}` along the last axis: a chord is credited with the fit of the
     frames it sounds over, fading with distance."""

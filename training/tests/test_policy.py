@@ -9,6 +9,7 @@ from comper_data.policy import (
     fit_rewards,
     frame_fit,
     leave_one_out_advantages,
+    offbeat_onsets,
     valid_chord_mask,
 )
 from comper_data.tokens import CHORD_BASE, NOTE_HOLD_BASE, NOTE_ON_BASE, SILENCE, num_tokens
@@ -81,3 +82,8 @@ def test_chord_tones_beyond_three_cost_reward_on_sounding_frames(tmp_path):
     rewards = fit_rewards(sounding, fits, chords, pcs, 0.25)
     # E fits both; the seventh chord pays its extra tone only where a note sounds
     assert rewards.tolist() == [[1.0, 0.75, 0.0, -0.25]]
+
+
+def test_offbeat_onsets_are_chord_starts_between_beats():
+    chords = torch.tensor([[ON["C"], HOLD["C"], ON["G"], HOLD["G"], ON["Am"], SILENCE, ON["C"], HOLD["C"]]])
+    assert offbeat_onsets(chords, C_COUNT).tolist() == [[False, False, True, False, False, False, True, False]]
