@@ -16,7 +16,9 @@ the frames from it on (`--gamma` per frame); its advantage is that return minus 
 return of the other samples of the same melody at the same frame. The loss is
 `-advantage · log π(token)` over the sampled chord tokens that had a choice, plus `--kl` ×
 the exact KL divergence from the reference model's distribution (the starting weights,
-frozen) over the same valid tokens. The run folder gets ckpt.pt (the format `export.py`
+frozen) over the same valid tokens, plus `--melody-kl` × the same divergence of the melody
+predictions at the (teacher-forced) melody slots: they share the weights, and the live engine
+samples them as the imagined melody. The run folder gets ckpt.pt (the format `export.py`
 reads), log.jsonl, and chord_names.json.
 """
 
@@ -65,6 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--kl", type=float, default=0.1, help="weight of the KL divergence from the reference")
     ap.add_argument("--size-cost", type=float, default=0.15,
                     help="reward taken off per sounding melody frame for each chord pitch class beyond three")
+    ap.add_argument("--melody-kl", type=float, default=0.1,
+                    help="weight of the KL divergence from the reference at the melody slots (teacher-forced)")
     ap.add_argument("--offbeat-cost", type=float, default=0.0,
                     help="reward taken off for each chord that starts between beats")
     ap.add_argument("--lr", type=float, default=2e-5)
@@ -119,11 +123,19 @@ def interleave(chords: torch.Tensor, melody: torch.Tensor) -> torch.Tensor:
     return seq
 
 
-def chord_log_probs(model, seq: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def log_probs_of(model, seq: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`[batch, frames, V]` log-probabilities of each chord slot's valid tokens (invalid ones
-    get a finite −1e9, so that masked terms have zero, not NaN, gradients)."""
-    logits = model.decoder(seq[:, :-1])[:, 0::2].float()
-    return F.log_softmax(logits.masked_fill(~masks, -1e9), dim=-1)
+    get a finite −1e9, so that masked terms have zero, not NaN, gradients), and of the next
+    melody token at each melody slot over the whole vocabulary."""
+    logits = model.decoder(seq[:, :-1]).float()
+    chords = F.log_softmax(logits[:, 0::2].masked_fill(~masks, -1e9), dim=-1)
+    return chords, F.log_softmax(logits[:, 1::2], dim=-1)
+
+
+def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """KL(p ‖ q) along the last axis from log-probabilities (masked entries have p = 0)."""
+    p = log_p.exp()
+    return (p * (log_p - log_q)).sum(-1)
 
 
 def chord_size(chords: torch.Tensor, pitch_classes: torch.Tensor) -> float:
@@ -206,16 +218,18 @@ def main(argv=None) -> int:
         choice = masks.sum(-1) > 1  # forced continuations carry no gradient
         scale = advantages[choice].std().clamp_min(1e-6)
         seq = interleave(chords, melody)
-        log_probs = chord_log_probs(policy, seq, masks)
+        log_probs, melody_log_probs = log_probs_of(policy, seq, masks)
         with torch.no_grad():
-            ref_log_probs = chord_log_probs(reference, seq, masks)
+            ref_log_probs, ref_melody_log_probs = log_probs_of(reference, seq, masks)
         taken = log_probs.gather(-1, chords[..., None]).squeeze(-1)
         probs = log_probs.exp()
-        kl = torch.where(masks, probs * (log_probs - ref_log_probs), torch.zeros_like(probs)).sum(-1)
+        kl = kl_divergence(log_probs, ref_log_probs)
         entropy = -torch.where(masks, probs * log_probs, torch.zeros_like(probs)).sum(-1)
         pg_loss = -(advantages / scale * taken)[choice].mean()
         kl_loss = kl[choice].mean()
-        loss = pg_loss + args.kl * kl_loss
+        # The melody predictions (the live engine's imagined melody) share the weights; keep them.
+        melody_kl = kl_divergence(melody_log_probs, ref_melody_log_probs).mean()
+        loss = pg_loss + args.kl * kl_loss + args.melody_kl * melody_kl
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -224,7 +238,7 @@ def main(argv=None) -> int:
         onsets = chords >= CHORD_BASE + num_chords
         stats = {
             "fit": float(fits.sum()) / max(1, int(sounding.sum())),
-            "kl": float(kl_loss.detach()), "entropy": float(entropy[choice].mean().detach()),
+            "kl": float(kl_loss.detach()), "melody_kl": float(melody_kl.detach()), "entropy": float(entropy[choice].mean().detach()),
             "changes_per_bar": float(onsets.sum()) * 16 / chords.numel(),
             "notes_per_chord": chord_size(chords, pitch_classes),
             "offbeat_share": float(offbeat.sum()) / max(1, int(onsets.sum())),
