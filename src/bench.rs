@@ -380,7 +380,7 @@ pub fn run(
         let five_options_ms = percentile(&mut option_ms, 0.5);
         let on_grid = SamplingParams {
             change_grid: BENCH_CHANGE_GRID,
-            ..params.clone()
+            ..params
         };
         let mut option_grid_ms = time_runs(size.option_runs, || {
             generate_options(&decoder, &vocab, &request, &on_grid, &mut rng).map(|_| ())

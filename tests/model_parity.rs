@@ -546,7 +546,10 @@ fn sampled_chords_change_only_on_the_change_grid() {
             .vocabulary
             .online_sequence(&option.chords, &melody)
             .unwrap();
-        let logits = model.decoder.forward(&[tokens.clone()]).unwrap();
+        let logits = model
+            .decoder
+            .forward(std::slice::from_ref(&tokens))
+            .unwrap();
         let logits: Vec<Vec<f32>> = logits.squeeze(0).unwrap().to_vec2().unwrap();
         let expected: f64 = (0..option.chords.len())
             .map(|t| {
