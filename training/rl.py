@@ -47,6 +47,7 @@ from comper_data.policy import (  # noqa: E402
     frame_fit,
     leave_one_out_advantages,
     offbeat_onsets,
+    sounding_chord,
     valid_chord_mask,
 )
 from comper_data.tokens import CHORD_BASE, EOS, num_tokens  # noqa: E402
@@ -141,9 +142,8 @@ def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
 def chord_size(chords: torch.Tensor, pitch_classes: torch.Tensor) -> float:
     """Mean pitch classes of the sounding chord over frames with a chord (thicker chords fit
     more notes; this watches for the policy buying fit that way)."""
-    num_chords = pitch_classes.shape[0]
-    has_chord = (chords >= CHORD_BASE) & (chords < CHORD_BASE + 2 * num_chords)
-    sizes = pitch_classes.sum(-1)[((chords - CHORD_BASE) % num_chords)[has_chord]]
+    has_chord, index = sounding_chord(chords, pitch_classes.shape[0])
+    sizes = pitch_classes.sum(-1)[index[has_chord]]
     return float(sizes.float().mean()) if sizes.numel() else 0.0
 
 

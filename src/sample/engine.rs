@@ -121,16 +121,11 @@ fn fill_slots<M: Stepper, R: Rng>(
                     || slot
                         .frame
                         .is_none_or(|frame| frame % params.change_grid == 0);
-                let held = (!may_change && queued > 0)
-                    .then(|| {
-                        prev.iter()
-                            .map(|p| {
-                                valid_tokens(vocab, part, p[part_index(part)], false, &mut only);
-                                (only.len() == 1).then(|| only[0])
-                            })
-                            .collect::<Option<Vec<TokenId>>>()
-                    })
-                    .flatten();
+                let held = if may_change || queued == 0 {
+                    None
+                } else {
+                    held_chords(vocab, prev.iter().map(|p| p[part_index(part)]), &mut only)
+                };
                 if let Some(held) = held {
                     deferred.push(Deferred {
                         at: queued - 1,
@@ -197,6 +192,21 @@ fn fill_slots<M: Stepper, R: Rng>(
         tokens,
         log_likelihood,
     })
+}
+
+/// The chord every row must continue with where the grid forbids a change (one per row's
+/// previous chord token), or `None` if some row has no single continuation and needs the network.
+fn held_chords(
+    vocab: &Vocabulary,
+    prev_chords: impl Iterator<Item = Option<TokenId>>,
+    only: &mut Vec<TokenId>,
+) -> Option<Vec<TokenId>> {
+    prev_chords
+        .map(|prev| {
+            valid_tokens(vocab, Part::Chord, prev, false, only);
+            (only.len() == 1).then(|| only[0])
+        })
+        .collect()
 }
 
 /// A chord slot the change grid held to its continuation, queued without a network step.

@@ -61,6 +61,14 @@ def valid_chord_mask(prev: torch.Tensor | None, may_change: bool, num_chords: in
     return mask
 
 
+def sounding_chord(chords: torch.Tensor, num_chords: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per chord token: whether a chord sounds (onset or hold), and its vocabulary index (0
+    where none sounds)."""
+    has_chord = (chords >= CHORD_BASE) & (chords < CHORD_BASE + 2 * num_chords)
+    index = torch.where(has_chord, (chords - CHORD_BASE) % num_chords, torch.zeros_like(chords))
+    return has_chord, index
+
+
 def frame_fit(melody: torch.Tensor, chords: torch.Tensor, pitch_classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per frame (`[batch, frames]` token ids of each part): whether the melody sounds, and
     whether its pitch class is in the sounding chord (a silent chord never fits), as the
@@ -69,8 +77,7 @@ def frame_fit(melody: torch.Tensor, chords: torch.Tensor, pitch_classes: torch.T
     sounding = (melody >= NOTE_HOLD_BASE) & (melody < CHORD_BASE)
     pitch = torch.where(melody >= NOTE_ON_BASE, melody - NOTE_ON_BASE, melody - NOTE_HOLD_BASE)
     pitch_class = torch.where(sounding, pitch, torch.zeros_like(pitch)) % 12
-    has_chord = (chords >= CHORD_BASE) & (chords < CHORD_BASE + 2 * num_chords)
-    index = torch.where(has_chord, (chords - CHORD_BASE) % num_chords, torch.zeros_like(chords))
+    has_chord, index = sounding_chord(chords, num_chords)
     fits = pitch_classes[index, pitch_class] & has_chord & sounding
     return sounding, fits
 
@@ -80,9 +87,7 @@ def fit_rewards(sounding: torch.Tensor, fits: torch.Tensor, chords: torch.Tensor
     """Per frame: 1 for a melody note inside the chord, less `size_cost` per chord pitch class
     beyond three on frames with a melody note, so an extra chord tone pays only when it meets
     the melody more often than a triad tone would."""
-    num_chords = pitch_classes.shape[0]
-    has_chord = (chords >= CHORD_BASE) & (chords < CHORD_BASE + 2 * num_chords)
-    index = torch.where(has_chord, (chords - CHORD_BASE) % num_chords, torch.zeros_like(chords))
+    has_chord, index = sounding_chord(chords, pitch_classes.shape[0])
     sizes = torch.where(has_chord, pitch_classes.sum(-1)[index], torch.zeros_like(chords))
     excess = (sizes - 3).clamp_min(0).float()
     return fits.float() - size_cost * excess * sounding.float()
