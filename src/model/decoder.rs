@@ -22,8 +22,8 @@ use candle_nn::VarBuilder;
 
 use super::config::ModelConfig;
 use super::layers::{
-    add_assign, attend, embed, simple_rms_norm, tail_rows, to_vec, FeedForward, KvLayout, KvStore,
-    Linear, SelfAttention, StepShape, Visibility,
+    add_assign, embed, simple_rms_norm, tail_rows, to_vec, FeedForward, KvLayout, KvStore, Linear,
+    SelfAttention, StepShape, Visibility,
 };
 use super::{ModelError, Stepper, TokenCache};
 
@@ -254,14 +254,14 @@ impl Decoder {
                 return Err(ModelError::ForeignCache);
             };
             let x = simple_rms_norm(&h, dim);
-            let queries = block
-                .attn
-                .project(&x, shape, kv, |v, pos| self.rope.rotate(v, pos));
             let causal = Visibility {
                 causal: true,
                 bias: None,
             };
-            let mut heads = attend(&queries, shape, kv, shape.start + n, false, causal);
+            let mut heads =
+                block
+                    .attn
+                    .attend(&x, shape, kv, |v, pos| self.rope.rotate(v, pos), causal);
             if keep < n && layer == last_layer {
                 // Past the last layer's keys/values only the rows turned into logits matter.
                 h = tail_rows(&h, n, dim, keep);

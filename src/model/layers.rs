@@ -184,46 +184,62 @@ impl SelfAttention {
         })
     }
 
-    /// Projects `x: [batch · n, dim]` (normed) to qk-normed queries `[batch][head][n][dim_head]`
-    /// and stores this chunk's keys and values in `kv` at positions `start .. start + n`.
-    /// `position` rotates a query or key head vector for its position (RoPE), or does nothing.
-    pub fn project(
+    /// Self-attention of one chunk: projects `x: [batch · n, dim]` (normed), qk-norms and
+    /// positions the new queries and keys, appends this chunk's keys and values to `kv` at
+    /// positions `start .. start + n`, and attends over everything stored so far. Returns the
+    /// merged heads `[batch · n, heads · dim_head]`. `position` rotates a query or key head vector
+    /// for its position (RoPE), or does nothing.
+    ///
+    /// After the projection, one parallel task per `(batch row, head)` does all the rest: each
+    /// owns its cache block and its output, so a decoding step needs one parallel region here
+    /// instead of one per stage.
+    pub fn attend(
         &self,
         x: &[f32],
         shape: StepShape,
         kv: &mut KvStore,
         position: impl Fn(&mut [f32], usize) + Sync,
+        visibility: Visibility,
     ) -> Vec<f32> {
         let StepShape { batch, n, start } = shape;
-        let (heads, dim_head) = (kv.layout.heads, kv.layout.dim_head);
+        let layout = kv.layout;
+        let (heads, dim_head) = (layout.heads, layout.dim_head);
         let inner = heads * dim_head;
-        let mut qkv = self.qkv.forward(x, batch * n);
-        // qk-norm and positions, one row per task, in place.
-        let prepare_row = |row: usize, proj: &mut [f32]| {
-            let pos = start + row % n;
-            let (q, rest) = proj.split_at_mut(inner);
-            for (head, (q, k)) in q
-                .chunks_exact_mut(dim_head)
-                .zip(rest.chunks_exact_mut(dim_head))
-                .enumerate()
-            {
-                self.scales.query(q, head);
-                position(q, pos);
-                self.scales.key(k, head);
-                position(k, pos);
+        let qkv = self.qkv.forward(x, batch * n);
+        let total = start + n;
+        let isa = Isa::detect();
+        let mut heads_out = vec![0.0f32; batch * heads * n * dim_head];
+        let task = |bh: usize, block: &mut [f32], out: &mut [f32]| {
+            let (b, head) = (bh / heads, bh % heads);
+            let at = head * dim_head;
+            let mut queries = vec![0.0f32; n * dim_head];
+            let mut key = vec![0.0f32; dim_head];
+            for (t, query) in queries.chunks_exact_mut(dim_head).enumerate() {
+                let proj = &qkv[(b * n + t) * 3 * inner..(b * n + t + 1) * 3 * inner];
+                let pos = start + t;
+                query.copy_from_slice(&proj[at..at + dim_head]);
+                self.scales.query(query, head);
+                position(query, pos);
+                key.copy_from_slice(&proj[inner + at..inner + at + dim_head]);
+                self.scales.key(&mut key, head);
+                position(&mut key, pos);
+                layout.store(
+                    block,
+                    pos,
+                    &key,
+                    &proj[2 * inner + at..2 * inner + at + dim_head],
+                );
             }
+            let head_kv = HeadKv {
+                keys: layout.key_panels(block, total),
+                values: layout.value_panels(block, total),
+                head,
+            };
+            attend_head(isa, &queries, shape, head_kv, visibility, out);
         };
-        in_parallel(&mut qkv, 3 * inner, true, prepare_row);
-        kv.store_step(&qkv, shape);
-        let mut queries = vec![0.0f32; batch * heads * n * dim_head];
-        for (row, proj) in qkv.chunks_exact(3 * inner).enumerate() {
-            let (b, t) = (row / n, row % n);
-            for (head, q) in proj[..inner].chunks_exact(dim_head).enumerate() {
-                let at = ((b * heads + head) * n + t) * dim_head;
-                queries[at..at + dim_head].copy_from_slice(q);
-            }
-        }
-        queries
+        let blocks = &mut kv.blocks[..batch * heads * layout.block()];
+        team::for_each_chunk_pair(blocks, layout.block(), &mut heads_out, n * dim_head, task);
+        merge_heads(&heads_out, batch, heads, n, dim_head)
     }
 
     /// The output projection of merged heads.
@@ -269,6 +285,26 @@ impl KvLayout {
         self.key_block() + self.value_block()
     }
 
+    /// The first `total` keys of a `(sequence, head)` block as `W[total, dim_head]`.
+    fn key_panels<'a>(&self, block: &'a [f32], total: usize) -> Panels<'a> {
+        Panels {
+            data: PanelData::F32(&block[..self.key_block()]),
+            stride: self.dim_head * PANEL,
+            k: self.dim_head,
+            cols: total,
+        }
+    }
+
+    /// The first `total` values of a `(sequence, head)` block as `W[dim_head, total]`.
+    fn value_panels<'a>(&self, block: &'a [f32], total: usize) -> Panels<'a> {
+        Panels {
+            data: PanelData::F32(&block[self.key_block()..self.block()]),
+            stride: self.capacity * PANEL,
+            k: total,
+            cols: self.dim_head,
+        }
+    }
+
     /// Writes one position's key and value into a `(sequence, head)` block.
     fn store(&self, block: &mut [f32], pos: usize, key: &[f32], value: &[f32]) {
         let (keys, values) = block.split_at_mut(self.key_block());
@@ -311,47 +347,24 @@ impl KvStore {
         self.layout.store(block, pos, key, value);
     }
 
-    /// Stores the keys and values of a step's projections `qkv: [batch · n][q | k | v]` (keys
-    /// already normed and rotated) at positions `start .. start + n`, one `(row, head)` per task.
-    fn store_step(&mut self, qkv: &[f32], shape: StepShape) {
-        let layout = self.layout;
-        let (heads, dim_head) = (layout.heads, layout.dim_head);
-        let inner = heads * dim_head;
-        let store_head = |bh: usize, block: &mut [f32]| {
-            let (b, head) = (bh / heads, bh % heads);
-            let at = head * dim_head;
-            for t in 0..shape.n {
-                let proj = &qkv[(b * shape.n + t) * 3 * inner..];
-                let key = &proj[inner + at..inner + at + dim_head];
-                let value = &proj[2 * inner + at..2 * inner + at + dim_head];
-                layout.store(block, shape.start + t, key, value);
-            }
-        };
-        let blocks = &mut self.blocks[..shape.batch * heads * layout.block()];
-        in_parallel(blocks, layout.block(), true, store_head);
-    }
-
-    /// The first `total` keys of `bh` as `W[total, dim_head]`.
-    fn key_panels(&self, bh: usize, total: usize) -> Panels<'_> {
-        let at = bh * self.layout.block();
-        Panels {
-            data: PanelData::F32(&self.blocks[at..at + self.layout.key_block()]),
-            stride: self.layout.dim_head * PANEL,
-            k: self.layout.dim_head,
-            cols: total,
+    /// The keys and values of `(sequence, head)` `bh`, the first `total` positions.
+    fn head(&self, bh: usize, total: usize, head: usize) -> HeadKv<'_> {
+        let size = self.layout.block();
+        let block = &self.blocks[bh * size..(bh + 1) * size];
+        HeadKv {
+            keys: self.layout.key_panels(block, total),
+            values: self.layout.value_panels(block, total),
+            head,
         }
     }
+}
 
-    /// The first `total` values of `bh` as `W[dim_head, total]`.
-    fn value_panels(&self, bh: usize, total: usize) -> Panels<'_> {
-        let at = bh * self.layout.block() + self.layout.key_block();
-        Panels {
-            data: PanelData::F32(&self.blocks[at..at + self.layout.value_block()]),
-            stride: self.layout.capacity * PANEL,
-            k: total,
-            cols: self.layout.dim_head,
-        }
-    }
+/// What one attention head attends over: its keys and values as panels, and its index (for a
+/// score bias).
+struct HeadKv<'a> {
+    keys: Panels<'a>,
+    values: Panels<'a>,
+    head: usize,
 }
 
 /// Something added to a query's attention scores before the softmax (a position bias).
@@ -379,33 +392,52 @@ pub(super) fn attend(
     shared: bool,
     visibility: Visibility,
 ) -> Vec<f32> {
-    let StepShape { batch, n, start } = shape;
+    let StepShape { batch, n, .. } = shape;
     let (heads, dim_head) = (kv.layout.heads, kv.layout.dim_head);
     let isa = Isa::detect();
     let mut heads_out = vec![0.0f32; batch * heads * n * dim_head];
-    // One task per (batch row, head): scores = q·Kᵀ (+ bias), softmax, out = P·V.
     let task = |bh: usize, out: &mut [f32]| {
         let head = bh % heads;
         let source = if shared { head } else { bh };
         let q = &queries[bh * n * dim_head..(bh + 1) * n * dim_head];
-        let k = kv.key_panels(source, total);
-        let mut scores = vec![0.0f32; n * total];
-        product(isa, q, n, k, 0..k.count(), &mut scores, total);
-        for (t, row) in scores.chunks_exact_mut(total).enumerate() {
-            let pos = start + t;
-            if let Some(bias) = visibility.bias {
-                bias.add(head, pos, row);
-            }
-            let visible = if visibility.causal { pos + 1 } else { total };
-            masked_softmax(row, visible);
-        }
-        let v = kv.value_panels(source, total);
-        product(isa, &scores, n, v, 0..v.count(), out, dim_head);
+        attend_head(isa, q, shape, kv.head(source, total, head), visibility, out);
     };
     let chunk = n * dim_head;
     let worth_it = batch * heads * n * total * dim_head >= PARALLEL_MIN_WORK;
     in_parallel(&mut heads_out, chunk, worth_it, task);
     merge_heads(&heads_out, batch, heads, n, dim_head)
+}
+
+/// One head's attention for the `n` queries `q: [n][dim_head]` of a chunk (positions from
+/// `shape.start`): scores `q·Kᵀ` (+ bias), masked softmax, `out = P·V`.
+fn attend_head(
+    isa: Isa,
+    q: &[f32],
+    shape: StepShape,
+    kv: HeadKv,
+    visibility: Visibility,
+    out: &mut [f32],
+) {
+    let (n, total) = (shape.n, kv.keys.cols);
+    let mut scores = vec![0.0f32; n * total];
+    product(isa, q, n, kv.keys, 0..kv.keys.count(), &mut scores, total);
+    for (t, row) in scores.chunks_exact_mut(total).enumerate() {
+        let pos = shape.start + t;
+        if let Some(bias) = visibility.bias {
+            bias.add(kv.head, pos, row);
+        }
+        let visible = if visibility.causal { pos + 1 } else { total };
+        masked_softmax(row, visible);
+    }
+    product(
+        isa,
+        &scores,
+        n,
+        kv.values,
+        0..kv.values.count(),
+        out,
+        kv.values.cols,
+    );
 }
 
 /// Runs `task(i, row)` over the `width`-long rows of `data`: in parallel when there are several

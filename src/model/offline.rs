@@ -338,10 +338,13 @@ impl OfflineModel {
         };
         for block in &self.encoder {
             let mut kv = KvStore::new(self.layout(n), 1);
-            let queries = block
-                .attn
-                .project(&simple_rms_norm(&h, dim), shape, &mut kv, |_, _| {});
-            let heads = attend(&queries, shape, &kv, n, false, visibility);
+            let heads = block.attn.attend(
+                &simple_rms_norm(&h, dim),
+                shape,
+                &mut kv,
+                |_, _| {},
+                visibility,
+            );
             add_assign(&mut h, &block.attn.output(&heads, n));
             let ff = block.ff.forward(&simple_rms_norm(&h, dim), n);
             add_assign(&mut h, &ff);
@@ -412,7 +415,6 @@ impl Stepper for OfflineModel {
             n,
             start: cache.len,
         };
-        let total = cache.len + n;
         let causal = Visibility {
             causal: true,
             bias: Some(&self.decoder_bias),
@@ -427,10 +429,10 @@ impl Stepper for OfflineModel {
             else {
                 return Err(ModelError::ForeignCache);
             };
-            let queries = block
-                .attn
-                .project(&simple_rms_norm(&h, dim), shape, kv, |_, _| {});
-            let mut heads = attend(&queries, shape, kv, total, false, causal);
+            let mut heads =
+                block
+                    .attn
+                    .attend(&simple_rms_norm(&h, dim), shape, kv, |_, _| {}, causal);
             let mut live = shape;
             if keep < n && layer == last_layer {
                 // Past the last layer's keys/values only the rows turned into logits matter.

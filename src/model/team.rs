@@ -234,6 +234,43 @@ pub fn for_each_chunk<T: Send>(
     }
 }
 
+/// Calls `task(i, a_chunk, b_chunk)` for the `i`-th chunks of `a` (`a_len` long) and `b`
+/// (`b_len` long) together, in parallel as [`for_each_chunk`] does: for a task that writes two
+/// buffers, such as an attention head's cache block and its output. Chunks past the shorter
+/// buffer's end are not visited.
+pub fn for_each_chunk_pair<A: Send, B: Send>(
+    a: &mut [A],
+    a_len: usize,
+    b: &mut [B],
+    b_len: usize,
+    task: impl Fn(usize, &mut [A], &mut [B]) + Sync,
+) {
+    let (a_len, b_len) = (a_len.max(1), b_len.max(1));
+    let team = LEADING.with(|leading| leading.borrow().clone());
+    match team {
+        Some(team) => {
+            // Each pair is claimed by exactly one task, so its lock is never contended.
+            let pairs: Vec<Mutex<(&mut [A], &mut [B])>> = a
+                .chunks_mut(a_len)
+                .zip(b.chunks_mut(b_len))
+                .map(Mutex::new)
+                .collect();
+            team.run(pairs.len(), &|i| {
+                if let Some(pair) = pairs.get(i) {
+                    let mut pair = pair.lock().unwrap_or_else(|poison| poison.into_inner());
+                    let (a, b) = &mut *pair;
+                    task(i, a, b);
+                }
+            });
+        }
+        None => a
+            .par_chunks_mut(a_len)
+            .zip(b.par_chunks_mut(b_len))
+            .enumerate()
+            .for_each(|(i, (a, b))| task(i, a, b)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +294,23 @@ mod tests {
             data
         });
         assert_eq!(with, want);
+    }
+
+    #[test]
+    fn paired_chunks_are_visited_together_once() {
+        let fill = || {
+            let mut a = vec![0usize; 30];
+            let mut b = vec![0usize; 21];
+            for_each_chunk_pair(&mut a, 10, &mut b, 7, |i, a, b| {
+                a.iter_mut().for_each(|v| *v += i + 1);
+                b.iter_mut().for_each(|v| *v += 10 * (i + 1));
+            });
+            (a, b)
+        };
+        let want_a: Vec<usize> = (0..30).map(|j| j / 10 + 1).collect();
+        let want_b: Vec<usize> = (0..21).map(|j| 10 * (j / 7 + 1)).collect();
+        assert_eq!(fill(), (want_a.clone(), want_b.clone()));
+        assert_eq!(with_team(fill), (want_a, want_b));
     }
 
     #[test]
