@@ -409,7 +409,9 @@ pub(super) fn attend(
 }
 
 /// One head's attention for the `n` queries `q: [n][dim_head]` of a chunk (positions from
-/// `shape.start`): scores `q·Kᵀ` (+ bias), masked softmax, `out = P·V`.
+/// `shape.start`): scores `q·Kᵀ` (+ bias), masked softmax, `out = P·V`. Causal queries go a row
+/// block at a time, each block against only the keys it can see, so a whole prompt skips the
+/// hidden half of its score matrix.
 fn attend_head(
     isa: Isa,
     q: &[f32],
@@ -418,26 +420,45 @@ fn attend_head(
     visibility: Visibility,
     out: &mut [f32],
 ) {
-    let (n, total) = (shape.n, kv.keys.cols);
-    let mut scores = vec![0.0f32; n * total];
-    product(isa, q, n, kv.keys, 0..kv.keys.count(), &mut scores, total);
-    for (t, row) in scores.chunks_exact_mut(total).enumerate() {
-        let pos = shape.start + t;
-        if let Some(bias) = visibility.bias {
-            bias.add(kv.head, pos, row);
+    let (dim_head, total) = (kv.values.cols, kv.keys.cols);
+    let block = if visibility.causal {
+        isa.row_block()
+    } else {
+        shape.n
+    };
+    let mut scores = Vec::new();
+    let blocks = q
+        .chunks(block * dim_head)
+        .zip(out.chunks_mut(block * dim_head));
+    for (index, (q, out)) in blocks.enumerate() {
+        let rows = q.len() / dim_head;
+        let first = shape.start + index * block;
+        let seen = if visibility.causal {
+            (first + rows).min(total)
+        } else {
+            total
+        };
+        scores.clear();
+        scores.resize(rows * seen, 0.0);
+        let keys = Panels {
+            cols: seen,
+            ..kv.keys
+        };
+        product(isa, q, rows, keys, 0..keys.count(), &mut scores, seen);
+        for (t, row) in scores.chunks_exact_mut(seen).enumerate() {
+            let pos = first + t;
+            if let Some(bias) = visibility.bias {
+                bias.add(kv.head, pos, row);
+            }
+            let visible = if visibility.causal { pos + 1 } else { seen };
+            masked_softmax(row, visible);
         }
-        let visible = if visibility.causal { pos + 1 } else { total };
-        masked_softmax(row, visible);
+        let values = Panels {
+            k: seen,
+            ..kv.values
+        };
+        product(isa, &scores, rows, values, 0..values.count(), out, dim_head);
     }
-    product(
-        isa,
-        &scores,
-        n,
-        kv.values,
-        0..kv.values.count(),
-        out,
-        kv.values.cols,
-    );
 }
 
 /// Runs `task(i, row)` over the `width`-long rows of `data`: in parallel when there are several
