@@ -157,6 +157,11 @@ pub struct BenchResult {
     pub five_options_f16_floor_ms: f64,
     pub offline_five_options_f16_ms: f64,
     pub offline_five_options_f16_floor_ms: f64,
+    /// The live re-plan from scratch with every weight matrix stored as f16 (as the shipped
+    /// online model is), median and 99th percentile, and its weight-streaming floor.
+    pub live_replan_f16_ms_p50: f64,
+    pub live_replan_f16_ms_p99: f64,
+    pub live_replan_f16_floor_ms: f64,
     /// Weight-streaming floor for the live re-plan's sequential calls (prefill excluded).
     pub live_replan_floor_ms: f64,
     /// Weight-streaming floor for a per-frame re-plan's sequential calls (prefill excluded).
@@ -237,6 +242,12 @@ impl std::fmt::Display for BenchReport {
                     r.live_replan_ms_p50,
                     r.live_replan_ms_p99,
                     r.live_replan_floor_ms,
+                ),
+                (
+                    "live re-plan, f16 weights     ",
+                    r.live_replan_f16_ms_p50,
+                    r.live_replan_f16_ms_p99,
+                    r.live_replan_f16_floor_ms,
                 ),
                 (
                     "per-frame re-plan, growing    ",
@@ -435,8 +446,15 @@ pub fn run(
             percentile(&mut live_ms, 0.5),
             percentile(&mut live_ms, 0.99),
         );
+        let mut live_f16_ms = time_runs(size.live_runs, || {
+            plan_live(&decoder_f16, &vocab, &live, &params, &mut rng).map(|_| ())
+        })?;
+        let (f16_p50, f16_p99) = (
+            percentile(&mut live_f16_ms, 0.5),
+            percentile(&mut live_f16_ms, 0.99),
+        );
         progress(&format!(
-            "{}: live re-plan: p50 {p50:.1} ms, p99 {p99:.1} ms",
+            "{}: live re-plan: p50 {p50:.1} ms, p99 {p99:.1} ms; f16 weights p50 {f16_p50:.1} ms, p99 {f16_p99:.1} ms",
             config.name
         ));
 
@@ -496,6 +514,12 @@ pub fn run(
             five_options_f16_floor_ms: stream_ms(decoder_f16.streamed_weight_bytes()),
             offline_five_options_f16_ms,
             offline_five_options_f16_floor_ms: stream_ms(offline_f16.streamed_weight_bytes()),
+            live_replan_f16_ms_p50: f16_p50,
+            live_replan_f16_ms_p99: f16_p99,
+            live_replan_f16_floor_ms: decoder_f16.streamed_weight_bytes() as f64
+                * (2 * BENCH_LOOKAHEAD - 1) as f64
+                / bandwidth
+                * 1e3,
             live_replan_floor_ms: floor_ms(2 * BENCH_LOOKAHEAD - 1),
             live_replan_incremental_floor_ms: floor_ms(BENCH_LOOKAHEAD),
             five_options_compute_floor_ms: five_options_flops(weight_bytes)

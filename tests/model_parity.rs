@@ -106,23 +106,49 @@ fn bf16_weights_run_as_stored_and_equal_their_f32_values() {
         candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(weights::storage_dtype(&tensors), DType::F32);
     let bf16: HashMap<String, Tensor> = tensors
-        .into_iter()
-        .map(|(k, t)| (k, t.to_dtype(DType::BF16).unwrap()))
+        .iter()
+        .map(|(k, t)| (k.clone(), t.to_dtype(DType::BF16).unwrap()))
         .collect();
+    let fx = fixture(name);
+    let tokens = vec![ids(&fx["tokens"])];
+    let widened = model.decoder.forward(&tokens).unwrap();
     assert_eq!(weights::storage_dtype(&bf16), DType::BF16);
-    let bf16_decoder = weights::decoder_from_tensors(&model.config, bf16, &dir).unwrap();
+    let bf16_decoder = weights::decoder_from_tensors(&model.config, bf16.clone(), &dir).unwrap();
     // Kept at 16 bits: half the bytes to stream, the same products.
     assert_eq!(
         2 * bf16_decoder.streamed_weight_bytes(),
         model.decoder.streamed_weight_bytes()
     );
-    let fx = fixture(name);
-    let tokens = vec![ids(&fx["tokens"])];
     let stored = bf16_decoder.forward(&tokens).unwrap();
-    let widened = model.decoder.forward(&tokens).unwrap();
     assert_eq!(max_diff(&stored, &widened), 0.0);
     let diff = max_diff(&stored.squeeze(0).unwrap(), &fx["logits"]);
     assert!(diff < TOLERANCE, "max |Δlogit| = {diff}");
+
+    // Rotary frequencies stored f32 beside 16-bit matrices (as `training/export.py` writes
+    // them) leave the matrices 16-bit and are used unrounded: nudged off the bf16 grid, they
+    // must give the logits of an all-f32 decoder with the same nudge.
+    let key = weights::INV_FREQ_KEY;
+    let nudged = tensors[key].affine(1.0 + 1.0 / 4096.0, 0.0).unwrap();
+    let mut mixed = bf16;
+    mixed.insert(key.into(), nudged.clone());
+    let mut full = tensors;
+    full.insert(key.into(), nudged);
+    let written = std::env::temp_dir().join(format!("comper-mixed-{}", std::process::id()));
+    weights::write_folder(&written, &model.config, &model.vocabulary, &mixed).unwrap();
+    let reread =
+        candle_core::safetensors::load(written.join("model.safetensors"), &Device::Cpu).unwrap();
+    let _ = std::fs::remove_dir_all(&written);
+    assert_eq!(reread[key].dtype(), DType::F32);
+    assert_eq!(weights::storage_dtype(&reread), DType::BF16);
+    let mixed_decoder = weights::decoder_from_tensors(&model.config, reread, &dir).unwrap();
+    assert_eq!(
+        mixed_decoder.streamed_weight_bytes(),
+        bf16_decoder.streamed_weight_bytes()
+    );
+    let full_decoder = weights::decoder_from_tensors(&model.config, full, &dir).unwrap();
+    let want = full_decoder.forward(&tokens).unwrap();
+    assert!(max_diff(&want, &widened) > 0.0, "the nudge must matter");
+    assert_eq!(max_diff(&mixed_decoder.forward(&tokens).unwrap(), &want), 0.0);
 }
 
 #[test]

@@ -3,7 +3,7 @@
     python training/export.py --run /work/runs/online-256 --name online-256 --out weights
 
 Writes OUT/NAME/model.safetensors (the state dict with its official key names, f32 or, with
---dtype float16, f16: online
+--dtype float16, f16 except the online model's rotary frequencies, which stay f32; online
 `decoder.…` including `decoder.attn_layers.rotary_pos_emb.inv_freq`; offline `encoder.…` and
 `decoder.decoder.…`), config.json (with `kind` "online" or "offline") and chord_names.json
 (the vocabulary in id order, copied from the run folder).
@@ -52,7 +52,10 @@ def export(run: Path, name: str, out: Path, dtype: str = "float32") -> Path:
     model = build_model(config)
     model.load_state_dict(state["model"])
     store = getattr(torch, dtype)
-    tensors = {k: v.detach().to(store).contiguous() for k, v in model.state_dict().items()}
+    # The rotary frequencies stay f32: rounded to 16 bits they would turn late positions' angles
+    # by a sizeable fraction of a radian (Comper keeps the matrices 16-bit and reads these as stored).
+    tensors = {k: v.detach().to(torch.float32 if k == INV_FREQ else store).contiguous()
+               for k, v in model.state_dict().items()}
     kind = config.get("model", "online")
     if kind == "online" and INV_FREQ not in tensors:
         raise SystemExit(f"{INV_FREQ} missing from the state dict")

@@ -17,7 +17,7 @@
 //! each weight once per step (see [`super::packed`]). In the last layer only the rows that become
 //! logits get the output projection and feed-forward.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::ModelConfig;
@@ -147,7 +147,9 @@ impl Decoder {
         let ff = config.ff_inner_dim();
         let token_emb = to_vec(vb.get((config.num_tokens, dim), "token_emb.emb.weight")?)?;
         let to_logits = Linear::new(vb.get((config.num_tokens, dim), "to_logits.weight")?)?;
-        let inv_freq = to_vec(vb.get_unchecked("attn_layers.rotary_pos_emb.inv_freq")?)?;
+        // At its stored precision, whatever the matrices' (see `weights::storage_dtype`).
+        let inv_freq = vb.get_unchecked_dtype("attn_layers.rotary_pos_emb.inv_freq", DType::F32)?;
+        let inv_freq = to_vec(inv_freq)?;
         let rope = Rope::new(config, &inv_freq)?;
 
         let layers = vb.pp("attn_layers").pp("layers");

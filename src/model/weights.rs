@@ -523,9 +523,14 @@ fn check_exact_tensors(
 
 /// The precision a model keeps its weight matrices in: f16 or bf16 when every tensor is stored
 /// so (products widen them to f32 as they stream them, reading half the bytes), f32 otherwise
-/// (a file mixing precisions is upcast, never rounded).
+/// (a file mixing precisions is upcast, never rounded). The rotary frequencies do not count: they
+/// are always read at the precision they were stored in, since rounding them to 16 bits would
+/// turn a late position's angle by a sizeable fraction of a radian.
 pub fn storage_dtype(tensors: &HashMap<String, Tensor>) -> DType {
-    let mut dtypes = tensors.values().map(Tensor::dtype);
+    let mut dtypes = tensors
+        .iter()
+        .filter(|(name, _)| name.as_str() != INV_FREQ_KEY)
+        .map(|(_, tensor)| tensor.dtype());
     match dtypes.next() {
         Some(first @ (DType::F16 | DType::BF16)) if dtypes.all(|d| d == first) => first,
         _ => DType::F32,
@@ -564,7 +569,8 @@ pub fn offline_from_tensors(
 }
 
 /// Writes a complete weights folder, creating `dir` if needed. Tensors sharing one 16-bit
-/// precision keep it (see [`storage_dtype`]); any others are upcast to f32.
+/// precision keep it (see [`storage_dtype`]); any others are upcast to f32, except the rotary
+/// frequencies, which keep their own.
 pub fn write_folder(
     dir: &Path,
     config: &impl serde::Serialize,
@@ -576,8 +582,13 @@ pub fn write_folder(
     let dtype = storage_dtype(tensors);
     let mut stored = HashMap::with_capacity(tensors.len());
     for (name, tensor) in tensors {
+        let keep = if name == INV_FREQ_KEY {
+            tensor.dtype()
+        } else {
+            dtype
+        };
         let converted = tensor
-            .to_dtype(dtype)
+            .to_dtype(keep)
             .map_err(|e| write_err(dir.join(MODEL_FILE), e.to_string()))?;
         stored.insert(name.clone(), converted);
     }

@@ -108,6 +108,13 @@ def test_train_resume_and_export(converted, tmp_path):
     assert tensors["decoder.attn_layers.layers.1.1.ff.2.weight"].shape == (32, 128)
     assert all(str(t.dtype) == "torch.float32" for t in tensors.values())
 
+    # 16-bit export: the matrices halve, the rotary frequencies stay f32 (exactly the trained ones).
+    half = load_file(str(export.export(run, "tiny-f16", tmp_path / "weights", "float16") / "model.safetensors"))
+    inv_freq = "decoder.attn_layers.rotary_pos_emb.inv_freq"
+    assert str(half[inv_freq].dtype) == "torch.float32"
+    assert half[inv_freq].equal(tensors[inv_freq])
+    assert all(str(t.dtype) == "torch.float16" for k, t in half.items() if k != inv_freq)
+
 
 def test_fine_tune_from_weights_with_extra_examples(converted, tmp_path):
     """`--init-weights` starts from an exported folder and `--extra` mixes in more examples (here
