@@ -148,7 +148,10 @@ fn bf16_weights_run_as_stored_and_equal_their_f32_values() {
     let full_decoder = weights::decoder_from_tensors(&model.config, full, &dir).unwrap();
     let want = full_decoder.forward(&tokens).unwrap();
     assert!(max_diff(&want, &widened) > 0.0, "the nudge must matter");
-    assert_eq!(max_diff(&mixed_decoder.forward(&tokens).unwrap(), &want), 0.0);
+    assert_eq!(
+        max_diff(&mixed_decoder.forward(&tokens).unwrap(), &want),
+        0.0
+    );
 }
 
 #[test]
