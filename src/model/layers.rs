@@ -14,7 +14,7 @@ use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::QK_NORM_SCALE;
-use super::kernels::{Isa, PanelData, PANEL};
+use super::kernels::{exp_in_place, Isa, PanelData, PANEL};
 use super::packed::{product, HalfFloat, PackedMatrix, Panels, PARALLEL_MIN_WORK};
 use super::team;
 
@@ -135,13 +135,17 @@ impl FeedForward {
         // One row per task: the exponentials are a large share of a decoding step's serial work.
         let gate_row = |row: usize, out: &mut [f32]| {
             let (value, gate) = z[row * 2 * inner..(row + 1) * 2 * inner].split_at(inner);
+            // silu(g) = g / (1 + e^−g), with the exponentials taken together (vectorised).
+            for (o, (g, gb)) in out.iter_mut().zip(gate.iter().zip(gate_bias)) {
+                *o = -(g + gb);
+            }
+            exp_in_place(out);
             for ((o, (v, vb)), (g, gb)) in out
                 .iter_mut()
                 .zip(value.iter().zip(value_bias))
                 .zip(gate.iter().zip(gate_bias))
             {
-                let g = g + gb;
-                *o = (v + vb) * (g / (1.0 + (-g).exp()));
+                *o = (v + vb) * ((g + gb) / (1.0 + *o));
             }
         };
         in_parallel(&mut hidden, inner, true, gate_row);
@@ -496,11 +500,9 @@ fn merge_heads(x: &[f32], batch: usize, heads: usize, n: usize, dim_head: usize)
 fn masked_softmax(row: &mut [f32], visible: usize) {
     let (seen, future) = row.split_at_mut(visible.min(row.len()));
     let max = seen.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0;
-    for v in seen.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
+    seen.iter_mut().for_each(|v| *v -= max);
+    exp_in_place(seen);
+    let sum: f32 = seen.iter().sum();
     seen.iter_mut().for_each(|v| *v /= sum);
     future.fill(0.0);
 }
