@@ -440,20 +440,12 @@ pub fn run(
             committed: &[],
             lookahead: BENCH_LOOKAHEAD,
         };
-        let mut live_ms = time_runs(size.live_runs, || {
+        let (p50, p99) = median_and_p99(time_runs(size.live_runs, || {
             plan_live(&decoder, &vocab, &live, &params, &mut rng).map(|_| ())
-        })?;
-        let (p50, p99) = (
-            percentile(&mut live_ms, 0.5),
-            percentile(&mut live_ms, 0.99),
-        );
-        let mut live_f16_ms = time_runs(size.live_runs, || {
+        })?);
+        let (f16_p50, f16_p99) = median_and_p99(time_runs(size.live_runs, || {
             plan_live(&decoder_f16, &vocab, &live, &on_grid, &mut rng).map(|_| ())
-        })?;
-        let (f16_p50, f16_p99) = (
-            percentile(&mut live_f16_ms, 0.5),
-            percentile(&mut live_f16_ms, 0.99),
-        );
+        })?);
         progress(&format!(
             "{}: live re-plan: p50 {p50:.1} ms, p99 {p99:.1} ms; f16 weights on 8th notes p50 {f16_p50:.1} ms, p99 {f16_p99:.1} ms",
             config.name
@@ -471,7 +463,7 @@ pub fn run(
                 &params,
                 &mut rng,
             );
-            times.map(|mut t| (percentile(&mut t, 0.5), percentile(&mut t, 0.99)))
+            times.map(median_and_p99)
         };
         let incremental = session(LivePlanner::new(), GROWING_START)?;
         let slide = session(LivePlanner::new(), SLIDING_START)?;
@@ -608,6 +600,11 @@ fn time_runs<E>(runs: usize, mut job: impl FnMut() -> Result<(), E>) -> Result<V
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     Ok(times)
+}
+
+/// The median and 99th percentile of a non-empty sample.
+fn median_and_p99(mut values: Vec<f64>) -> (f64, f64) {
+    (percentile(&mut values, 0.5), percentile(&mut values, 0.99))
 }
 
 /// Nearest-rank percentile (`q` in 0..=1) of a non-empty sample.
