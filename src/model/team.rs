@@ -214,8 +214,24 @@ pub fn for_each_chunk<T: Send>(
     chunk_len: usize,
     task: impl Fn(usize, &mut [T]) + Sync,
 ) {
-    let chunks: Vec<&mut [T]> = data.chunks_mut(chunk_len.max(1)).collect();
-    for_each_item(chunks, |i, chunk| task(i, chunk));
+    let chunk_len = chunk_len.max(1);
+    let team = LEADING.with(|leading| leading.borrow().clone());
+    match team {
+        Some(team) => {
+            // Each chunk is claimed by exactly one task, so its lock is never contended.
+            let chunks: Vec<Mutex<&mut [T]>> = data.chunks_mut(chunk_len).map(Mutex::new).collect();
+            team.run(chunks.len(), &|i| {
+                if let Some(chunk) = chunks.get(i) {
+                    let mut chunk = chunk.lock().unwrap_or_else(|poison| poison.into_inner());
+                    task(i, &mut chunk);
+                }
+            });
+        }
+        None => data
+            .par_chunks_mut(chunk_len)
+            .enumerate()
+            .for_each(|(i, chunk)| task(i, chunk)),
+    }
 }
 
 /// Calls `task(i, a_chunk, b_chunk)` for the `i`-th chunks of `a` (`a_len` long) and `b`
@@ -229,32 +245,29 @@ pub fn for_each_chunk_pair<A: Send, B: Send>(
     b_len: usize,
     task: impl Fn(usize, &mut [A], &mut [B]) + Sync,
 ) {
-    let pairs: Vec<(&mut [A], &mut [B])> = a
-        .chunks_mut(a_len.max(1))
-        .zip(b.chunks_mut(b_len.max(1)))
-        .collect();
-    for_each_item(pairs, |i, (a, b)| task(i, a, b));
-}
-
-/// Calls `task(i, item)` for every item, in parallel: on the team this thread leads, else on
-/// rayon's pool.
-fn for_each_item<I: Send>(items: Vec<I>, task: impl Fn(usize, &mut I) + Sync) {
+    let (a_len, b_len) = (a_len.max(1), b_len.max(1));
     let team = LEADING.with(|leading| leading.borrow().clone());
     match team {
         Some(team) => {
-            // Each item is claimed by exactly one task, so its lock is never contended.
-            let items: Vec<Mutex<I>> = items.into_iter().map(Mutex::new).collect();
-            team.run(items.len(), &|i| {
-                if let Some(item) = items.get(i) {
-                    let mut item = item.lock().unwrap_or_else(|poison| poison.into_inner());
-                    task(i, &mut item);
+            // Each pair is claimed by exactly one task, so its lock is never contended.
+            let pairs: Vec<Mutex<(&mut [A], &mut [B])>> = a
+                .chunks_mut(a_len)
+                .zip(b.chunks_mut(b_len))
+                .map(Mutex::new)
+                .collect();
+            team.run(pairs.len(), &|i| {
+                if let Some(pair) = pairs.get(i) {
+                    let mut pair = pair.lock().unwrap_or_else(|poison| poison.into_inner());
+                    let (a, b) = &mut *pair;
+                    task(i, a, b);
                 }
             });
         }
-        None => items
-            .into_par_iter()
+        None => a
+            .par_chunks_mut(a_len)
+            .zip(b.par_chunks_mut(b_len))
             .enumerate()
-            .for_each(|(i, mut item)| task(i, &mut item)),
+            .for_each(|(i, (a, b))| task(i, a, b)),
     }
 }
 
