@@ -260,14 +260,12 @@ impl Decoder {
                 causal: true,
                 bias: None,
             };
-            let mut heads =
-                block
-                    .attn
-                    .attend(&x, shape, kv, |v, pos| self.rope.rotate(v, pos), causal);
-            if keep < n && layer == last_layer {
-                // Past the last layer's keys/values only the rows turned into logits matter.
-                h = tail_rows(&h, n, dim, keep);
-                heads = tail_rows(&heads, n, self.config.attn_inner_dim(), keep);
+            // Past the last layer's keys/values only the rows turned into logits matter.
+            let answered = if layer == last_layer { keep } else { n };
+            let rotate = |v: &mut [f32], pos| self.rope.rotate(v, pos);
+            let heads = block.attn.attend(&x, shape, answered, kv, rotate, causal);
+            if answered < n {
+                h = tail_rows(&h, n, dim, answered);
             }
             let live_rows = h.len() / dim;
             add_assign(&mut h, &block.attn.output(&heads, live_rows));

@@ -191,8 +191,11 @@ impl SelfAttention {
     /// Self-attention of one chunk: projects `x: [batch · n, dim]` (normed), qk-norms and
     /// positions the new queries and keys, appends this chunk's keys and values to `kv` at
     /// positions `start .. start + n`, and attends over everything stored so far. Returns the
-    /// merged heads `[batch · n, heads · dim_head]`. `position` rotates a query or key head vector
-    /// for its position (RoPE), or does nothing.
+    /// merged heads of the last `answered` positions of each batch row,
+    /// `[batch · answered, heads · dim_head]`: every position's key and value is stored, but
+    /// only those positions ask a query (the last layer of a prompt, where only the rows turned
+    /// into logits matter, skips the rest of the attention). `position` rotates a query or key
+    /// head vector for its position (RoPE), or does nothing.
     ///
     /// After the projection, one parallel task per `(batch row, head)` does all the rest: each
     /// owns its cache block and its output, so a decoding step needs one parallel region here
@@ -201,29 +204,39 @@ impl SelfAttention {
         &self,
         x: &[f32],
         shape: StepShape,
+        answered: usize,
         kv: &mut KvStore,
         position: impl Fn(&mut [f32], usize) + Sync,
         visibility: Visibility,
     ) -> Vec<f32> {
         let StepShape { batch, n, start } = shape;
+        let answered = answered.min(n);
         let layout = kv.layout;
         let (heads, dim_head) = (layout.heads, layout.dim_head);
         let inner = heads * dim_head;
         let qkv = self.qkv.forward(x, batch * n);
         let total = start + n;
         let isa = Isa::detect();
-        let mut heads_out = vec![0.0f32; batch * heads * n * dim_head];
+        let asked = StepShape {
+            batch,
+            n: answered,
+            start: total - answered,
+        };
+        let mut heads_out = vec![0.0f32; batch * heads * answered * dim_head];
         let task = |bh: usize, block: &mut [f32], out: &mut [f32]| {
             let (b, head) = (bh / heads, bh % heads);
             let at = head * dim_head;
-            let mut queries = vec![0.0f32; n * dim_head];
+            let mut queries = vec![0.0f32; answered * dim_head];
             let mut key = vec![0.0f32; dim_head];
-            for (t, query) in queries.chunks_exact_mut(dim_head).enumerate() {
+            for t in 0..n {
                 let proj = &qkv[(b * n + t) * 3 * inner..(b * n + t + 1) * 3 * inner];
                 let pos = start + t;
-                query.copy_from_slice(&proj[at..at + dim_head]);
-                self.scales.query(query, head);
-                position(query, pos);
+                if let Some(asked_row) = (t + answered).checked_sub(n) {
+                    let query = &mut queries[asked_row * dim_head..(asked_row + 1) * dim_head];
+                    query.copy_from_slice(&proj[at..at + dim_head]);
+                    self.scales.query(query, head);
+                    position(query, pos);
+                }
                 key.copy_from_slice(&proj[inner + at..inner + at + dim_head]);
                 self.scales.key(&mut key, head);
                 position(&mut key, pos);
@@ -239,11 +252,12 @@ impl SelfAttention {
                 values: layout.value_panels(block, total),
                 head,
             };
-            attend_head(isa, &queries, shape, head_kv, visibility, out);
+            attend_head(isa, &queries, asked, head_kv, visibility, out);
         };
         let blocks = &mut kv.blocks[..batch * heads * layout.block()];
-        team::for_each_chunk_pair(blocks, layout.block(), &mut heads_out, n * dim_head, task);
-        merge_heads(&heads_out, batch, heads, n, dim_head)
+        let out_block = answered * dim_head;
+        team::for_each_chunk_pair(blocks, layout.block(), &mut heads_out, out_block, task);
+        merge_heads(&heads_out, batch, heads, answered, dim_head)
     }
 
     /// The output projection of merged heads.
@@ -499,12 +513,46 @@ fn merge_heads(x: &[f32], batch: usize, heads: usize, n: usize, dim_head: usize)
 /// Softmax over the first `visible` scores of a row; the rest (future positions) become 0.
 fn masked_softmax(row: &mut [f32], visible: usize) {
     let (seen, future) = row.split_at_mut(visible.min(row.len()));
-    let max = seen.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let max = lane_max(seen);
     seen.iter_mut().for_each(|v| *v -= max);
     exp_in_place(seen);
-    let sum: f32 = seen.iter().sum();
+    let sum = lane_sum(seen, |v| v);
     seen.iter_mut().for_each(|v| *v /= sum);
     future.fill(0.0);
+}
+
+/// Lanes of the partial sums and maxima below: one vector register's worth, so each lane is an
+/// independent chain the compiler keeps in a register.
+const LANES: usize = 8;
+
+/// `Σ term(v)` over `values`, in [`LANES`] interleaved partial sums. A plain left-to-right sum
+/// is one chain of dependent additions, which for a prompt's softmax and norm rows costs several
+/// times the arithmetic; the partial sums change only the rounding.
+fn lane_sum(values: &[f32], term: impl Fn(f32) -> f32) -> f32 {
+    let mut partial = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (p, &v) in partial.iter_mut().zip(chunk) {
+            *p += term(v);
+        }
+    }
+    partial.iter().sum::<f32>() + rest.iter().map(|&v| term(v)).sum::<f32>()
+}
+
+/// Largest of `values` (−∞ for none), in [`LANES`] interleaved partial maxima (see [`lane_sum`]).
+fn lane_max(values: &[f32]) -> f32 {
+    let mut partial = [f32::NEG_INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (m, &v) in partial.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    rest.iter()
+        .chain(&partial)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 /// x-transformers' `SimpleRMSNorm` per row of `dim` values: `x / max(‖x‖₂, 1e-12) · √dim`, no
@@ -521,7 +569,7 @@ pub(super) fn simple_rms_norm(x: &[f32], dim: usize) -> Vec<f32> {
 
 /// `x / max(‖x‖₂, eps)` in place (PyTorch's `F.normalize`).
 fn l2_normalize(x: &mut [f32]) {
-    let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt().max(NORM_EPS);
+    let norm = lane_sum(x, |v| v * v).sqrt().max(NORM_EPS);
     x.iter_mut().for_each(|v| *v /= norm);
 }
 

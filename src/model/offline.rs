@@ -341,6 +341,7 @@ impl OfflineModel {
             let heads = block.attn.attend(
                 &simple_rms_norm(&h, dim),
                 shape,
+                n,
                 &mut kv,
                 |_, _| {},
                 visibility,
@@ -429,16 +430,19 @@ impl Stepper for OfflineModel {
             else {
                 return Err(ModelError::ForeignCache);
             };
-            let mut heads =
-                block
-                    .attn
-                    .attend(&simple_rms_norm(&h, dim), shape, kv, |_, _| {}, causal);
+            // Past the last layer's keys/values only the rows turned into logits matter.
+            let answered = if layer == last_layer { keep } else { n };
+            let x = simple_rms_norm(&h, dim);
+            let heads = block
+                .attn
+                .attend(&x, shape, answered, kv, |_, _| {}, causal);
             let mut live = shape;
-            if keep < n && layer == last_layer {
-                // Past the last layer's keys/values only the rows turned into logits matter.
-                h = tail_rows(&h, n, dim, keep);
-                heads = tail_rows(&heads, n, base.attn_inner_dim(), keep);
-                live = StepShape { n: keep, ..shape };
+            if answered < n {
+                h = tail_rows(&h, n, dim, answered);
+                live = StepShape {
+                    n: answered,
+                    ..shape
+                };
             }
             let live_rows = live.batch * live.n;
             add_assign(&mut h, &block.attn.output(&heads, live_rows));
