@@ -288,7 +288,13 @@ pub fn product(
             kernels::micro(isa, ops, &mut tile);
             for (r, values) in tile.iter().enumerate().take(size) {
                 let at = (row + r) * out_stride + col - first;
-                out[at..at + width].copy_from_slice(&values[..width]);
+                if width == PANEL {
+                    // A whole panel: a copy of known length, a few vector moves rather than a
+                    // call to `memcpy` per row.
+                    out[at..at + PANEL].copy_from_slice(values);
+                } else {
+                    out[at..at + width].copy_from_slice(&values[..width]);
+                }
             }
             row += size;
         }
