@@ -7,6 +7,9 @@
 //! they load them: the products equal those of upcasting at load time, with half the bytes to
 //! stream from memory, which is what bounds a decoding step.
 //!
+//! Beside it live the vectorised helpers of the decoder's per-row work: exponentials and
+//! reductions in interleaved partial sums.
+//!
 //! AVX-512 holds a whole panel in one register and twice as many rows' accumulators, so a step's
 //! ten rows (five options × two tokens) share one pass over the panel; on CPUs with two 512-bit
 //! FMA units (Intel server parts) it does twice the multiply-adds per cycle of AVX2.
@@ -161,6 +164,42 @@ pub fn micro(isa: Isa, ops: Operands, tile: &mut Tile) {
             PanelData::Bf16(w) => portable_micro(ops, w, tile, bf16_to_f32),
         },
     }
+}
+
+/// Lanes of the partial sums and maxima below: two AVX registers' worth, so each lane is an
+/// independent chain the compiler keeps in a register and a sum is bound by its loads, not by
+/// the latency of its additions.
+const LANES: usize = 16;
+
+/// `Σ term(v)` over `values`, in [`LANES`] interleaved partial sums. A plain left-to-right sum
+/// is one chain of dependent additions, which for a prompt's softmax and norm rows (and the
+/// bench's bandwidth pass) costs several times the arithmetic; the partial sums change only the
+/// rounding.
+pub fn lane_sum(values: &[f32], term: impl Fn(f32) -> f32) -> f32 {
+    let mut partial = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (p, &v) in partial.iter_mut().zip(chunk) {
+            *p += term(v);
+        }
+    }
+    partial.iter().sum::<f32>() + rest.iter().map(|&v| term(v)).sum::<f32>()
+}
+
+/// Largest of `values` (−∞ for none), in [`LANES`] interleaved partial maxima (see [`lane_sum`]).
+pub fn lane_max(values: &[f32]) -> f32 {
+    let mut partial = [f32::NEG_INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (m, &v) in partial.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    rest.iter()
+        .chain(&partial)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 /// `x ← eˣ` for every value, vectorised with the widest instruction set of [`Isa::detect`].
@@ -442,5 +481,22 @@ mod tests {
         exp_in_place(&mut edges);
         assert!(edges[0] < 1e-37 && edges[1] < 1e-37 && edges[0] >= 0.0);
         assert!(edges[2] > 1e38 && edges[3].is_finite());
+    }
+
+    #[test]
+    fn lane_reductions_match_plain_ones_at_every_length() {
+        for len in 0..50 {
+            let values: Vec<f32> = (0..len)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+                .collect();
+            let plain_max = values.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            assert_eq!(lane_max(&values), plain_max, "max of {len}");
+            let plain_squares: f64 = values.iter().map(|&v| f64::from(v * v)).sum();
+            let squares = f64::from(lane_sum(&values, |v| v * v));
+            assert!(
+                (squares - plain_squares).abs() <= 1e-5 * plain_squares.max(1.0),
+                "{len}"
+            );
+        }
     }
 }

@@ -14,7 +14,7 @@ use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::QK_NORM_SCALE;
-use super::kernels::{exp_in_place, Isa, PanelData, PANEL};
+use super::kernels::{exp_in_place, lane_max, lane_sum, Isa, PanelData, PANEL};
 use super::packed::{product, HalfFloat, PackedMatrix, Panels, PARALLEL_MIN_WORK};
 use super::team;
 
@@ -519,40 +519,6 @@ fn masked_softmax(row: &mut [f32], visible: usize) {
     let sum = lane_sum(seen, |v| v);
     seen.iter_mut().for_each(|v| *v /= sum);
     future.fill(0.0);
-}
-
-/// Lanes of the partial sums and maxima below: one vector register's worth, so each lane is an
-/// independent chain the compiler keeps in a register.
-const LANES: usize = 8;
-
-/// `Σ term(v)` over `values`, in [`LANES`] interleaved partial sums. A plain left-to-right sum
-/// is one chain of dependent additions, which for a prompt's softmax and norm rows costs several
-/// times the arithmetic; the partial sums change only the rounding.
-fn lane_sum(values: &[f32], term: impl Fn(f32) -> f32) -> f32 {
-    let mut partial = [0.0f32; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (p, &v) in partial.iter_mut().zip(chunk) {
-            *p += term(v);
-        }
-    }
-    partial.iter().sum::<f32>() + rest.iter().map(|&v| term(v)).sum::<f32>()
-}
-
-/// Largest of `values` (−∞ for none), in [`LANES`] interleaved partial maxima (see [`lane_sum`]).
-fn lane_max(values: &[f32]) -> f32 {
-    let mut partial = [f32::NEG_INFINITY; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (m, &v) in partial.iter_mut().zip(chunk) {
-            *m = if v > *m { v } else { *m };
-        }
-    }
-    rest.iter()
-        .chain(&partial)
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 /// x-transformers' `SimpleRMSNorm` per row of `dim` values: `x / max(‖x‖₂, 1e-12) · √dim`, no
