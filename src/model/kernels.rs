@@ -12,7 +12,9 @@
 //!
 //! AVX-512 holds a whole panel in one register and twice as many rows' accumulators, so a step's
 //! ten rows (five options × two tokens) share one pass over the panel; on CPUs with two 512-bit
-//! FMA units (Intel server parts) it does twice the multiply-adds per cycle of AVX2.
+//! FMA units (Intel server parts) it does twice the multiply-adds per cycle of AVX2. It also
+//! takes two or four panels per call ([`Isa::panel_group`]), which halves the loads per
+//! multiply-add and gives a single-row step several accumulator chains.
 
 /// Output columns per packed panel: one 64-byte cache line per input index.
 pub const PANEL: usize = 16;
@@ -20,8 +22,12 @@ pub const PANEL: usize = 16;
 /// Most input rows any micro-kernel call handles (see [`Isa::row_block`]).
 pub const MAX_ROW_BLOCK: usize = 12;
 
-/// Results of one micro-kernel call: `rows × PANEL` values, row-major.
-pub type Tile = [[f32; PANEL]; MAX_ROW_BLOCK];
+/// Most panels one micro-kernel call multiplies side by side (see [`Isa::panel_group`]).
+pub const MAX_PANEL_GROUP: usize = 4;
+
+/// Results of one micro-kernel call: `rows × (panels · PANEL)` values, row-major, panel `p`'s
+/// columns at `p · PANEL`.
+pub type Tile = [[f32; MAX_PANEL_GROUP * PANEL]; MAX_ROW_BLOCK];
 
 /// Instruction sets the kernel is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +74,21 @@ impl Isa {
         match self {
             Self::Avx512 => 12,
             Self::Avx2 | Self::Portable => 6,
+        }
+    }
+
+    /// Most panels one micro-kernel call takes beside each other for a block of `rows` rows.
+    /// Each input value is then broadcast once for several panels, so a multiply-add costs
+    /// fewer loads (with one panel, one load per multiply-add: the load ports, which a
+    /// neighbour on the same physical core shares, bound the kernel before its FMA units do),
+    /// and a block of one or two rows keeps several independent accumulator chains in flight
+    /// instead of waiting on one. AVX-512 has the registers for `rows × panels ≤ 24`
+    /// accumulators; AVX2's sixteen are full with one panel.
+    pub fn panel_group(self, rows: usize) -> usize {
+        match self {
+            Self::Avx512 if rows <= 6 => 4,
+            Self::Avx512 => 2,
+            Self::Avx2 | Self::Portable => 1,
         }
     }
 
@@ -132,19 +153,26 @@ pub struct Operands<'a> {
     pub x: &'a [f32],
     pub x_stride: usize,
     pub rows: usize,
-    /// One packed panel: `k × PANEL` values, input-major.
+    /// `panels` packed panels of `k × PANEL` values each, input-major, panel `p` starting at
+    /// `p · panel_stride`.
     pub panel: PanelData<'a>,
+    pub panels: usize,
+    pub panel_stride: usize,
     /// Length of the shared (input) axis.
     pub k: usize,
 }
 
-/// `tile[r][c] = Σ_t x[r · x_stride + t] · panel[t · PANEL + c]` for `r < rows`. Panics if
-/// `rows` is not in `1..=isa.row_block()` or a slice is too short (internal bugs, never
-/// input-dependent).
+/// `tile[r][p · PANEL + c] = Σ_t x[r · x_stride + t] · panel[p · panel_stride + t · PANEL + c]`
+/// for `r < rows`, `p < panels`; each sum is accumulated in order of `t` whatever the grouping,
+/// so results do not depend on how many panels a call takes. Panics if `rows` is not in
+/// `1..=isa.row_block()`, `panels` is not 1, 2 or 4 or above `isa.panel_group(rows)`, or a slice
+/// is too short (internal bugs, never input-dependent).
 pub fn micro(isa: Isa, ops: Operands, tile: &mut Tile) {
     assert!((1..=isa.row_block()).contains(&ops.rows));
+    assert!(matches!(ops.panels, 1 | 2 | 4) && ops.panels <= isa.panel_group(ops.rows));
     assert!(ops.x.len() >= (ops.rows - 1) * ops.x_stride + ops.k);
-    assert!(ops.panel.len() >= ops.k * PANEL);
+    assert!(ops.panel_stride >= ops.k * PANEL || ops.panels == 1);
+    assert!(ops.panel.len() >= (ops.panels - 1) * ops.panel_stride + ops.k * PANEL);
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => {
@@ -273,14 +301,18 @@ fn bf16_to_f32(bits: u16) -> f32 {
     f32::from_bits(u32::from(bits) << 16)
 }
 
-fn portable_micro<T: Copy>(ops: Operands, panel: &[T], tile: &mut Tile, widen: impl Fn(T) -> f32) {
+fn portable_micro<T: Copy>(ops: Operands, panels: &[T], tile: &mut Tile, widen: impl Fn(T) -> f32) {
     let k = ops.k;
-    for (r, tile_row) in tile.iter_mut().enumerate().take(ops.rows) {
-        let xr = &ops.x[r * ops.x_stride..r * ops.x_stride + k];
-        *tile_row = [0.0; PANEL];
-        for (&xv, w) in xr.iter().zip(panel.chunks_exact(PANEL)) {
-            for (a, &wv) in tile_row.iter_mut().zip(w) {
-                *a += xv * widen(wv);
+    for p in 0..ops.panels {
+        let panel = &panels[p * ops.panel_stride..p * ops.panel_stride + k * PANEL];
+        for (r, tile_row) in tile.iter_mut().enumerate().take(ops.rows) {
+            let xr = &ops.x[r * ops.x_stride..r * ops.x_stride + k];
+            let acc = &mut tile_row[p * PANEL..(p + 1) * PANEL];
+            acc.fill(0.0);
+            for (&xv, w) in xr.iter().zip(panel.chunks_exact(PANEL)) {
+                for (a, &wv) in acc.iter_mut().zip(w) {
+                    *a += xv * widen(wv);
+                }
             }
         }
     }
@@ -293,33 +325,34 @@ fn portable_micro<T: Copy>(ops: Operands, panel: &[T], tile: &mut Tile, widen: i
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_BYTES: usize = 4096;
 
-/// Calls `$kernel::<R>(args)` with the block's row count `R` as a constant (`1 ≤ rows ≤ $max`).
+/// Calls `$kernel::<R>(args)`, or `$kernel::<R, G>(args)` with a panel group `[G]`, with the
+/// block's row count `R` as a constant (`1 ≤ rows ≤ $max`).
 #[cfg(target_arch = "x86_64")]
 macro_rules! by_rows {
-    ($rows:expr, $kernel:ident, 6, ($($arg:expr),*)) => {
+    ($rows:expr, $kernel:ident, 6, [$($group:literal)?], ($($arg:expr),*)) => {
         match $rows {
-            1 => $kernel::<1>($($arg),*),
-            2 => $kernel::<2>($($arg),*),
-            3 => $kernel::<3>($($arg),*),
-            4 => $kernel::<4>($($arg),*),
-            5 => $kernel::<5>($($arg),*),
-            _ => $kernel::<6>($($arg),*),
+            1 => $kernel::<1 $(, $group)?>($($arg),*),
+            2 => $kernel::<2 $(, $group)?>($($arg),*),
+            3 => $kernel::<3 $(, $group)?>($($arg),*),
+            4 => $kernel::<4 $(, $group)?>($($arg),*),
+            5 => $kernel::<5 $(, $group)?>($($arg),*),
+            _ => $kernel::<6 $(, $group)?>($($arg),*),
         }
     };
-    ($rows:expr, $kernel:ident, 12, ($($arg:expr),*)) => {
+    ($rows:expr, $kernel:ident, 12, [$($group:literal)?], ($($arg:expr),*)) => {
         match $rows {
-            1 => $kernel::<1>($($arg),*),
-            2 => $kernel::<2>($($arg),*),
-            3 => $kernel::<3>($($arg),*),
-            4 => $kernel::<4>($($arg),*),
-            5 => $kernel::<5>($($arg),*),
-            6 => $kernel::<6>($($arg),*),
-            7 => $kernel::<7>($($arg),*),
-            8 => $kernel::<8>($($arg),*),
-            9 => $kernel::<9>($($arg),*),
-            10 => $kernel::<10>($($arg),*),
-            11 => $kernel::<11>($($arg),*),
-            _ => $kernel::<12>($($arg),*),
+            1 => $kernel::<1 $(, $group)?>($($arg),*),
+            2 => $kernel::<2 $(, $group)?>($($arg),*),
+            3 => $kernel::<3 $(, $group)?>($($arg),*),
+            4 => $kernel::<4 $(, $group)?>($($arg),*),
+            5 => $kernel::<5 $(, $group)?>($($arg),*),
+            6 => $kernel::<6 $(, $group)?>($($arg),*),
+            7 => $kernel::<7 $(, $group)?>($($arg),*),
+            8 => $kernel::<8 $(, $group)?>($($arg),*),
+            9 => $kernel::<9 $(, $group)?>($($arg),*),
+            10 => $kernel::<10 $(, $group)?>($($arg),*),
+            11 => $kernel::<11 $(, $group)?>($($arg),*),
+            _ => $kernel::<12 $(, $group)?>($($arg),*),
         }
     };
 }
@@ -329,51 +362,83 @@ mod avx512 {
     use super::{Operands, PanelData, Tile, PANEL, PREFETCH_BYTES};
     use std::arch::x86_64::*;
 
-    /// Picks the kernel for the panel's precision and the block's row count.
+    /// Picks the kernel for the panel's precision, the block's row count and the panel group.
     ///
-    /// Safety: AVX-512F available; `ops` checked by [`super::micro`] (`1 ≤ rows ≤ 12`, every read
-    /// in bounds).
+    /// Safety: AVX-512F available; `ops` checked by [`super::micro`] (`1 ≤ rows ≤ 12`, `panels`
+    /// 1, 2 or 4 with `rows · panels ≤ 24`, every read in bounds).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn micro_dispatch(ops: Operands, tile: &mut Tile) {
-        let (x, stride, k) = (ops.x.as_ptr(), ops.x_stride, ops.k);
+        let (x, stride, k, ps) = (ops.x.as_ptr(), ops.x_stride, ops.k, ops.panel_stride);
+        macro_rules! by_panels {
+            ($kernel:ident, $w:expr) => {
+                match ops.panels {
+                    4 => by_rows!(
+                        ops.rows,
+                        $kernel,
+                        6,
+                        [4],
+                        (x, stride, $w.as_ptr(), ps, k, tile)
+                    ),
+                    2 => by_rows!(
+                        ops.rows,
+                        $kernel,
+                        12,
+                        [2],
+                        (x, stride, $w.as_ptr(), ps, k, tile)
+                    ),
+                    _ => by_rows!(
+                        ops.rows,
+                        $kernel,
+                        12,
+                        [1],
+                        (x, stride, $w.as_ptr(), ps, k, tile)
+                    ),
+                }
+            };
+        }
         match ops.panel {
-            PanelData::F32(w) => {
-                by_rows!(ops.rows, micro_f32, 12, (x, stride, w.as_ptr(), k, tile))
-            }
-            PanelData::F16(w) => {
-                by_rows!(ops.rows, micro_f16, 12, (x, stride, w.as_ptr(), k, tile))
-            }
-            PanelData::Bf16(w) => {
-                by_rows!(ops.rows, micro_bf16, 12, (x, stride, w.as_ptr(), k, tile))
-            }
+            PanelData::F32(w) => by_panels!(micro_f32, w),
+            PanelData::F16(w) => by_panels!(micro_f16, w),
+            PanelData::Bf16(w) => by_panels!(micro_bf16, w),
         }
     }
 
-    /// Defines `$name::<R>`: `R` input rows × one panel (one 16-lane register, loaded from
-    /// `$elem`s by `$load`), accumulated in registers.
+    /// Defines `$name::<R, P>`: `R` input rows × `P` panels side by side (one 16-lane register
+    /// each, loaded from `$elem`s by `$load`), accumulated in registers. Each input value is
+    /// broadcast once and multiplied into all `P` panels.
     macro_rules! kernel {
         ($name:ident, $elem:ty, |$line:ident| $load:expr) => {
             #[target_feature(enable = "avx512f")]
-            unsafe fn $name<const R: usize>(
+            unsafe fn $name<const R: usize, const P: usize>(
                 x: *const f32,
                 x_stride: usize,
                 w: *const $elem,
+                panel_stride: usize,
                 k: usize,
                 tile: &mut Tile,
             ) {
-                let mut acc = [_mm512_setzero_ps(); R];
+                let mut acc = [[_mm512_setzero_ps(); P]; R];
                 for t in 0..k {
-                    let $line = w.add(t * PANEL);
-                    let wv = $load;
-                    // Prefetches never fault, so running past the panel's end is harmless.
-                    _mm_prefetch::<_MM_HINT_T0>(($line as *const i8).wrapping_add(PREFETCH_BYTES));
+                    let mut wv = [_mm512_setzero_ps(); P];
+                    for (p, wp) in wv.iter_mut().enumerate() {
+                        let $line = w.add(p * panel_stride + t * PANEL);
+                        *wp = $load;
+                        // Prefetches never fault, so running past the panel's end is harmless.
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            ($line as *const i8).wrapping_add(PREFETCH_BYTES),
+                        );
+                    }
                     for (r, row_acc) in acc.iter_mut().enumerate() {
                         let xv = _mm512_set1_ps(*x.add(r * x_stride + t));
-                        *row_acc = _mm512_fmadd_ps(xv, wv, *row_acc);
+                        for (a, &wp) in row_acc.iter_mut().zip(&wv) {
+                            *a = _mm512_fmadd_ps(xv, wp, *a);
+                        }
                     }
                 }
                 for (row, row_acc) in tile.iter_mut().zip(&acc) {
-                    _mm512_storeu_ps(row.as_mut_ptr(), *row_acc);
+                    for (p, a) in row_acc.iter().enumerate() {
+                        _mm512_storeu_ps(row.as_mut_ptr().add(p * PANEL), *a);
+                    }
                 }
             }
         };
@@ -403,10 +468,20 @@ mod avx2 {
     pub unsafe fn micro_dispatch(ops: Operands, tile: &mut Tile) {
         let (x, stride, k) = (ops.x.as_ptr(), ops.x_stride, ops.k);
         match ops.panel {
-            PanelData::F32(w) => by_rows!(ops.rows, micro_f32, 6, (x, stride, w.as_ptr(), k, tile)),
-            PanelData::F16(w) => by_rows!(ops.rows, micro_f16, 6, (x, stride, w.as_ptr(), k, tile)),
+            PanelData::F32(w) => {
+                by_rows!(ops.rows, micro_f32, 6, [], (x, stride, w.as_ptr(), k, tile))
+            }
+            PanelData::F16(w) => {
+                by_rows!(ops.rows, micro_f16, 6, [], (x, stride, w.as_ptr(), k, tile))
+            }
             PanelData::Bf16(w) => {
-                by_rows!(ops.rows, micro_bf16, 6, (x, stride, w.as_ptr(), k, tile))
+                by_rows!(
+                    ops.rows,
+                    micro_bf16,
+                    6,
+                    [],
+                    (x, stride, w.as_ptr(), k, tile)
+                )
             }
         }
     }
@@ -481,6 +556,44 @@ mod tests {
         exp_in_place(&mut edges);
         assert!(edges[0] < 1e-37 && edges[1] < 1e-37 && edges[0] >= 0.0);
         assert!(edges[2] > 1e38 && edges[3].is_finite());
+    }
+
+    #[test]
+    fn a_panel_group_gives_exactly_the_sums_of_its_panels_one_at_a_time() {
+        let (k, stride) = (37, 37 * PANEL + 5);
+        let x: Vec<f32> = (0..MAX_ROW_BLOCK * k)
+            .map(|i| ((i * 7 % 19) as f32 - 9.0) / 7.0)
+            .collect();
+        let w: Vec<f32> = (0..3 * stride + k * PANEL)
+            .map(|i| ((i * 5 % 23) as f32 - 11.0) / 9.0)
+            .collect();
+        for isa in Isa::available() {
+            for rows in 1..=isa.row_block() {
+                let group = isa.panel_group(rows);
+                let ops = |panels, at: usize| Operands {
+                    x: &x,
+                    x_stride: k,
+                    rows,
+                    panel: PanelData::F32(&w[at..]),
+                    panels,
+                    panel_stride: stride,
+                    k,
+                };
+                let mut together: Tile = [[f32::NAN; MAX_PANEL_GROUP * PANEL]; MAX_ROW_BLOCK];
+                micro(isa, ops(group, 0), &mut together);
+                for p in 0..group {
+                    let mut alone: Tile = [[f32::NAN; MAX_PANEL_GROUP * PANEL]; MAX_ROW_BLOCK];
+                    micro(isa, ops(1, p * stride), &mut alone);
+                    for r in 0..rows {
+                        assert_eq!(
+                            together[r][p * PANEL..(p + 1) * PANEL],
+                            alone[r][..PANEL],
+                            "{isa:?}, {rows} rows, panel {p} of {group}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use super::kernels::{self, Isa, Operands, PanelData, Tile, MAX_ROW_BLOCK, PANEL};
+use super::kernels::{self, Isa, Operands, PanelData, Tile, MAX_PANEL_GROUP, MAX_ROW_BLOCK, PANEL};
 use super::team;
 
 /// From this many rows on, a product splits its rows (not its panels) across threads: each
@@ -270,11 +270,25 @@ pub fn product(
     let k = w.k;
     let blocks = rows.div_ceil(isa.row_block());
     let first = range.start * PANEL;
-    let mut tile: Tile = [[0.0; PANEL]; MAX_ROW_BLOCK];
-    for panel in range {
+    let mut tile: Tile = [[0.0; MAX_PANEL_GROUP * PANEL]; MAX_ROW_BLOCK];
+    // The largest row block decides the panel group (blocks differ by at most one row).
+    let group = isa.panel_group(rows.div_ceil(blocks.max(1)));
+    let mut panel = range.start;
+    while panel < range.end {
+        // The widest group that fits what is left: 4, 2 or 1 panels.
+        let left = range.end - panel;
+        let panels = [4, 2, 1]
+            .into_iter()
+            .find(|&g| g <= group && g <= left)
+            .unwrap_or(1);
+        let start = panel * w.stride;
+        let data = w
+            .data
+            .slice(start..start + (panels - 1) * w.stride + k * PANEL);
         let col = panel * PANEL;
-        let width = PANEL.min(w.cols - col);
-        // Equal-sized row blocks (e.g. 10 rows → 5 + 5 rather than 6 + 4).
+        let width = (panels * PANEL).min(w.cols - col);
+        // Equal-sized row blocks (e.g. 10 rows → 5 + 5 rather than 6 + 4), each over the same
+        // panels while they are in cache.
         let mut row = 0;
         for block in 0..blocks {
             let size = (rows - row).div_ceil(blocks - block);
@@ -282,22 +296,28 @@ pub fn product(
                 x: &x[row * k..],
                 x_stride: k,
                 rows: size,
-                panel: w.data.slice(panel * w.stride..panel * w.stride + k * PANEL),
+                panel: data,
+                panels,
+                panel_stride: w.stride,
                 k,
             };
             kernels::micro(isa, ops, &mut tile);
             for (r, values) in tile.iter().enumerate().take(size) {
                 let at = (row + r) * out_stride + col - first;
-                if width == PANEL {
-                    // A whole panel: a copy of known length, a few vector moves rather than a
-                    // call to `memcpy` per row.
-                    out[at..at + PANEL].copy_from_slice(values);
+                if width == panels * PANEL {
+                    // Whole panels: copies of known length, a few vector moves rather than a
+                    // call to `memcpy`.
+                    let whole = out[at..at + width].chunks_exact_mut(PANEL);
+                    for (to, from) in whole.zip(values.chunks_exact(PANEL)) {
+                        to.copy_from_slice(from);
+                    }
                 } else {
                     out[at..at + width].copy_from_slice(&values[..width]);
                 }
             }
             row += size;
         }
+        panel += panels;
     }
 }
 
@@ -326,6 +346,10 @@ mod tests {
             (13, 48, 16),
             (50, 33, 40),
             (131, 70, 9),
+            // Panel groups of 4 with leftovers of 2 and 1 (AVX-512, few rows).
+            (1, 70, 33),
+            (2, 100, 19),
+            (6, 130, 17),
             // Enough work to run in parallel: split by panels, then by rows.
             (5, 600, 64),
             (30, 300, 40),
