@@ -1,5 +1,5 @@
 //! The register-blocked micro-kernel behind every product of the decoder (see [`super::packed`]):
-//! a block of input rows times one packed panel, in AVX-512 or AVX2+FMA when the CPU reports it
+//! a block of input rows times one or more packed panels, in AVX-512 or AVX2+FMA when the CPU reports it
 //! (checked at run time) and in portable Rust otherwise. All `unsafe` arithmetic of the decoder
 //! lives here (the other `unsafe` code is [`super::team`]'s hand-over of parallel work).
 //!
@@ -7,8 +7,9 @@
 //! they load them: the products equal those of upcasting at load time, with half the bytes to
 //! stream from memory, which is what bounds a decoding step.
 //!
-//! Beside it live the vectorised helpers of the decoder's per-row work: exponentials and
-//! reductions in interleaved partial sums.
+//! Beside it live the vectorised helpers of the decoder's per-row work (the SwiGLU gate, the
+//! softmax, reductions in interleaved partial sums), compiled for the widest instruction set the
+//! CPU has.
 //!
 //! AVX-512 holds a whole panel in one register and twice as many rows' accumulators, so a step's
 //! ten rows (five options × two tokens) share one pass over the panel; on CPUs with two 512-bit
@@ -203,6 +204,7 @@ const LANES: usize = 16;
 /// is one chain of dependent additions, which for a prompt's softmax and norm rows (and the
 /// bench's bandwidth pass) costs several times the arithmetic; the partial sums change only the
 /// rounding.
+#[inline(always)]
 pub fn lane_sum(values: &[f32], term: impl Fn(f32) -> f32) -> f32 {
     let mut partial = [0.0f32; LANES];
     let chunks = values.chunks_exact(LANES);
@@ -216,6 +218,7 @@ pub fn lane_sum(values: &[f32], term: impl Fn(f32) -> f32) -> f32 {
 }
 
 /// Largest of `values` (−∞ for none), in [`LANES`] interleaved partial maxima (see [`lane_sum`]).
+#[inline(always)]
 pub fn lane_max(values: &[f32]) -> f32 {
     let mut partial = [f32::NEG_INFINITY; LANES];
     let chunks = values.chunks_exact(LANES);
@@ -230,7 +233,82 @@ pub fn lane_max(values: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
-/// `x ← eˣ` for every value, vectorised with the widest instruction set of [`Isa::detect`].
+/// Defines `pub fn $name(args)` that runs `$body` compiled for the widest instruction set of
+/// [`Isa::detect`]. The crate is built for the x86-64 baseline (4-lane SSE2), so the loops of the
+/// decoder's per-row work vectorise 4 wide unless they are compiled inside a function built for
+/// more: here the body is inlined into one (16 lanes with AVX-512, 8 with AVX2). Its results do
+/// not depend on the width: Rust never reorders or fuses float operations.
+macro_rules! widest {
+    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            unsafe fn on_avx512($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn on_avx2($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            match Isa::detect() {
+                // SAFETY: `Avx512` is only detected when the CPU has AVX-512F; the body is safe
+                // code.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => unsafe { on_avx512($($arg),*) },
+                // SAFETY: `Avx2` is only detected when the CPU has AVX2 and FMA; as above.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { on_avx2($($arg),*) },
+                _ => body($($arg),*),
+            }
+        }
+    };
+}
+
+widest! {
+    /// SwiGLU's gated row: `out = (value + value_bias) ⊙ silu(gate + gate_bias)`, with
+    /// `silu(g) = g / (1 + e⁻ᵍ)` and the exponential of [`exp_one`], in one vectorised pass (the
+    /// feed-forward of every token row takes one per hidden unit).
+    pub fn swiglu(
+        value: &[f32],
+        value_bias: &[f32],
+        gate: &[f32],
+        gate_bias: &[f32],
+        out: &mut [f32]
+    ) {
+        let inputs = value.iter().zip(value_bias).zip(gate.iter().zip(gate_bias));
+        for (o, ((v, vb), (g, gb))) in out.iter_mut().zip(inputs) {
+            let g = g + gb;
+            *o = (v + vb) * (g / (1.0 + exp_one(-g)));
+        }
+    }
+}
+
+widest! {
+    /// Softmax in place, `eᵛ⁻ᵐᵃˣ / Σ`, vectorised (every attention row takes one).
+    pub fn softmax_in_place(values: &mut [f32]) {
+        let max = lane_max(values);
+        values.iter_mut().for_each(|v| *v = exp_one(*v - max));
+        let sum = lane_sum(values, |v| v);
+        values.iter_mut().for_each(|v| *v /= sum);
+    }
+}
+
+/// `eˣ` for every value, vectorised (for tests of [`exp_one`] as the decoder runs it).
+#[cfg(test)]
+fn exp_in_place(values: &mut [f32]) {
+    widest! {
+        pub fn exp_all(values: &mut [f32]) {
+            values.iter_mut().for_each(|v| *v = exp_one(*v));
+        }
+    }
+    exp_all(values);
+}
+
+/// `eˣ`, branch-free so that loops over it vectorise (inside a [`widest!`] function).
 ///
 /// The softmax of every attention row and the SwiGLU gate of every feed-forward row take an
 /// exponential per value: millions per generation, which the C library computes one at a time.
@@ -239,36 +317,6 @@ pub fn lane_max(values: &[f32]) -> f32 {
 /// so the compiler vectorises it: within about 2 ulp of `f32::exp`. Inputs are clamped to
 /// `[-87, 88]`, where `eˣ` stays a normal float; the decoder never needs more (softmax
 /// arguments are ≤ 0 and anything below −87 rounds to nothing against the row's 1).
-pub fn exp_in_place(values: &mut [f32]) {
-    match Isa::detect() {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => {
-            // SAFETY: `Avx512` is only detected when the CPU has AVX-512F; the function only
-            // does safe slice arithmetic.
-            unsafe { exp_avx512(values) }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => {
-            // SAFETY: `Avx2` is only detected when the CPU has AVX2 and FMA; as above.
-            unsafe { exp_avx2(values) }
-        }
-        _ => values.iter_mut().for_each(|v| *v = exp_one(*v)),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn exp_avx512(values: &mut [f32]) {
-    values.iter_mut().for_each(|v| *v = exp_one(*v));
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_avx2(values: &mut [f32]) {
-    values.iter_mut().for_each(|v| *v = exp_one(*v));
-}
-
-/// One exponential of [`exp_in_place`], branch-free so that loops over it vectorise.
 #[inline(always)]
 fn exp_one(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
@@ -556,6 +604,36 @@ mod tests {
         exp_in_place(&mut edges);
         assert!(edges[0] < 1e-37 && edges[1] < 1e-37 && edges[0] >= 0.0);
         assert!(edges[2] > 1e38 && edges[3].is_finite());
+    }
+
+    #[test]
+    fn swiglu_and_softmax_match_their_formulas() {
+        let len = 37;
+        let wave = |i: usize, a: usize, b: f32| ((i * a % 29) as f32 - 14.0) / b;
+        let value: Vec<f32> = (0..len).map(|i| wave(i, 7, 5.0)).collect();
+        let value_bias: Vec<f32> = (0..len).map(|i| wave(i, 3, 40.0)).collect();
+        let gate: Vec<f32> = (0..len).map(|i| wave(i, 11, 3.0)).collect();
+        let gate_bias: Vec<f32> = (0..len).map(|i| wave(i, 5, 30.0)).collect();
+        let mut out = vec![f32::NAN; len];
+        swiglu(&value, &value_bias, &gate, &gate_bias, &mut out);
+        for i in 0..len {
+            let g = f64::from(gate[i] + gate_bias[i]);
+            let want = f64::from(value[i] + value_bias[i]) * g / (1.0 + (-g).exp());
+            assert!(
+                (f64::from(out[i]) - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "{i}"
+            );
+        }
+        let mut row = gate.clone();
+        softmax_in_place(&mut row);
+        let max = gate
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+        let sum: f64 = gate.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+        for (&v, &p) in gate.iter().zip(&row) {
+            let want = (f64::from(v) - max).exp() / sum;
+            assert!((f64::from(p) - want).abs() <= 1e-6, "{v}: {p} vs {want}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::QK_NORM_SCALE;
-use super::kernels::{exp_in_place, lane_max, lane_sum, Isa, PanelData, PANEL};
+use super::kernels::{lane_sum, softmax_in_place, swiglu, Isa, PanelData, PANEL};
 use super::packed::{product, HalfFloat, PackedMatrix, Panels, PARALLEL_MIN_WORK};
 use super::team;
 
@@ -135,18 +135,7 @@ impl FeedForward {
         // One row per task: the exponentials are a large share of a decoding step's serial work.
         let gate_row = |row: usize, out: &mut [f32]| {
             let (value, gate) = z[row * 2 * inner..(row + 1) * 2 * inner].split_at(inner);
-            // silu(g) = g / (1 + e^−g), with the exponentials taken together (vectorised).
-            for (o, (g, gb)) in out.iter_mut().zip(gate.iter().zip(gate_bias)) {
-                *o = -(g + gb);
-            }
-            exp_in_place(out);
-            for ((o, (v, vb)), (g, gb)) in out
-                .iter_mut()
-                .zip(value.iter().zip(value_bias))
-                .zip(gate.iter().zip(gate_bias))
-            {
-                *o = (v + vb) * ((g + gb) / (1.0 + *o));
-            }
+            swiglu(value, value_bias, gate, gate_bias, out);
         };
         in_parallel(&mut hidden, inner, true, gate_row);
         let mut out = self.ff_out.forward(&hidden, rows);
@@ -513,11 +502,7 @@ fn merge_heads(x: &[f32], batch: usize, heads: usize, n: usize, dim_head: usize)
 /// Softmax over the first `visible` scores of a row; the rest (future positions) become 0.
 fn masked_softmax(row: &mut [f32], visible: usize) {
     let (seen, future) = row.split_at_mut(visible.min(row.len()));
-    let max = lane_max(seen);
-    seen.iter_mut().for_each(|v| *v -= max);
-    exp_in_place(seen);
-    let sum = lane_sum(seen, |v| v);
-    seen.iter_mut().for_each(|v| *v /= sum);
+    softmax_in_place(seen);
     future.fill(0.0);
 }
 
