@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::frames::{ChordFrame, MelodyFrame};
 use crate::model::weights::{expected_offline_shapes, expected_shapes, INV_FREQ_KEY};
 use crate::model::{
-    lane_sum, measure_product_rate, Decoder, ModelConfig, ModelError, ModelKind, OfflineConfig,
+    measure_product_rate, vector_sum, Decoder, ModelConfig, ModelError, ModelKind, OfflineConfig,
     OfflineModel,
 };
 use crate::sample::{
@@ -653,7 +653,7 @@ pub fn measure_read_bandwidth() -> f64 {
         let sum: f32 = std::thread::scope(|scope| {
             let handles: Vec<_> = buffer
                 .chunks(LEN.div_ceil(threads))
-                .map(|chunk| scope.spawn(move || lane_sum(chunk, |v| v)))
+                .map(|chunk| scope.spawn(move || vector_sum(chunk)))
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
         });

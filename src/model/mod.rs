@@ -13,7 +13,7 @@ pub mod weights;
 
 pub use config::{ModelConfig, ModelKind, OfflineConfig};
 pub use decoder::{Decoder, KvCache, LogitRows};
-pub(crate) use kernels::lane_sum;
+pub(crate) use kernels::vector_sum;
 pub use offline::{CrossCache, OfflineModel};
 pub use packed::measure_product_rate;
 pub use weights::{FolderBytes, LoadedModel, LoadedOffline, WeightsError};
