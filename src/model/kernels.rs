@@ -1,7 +1,7 @@
 //! The register-blocked micro-kernel behind every product of the decoder (see [`super::packed`]):
-//! a block of input rows times one or more packed panels, in AVX-512 or AVX2+FMA when the CPU reports it
-//! (checked at run time) and in portable Rust otherwise. All `unsafe` arithmetic of the decoder
-//! lives here (the other `unsafe` code is [`super::team`]'s hand-over of parallel work).
+//! a block of input rows times one or more packed panels, in AVX-512 or AVX2+FMA when the CPU
+//! reports it (checked at run time) and in portable Rust otherwise. All `unsafe` arithmetic of the
+//! decoder lives here (the other `unsafe` code is [`super::team`]'s hand-over of parallel work).
 //!
 //! Weights may be stored as f32 or as 16-bit floats (f16, bf16) that the kernels widen to f32 as
 //! they load them: the products equal those of upcasting at load time, with half the bytes to
@@ -80,10 +80,10 @@ impl Isa {
 
     /// Most panels one micro-kernel call takes beside each other for a block of `rows` rows.
     /// Each input value is then broadcast once for several panels, so a multiply-add costs
-    /// fewer loads (with one panel, one load per multiply-add: the load ports, which a
-    /// neighbour on the same physical core shares, bound the kernel before its FMA units do),
-    /// and a block of one or two rows keeps several independent accumulator chains in flight
-    /// instead of waiting on one. AVX-512 has the registers for `rows × panels ≤ 24`
+    /// fewer loads (with one panel, about one load per multiply-add, and on a shared Intel core
+    /// the loads slowed the kernel to half its rate while a register-only FMA loop kept its
+    /// own), and a block of one or two rows keeps several independent accumulator chains in
+    /// flight instead of waiting on one. AVX-512 has the registers for `rows × panels ≤ 24`
     /// accumulators; AVX2's sixteen are full with one panel.
     pub fn panel_group(self, rows: usize) -> usize {
         match self {
