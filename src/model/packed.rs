@@ -268,7 +268,14 @@ pub fn product(
     out_stride: usize,
 ) {
     let k = w.k;
-    let blocks = rows.div_ceil(isa.row_block());
+    // A step's few rows share one block, so that the weights are read once; many rows are
+    // compute-bound and take the blocks with the fewest loads per multiply-add.
+    let block_rows = if rows >= 2 * isa.row_block() {
+        isa.prompt_row_block()
+    } else {
+        isa.row_block()
+    };
+    let blocks = rows.div_ceil(block_rows);
     let first = range.start * PANEL;
     let mut tile: Tile = [[0.0; MAX_PANEL_GROUP * PANEL]; MAX_ROW_BLOCK];
     // The largest row block decides the panel group (blocks differ by at most one row).
