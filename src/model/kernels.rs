@@ -26,6 +26,10 @@ pub const MAX_ROW_BLOCK: usize = 12;
 /// Most panels one micro-kernel call multiplies side by side (see [`Isa::panel_group`]).
 pub const MAX_PANEL_GROUP: usize = 4;
 
+/// Most rows a block may have to take [`MAX_PANEL_GROUP`] panels per call in AVX-512's registers
+/// (`rows × panels ≤ 24` accumulators).
+const WIDE_GROUP_ROWS: usize = 6;
+
 /// Results of one micro-kernel call: `rows × (panels · PANEL)` values, row-major, panel `p`'s
 /// columns at `p · PANEL`.
 pub type Tile = [[f32; MAX_PANEL_GROUP * PANEL]; MAX_ROW_BLOCK];
@@ -83,7 +87,7 @@ impl Isa {
     /// panel group ([`Isa::panel_group`]), for the fewest loads per multiply-add (with AVX-512,
     /// 10 per 24 against 14 for 12 rows × 2 panels; 2–5 % faster prompts, measured back to back).
     pub fn prompt_row_block(self) -> usize {
-        6
+        WIDE_GROUP_ROWS
     }
 
     /// Most panels one micro-kernel call takes beside each other for a block of `rows` rows.
@@ -95,7 +99,7 @@ impl Isa {
     /// accumulators; AVX2's sixteen are full with one panel.
     pub fn panel_group(self, rows: usize) -> usize {
         match self {
-            Self::Avx512 if rows <= 6 => 4,
+            Self::Avx512 if rows <= WIDE_GROUP_ROWS => 4,
             Self::Avx512 => 2,
             Self::Avx2 | Self::Portable => 1,
         }
@@ -316,15 +320,12 @@ widest! {
     }
 }
 
-/// `eˣ` for every value, vectorised (for tests of [`exp_one`] as the decoder runs it).
-#[cfg(test)]
-fn exp_in_place(values: &mut [f32]) {
-    widest! {
-        pub fn exp_all(values: &mut [f32]) {
-            values.iter_mut().for_each(|v| *v = exp_one(*v));
-        }
+widest! {
+    /// `eˣ` for every value, vectorised (for tests of [`exp_one`] as the decoder runs it).
+    #[cfg(test)]
+    pub fn exp_in_place(values: &mut [f32]) {
+        values.iter_mut().for_each(|v| *v = exp_one(*v));
     }
-    exp_all(values);
 }
 
 /// `eˣ`, branch-free so that loops over it vectorise (inside a [`widest!`] function).
