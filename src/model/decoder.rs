@@ -22,8 +22,7 @@ use candle_nn::VarBuilder;
 
 use super::config::ModelConfig;
 use super::layers::{
-    add_assign, embed, simple_rms_norm, tail_rows, to_vec, FeedForward, KvLayout, KvStore, Linear,
-    SelfAttention, StepShape, Visibility,
+    to_vec, FeedForward, KvLayout, KvStore, Linear, Scratch, SelfAttention, StepShape, Visibility,
 };
 use super::{ModelError, Stepper, TokenCache};
 
@@ -69,9 +68,11 @@ impl LogitRows {
 
 /// Keys and values of every layer for a batch of sequences, preallocated to `max_seq_len` so
 /// incremental decoding never reallocates. Both are stored as packed panels (see [`KvLayout`]) so
-/// the two attention products run on the same micro-kernel as the weights.
+/// the two attention products run on the same micro-kernel as the weights. The cache also keeps
+/// the working buffers of a step, so that steps reuse them.
 pub struct KvCache {
     layers: Vec<KvStore>,
+    scratch: Scratch,
     batch: usize,
     len: usize,
     capacity: usize,
@@ -196,6 +197,7 @@ impl Decoder {
             layers: (0..self.config.depth)
                 .map(|_| KvStore::new(self.kv_layout(), batch))
                 .collect(),
+            scratch: Scratch::default(),
             batch,
             len: 0,
             capacity: self.config.max_seq_len,
@@ -243,42 +245,38 @@ impl Decoder {
         let keep = rows.count(n)?;
         let dim = self.config.dim;
         let num_tokens = self.config.num_tokens as u32;
-        let mut h = embed(&self.token_emb, dim, chunk.iter().flatten())
+        let scratch = &mut cache.scratch;
+        scratch
+            .embed(&self.token_emb, dim, chunk.iter().flatten())
             .map_err(|id| ModelError::TokenOutOfRange { id, num_tokens })?;
         let shape = StepShape {
             batch,
             n,
             start: cache.len,
         };
+        let causal = Visibility {
+            causal: true,
+            bias: None,
+        };
         let last_layer = self.blocks.len().saturating_sub(1);
         for (layer, block) in self.blocks.iter().enumerate() {
             let Some(kv) = cache.layers.get_mut(layer) else {
                 return Err(ModelError::ForeignCache);
             };
-            let x = simple_rms_norm(&h, dim);
-            let causal = Visibility {
-                causal: true,
-                bias: None,
-            };
             // Past the last layer's keys/values only the rows turned into logits matter.
             let answered = if layer == last_layer { keep } else { n };
             let rotate = |v: &mut [f32], pos| self.rope.rotate(v, pos);
-            let heads = block.attn.attend(&x, shape, answered, kv, rotate, causal);
-            if answered < n {
-                h = tail_rows(&h, n, dim, answered);
-            }
-            let live_rows = h.len() / dim;
-            add_assign(&mut h, &block.attn.output(&heads, live_rows));
-            let ff = block.ff.forward(&simple_rms_norm(&h, dim), live_rows);
-            add_assign(&mut h, &ff);
+            block
+                .attn
+                .add_to(scratch, shape, answered, kv, rotate, causal);
+            block.ff.add_to(scratch);
         }
         cache.len += n;
-        if h.len() != batch * keep * dim {
-            h = tail_rows(&h, n, dim, keep);
+        if scratch.rows() != batch * keep {
+            scratch.keep_tail(n, keep);
         }
-        let logits = self
-            .to_logits
-            .forward(&simple_rms_norm(&h, dim), h.len() / dim);
+        let kept = scratch.rows();
+        let logits = self.to_logits.forward(scratch.normed(), kept);
         rows.tensor(logits, batch, n, self.config.num_tokens)
     }
 

@@ -62,9 +62,14 @@ impl Linear {
 
     /// `x[rows, in] · Wᵀ → [rows, out]`.
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut out = vec![0.0f32; rows * self.0.out_dim()];
-        self.0.matmul(x, rows, &mut out);
+        let mut out = Vec::new();
+        self.forward_into(x, rows, &mut out);
         out
+    }
+
+    /// [`Linear::forward`] into a reused buffer.
+    pub fn forward_into(&self, x: &[f32], rows: usize, out: &mut Vec<f32>) {
+        self.0.matmul(x, rows, refill(out, rows * self.0.out_dim()));
     }
 
     /// Bytes a product streams from this matrix.
@@ -127,22 +132,33 @@ impl FeedForward {
         })
     }
 
-    pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let z = self.ff_in.forward(x, rows);
+    /// Adds the feed-forward of the normed stream to the stream (pre-norm residual).
+    pub fn add_to(&self, scratch: &mut Scratch) {
+        let rows = scratch.rows();
+        let Scratch {
+            stream,
+            normed,
+            projected: z,
+            inner: hidden,
+            output: out,
+            dim,
+            ..
+        } = scratch;
+        simple_rms_norm(stream, *dim, normed);
+        self.ff_in.forward_into(normed, rows, z);
         let inner = self.ff_in_bias.len() / 2;
         let (value_bias, gate_bias) = self.ff_in_bias.split_at(inner);
-        let mut hidden = vec![0.0f32; rows * inner];
         // One row per task: the exponentials are a large share of a decoding step's serial work.
         let gate_row = |row: usize, out: &mut [f32]| {
             let (value, gate) = z[row * 2 * inner..(row + 1) * 2 * inner].split_at(inner);
             swiglu(value, value_bias, gate, gate_bias, out);
         };
-        in_parallel(&mut hidden, inner, true, gate_row);
-        let mut out = self.ff_out.forward(&hidden, rows);
+        in_parallel(refill(hidden, rows * inner), inner, true, gate_row);
+        self.ff_out.forward_into(hidden, rows, out);
         for row in out.chunks_exact_mut(self.ff_out_bias.len()) {
             add_assign(row, &self.ff_out_bias);
         }
-        out
+        add_assign(stream, out);
     }
 
     pub fn weight_bytes(&self) -> usize {
@@ -177,33 +193,45 @@ impl SelfAttention {
         })
     }
 
-    /// Self-attention of one chunk: projects `x: [batch · n, dim]` (normed), qk-norms and
-    /// positions the new queries and keys, appends this chunk's keys and values to `kv` at
-    /// positions `start .. start + n`, and attends over everything stored so far. Returns the
-    /// merged heads of the last `answered` positions of each batch row,
-    /// `[batch · answered, heads · dim_head]`: every position's key and value is stored, but
-    /// only those positions ask a query (the last layer of a prompt, where only the rows turned
-    /// into logits matter, skips the rest of the attention). `position` rotates a query or key
-    /// head vector for its position (RoPE), or does nothing.
+    /// Adds the self-attention of one chunk to the stream `scratch.stream: [batch · n, dim]`
+    /// (pre-norm residual): projects the normed stream, qk-norms and positions the new queries
+    /// and keys, appends this chunk's keys and values to `kv` at positions `start .. start + n`,
+    /// and attends over everything stored so far. Only the last `answered` positions of each
+    /// batch row ask a query, and the stream keeps only those rows (every position's key and
+    /// value is stored; the last layer of a prompt, where only the rows turned into logits
+    /// matter, skips the rest). `position` rotates a query or key head vector for its position
+    /// (RoPE), or does nothing.
     ///
     /// After the projection, one parallel task per `(batch row, head)` does all the rest: each
     /// owns its cache block and its output, so a decoding step needs one parallel region here
     /// instead of one per stage.
-    pub fn attend(
+    pub fn add_to(
         &self,
-        x: &[f32],
+        scratch: &mut Scratch,
         shape: StepShape,
         answered: usize,
         kv: &mut KvStore,
         position: impl Fn(&mut [f32], usize) + Sync,
         visibility: Visibility,
-    ) -> Vec<f32> {
+    ) {
         let StepShape { batch, n, start } = shape;
         let answered = answered.min(n);
+        let Scratch {
+            stream,
+            normed,
+            projected: qkv,
+            inner: heads_out,
+            merged,
+            output,
+            dim,
+        } = scratch;
+        let dim = *dim;
         let layout = kv.layout;
         let (heads, dim_head) = (layout.heads, layout.dim_head);
         let inner = heads * dim_head;
-        let qkv = self.qkv.forward(x, batch * n);
+        simple_rms_norm(stream, dim, normed);
+        self.qkv.forward_into(normed, batch * n, qkv);
+        let qkv = &*qkv;
         let total = start + n;
         let isa = Isa::detect();
         let asked = StepShape {
@@ -211,7 +239,6 @@ impl SelfAttention {
             n: answered,
             start: total - answered,
         };
-        let mut heads_out = vec![0.0f32; batch * heads * answered * dim_head];
         let task = |bh: usize, block: &mut [f32], out: &mut [f32]| {
             let (b, head) = (bh / heads, bh % heads);
             let at = head * dim_head;
@@ -245,13 +272,14 @@ impl SelfAttention {
         };
         let blocks = &mut kv.blocks[..batch * heads * layout.block()];
         let out_block = answered * dim_head;
-        team::for_each_chunk_pair(blocks, layout.block(), &mut heads_out, out_block, task);
-        merge_heads(&heads_out, batch, heads, answered, dim_head)
-    }
-
-    /// The output projection of merged heads.
-    pub fn output(&self, heads: &[f32], rows: usize) -> Vec<f32> {
-        self.out.forward(heads, rows)
+        let heads_out = refill(heads_out, batch * heads * out_block);
+        team::for_each_chunk_pair(blocks, layout.block(), heads_out, out_block, task);
+        merge_heads(heads_out, batch, heads, answered, dim_head, merged);
+        if answered < n {
+            keep_tail_rows(stream, n, dim, answered);
+        }
+        self.out.forward_into(merged, batch * answered, output);
+        add_assign(stream, output);
     }
 
     pub fn weight_bytes(&self) -> usize {
@@ -412,7 +440,9 @@ pub(super) fn attend(
     let chunk = n * dim_head;
     let worth_it = batch * heads * n * total * dim_head >= PARALLEL_MIN_WORK;
     in_parallel(&mut heads_out, chunk, worth_it, task);
-    merge_heads(&heads_out, batch, heads, n, dim_head)
+    let mut merged = Vec::new();
+    merge_heads(&heads_out, batch, heads, n, dim_head, &mut merged);
+    merged
 }
 
 /// One head's attention for the `n` queries `q: [n][dim_head]` of a chunk (positions from
@@ -485,10 +515,17 @@ fn in_parallel(
     }
 }
 
-/// `[batch][head][n][d] → [batch][n][head · d]`.
-fn merge_heads(x: &[f32], batch: usize, heads: usize, n: usize, dim_head: usize) -> Vec<f32> {
+/// `[batch][head][n][d] → [batch][n][head · d]`, into `merged`.
+fn merge_heads(
+    x: &[f32],
+    batch: usize,
+    heads: usize,
+    n: usize,
+    dim_head: usize,
+    merged: &mut Vec<f32>,
+) {
     let inner = heads * dim_head;
-    let mut merged = vec![0.0f32; batch * n * inner];
+    let merged = refill(merged, batch * n * inner);
     for (bh, block_out) in x.chunks_exact(n * dim_head).enumerate() {
         let (b, head) = (bh / heads, bh % heads);
         for (t, row) in block_out.chunks_exact(dim_head).enumerate() {
@@ -496,7 +533,6 @@ fn merge_heads(x: &[f32], batch: usize, heads: usize, n: usize, dim_head: usize)
             merged[at..at + dim_head].copy_from_slice(row);
         }
     }
-    merged
 }
 
 /// Softmax over the first `visible` scores of a row; the rest (future positions) become 0.
@@ -506,16 +542,16 @@ fn masked_softmax(row: &mut [f32], visible: usize) {
     future.fill(0.0);
 }
 
-/// x-transformers' `SimpleRMSNorm` per row of `dim` values: `x / max(‖x‖₂, 1e-12) · √dim`, no
-/// learned gain.
-pub(super) fn simple_rms_norm(x: &[f32], dim: usize) -> Vec<f32> {
+/// x-transformers' `SimpleRMSNorm` per row of `dim` values, `x / max(‖x‖₂, 1e-12) · √dim` (no
+/// learned gain), into `out`.
+fn simple_rms_norm(x: &[f32], dim: usize, out: &mut Vec<f32>) {
     let scale = (dim as f32).sqrt();
-    let mut out = x.to_vec();
+    out.clear();
+    out.extend_from_slice(x);
     for row in out.chunks_exact_mut(dim) {
         l2_normalize(row);
         row.iter_mut().for_each(|v| *v *= scale);
     }
-    out
 }
 
 /// `x / max(‖x‖₂, eps)` in place (PyTorch's `F.normalize`).
@@ -524,28 +560,86 @@ fn l2_normalize(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v /= norm);
 }
 
-/// The last `keep` of every `n` rows of `width` values (each batch row's trailing positions).
-pub(super) fn tail_rows(x: &[f32], n: usize, width: usize, keep: usize) -> Vec<f32> {
-    x.chunks_exact(n * width)
-        .flat_map(|seq| &seq[(n - keep) * width..])
-        .copied()
-        .collect()
+/// Keeps the last `keep` of every `n` rows of `width` values (each batch row's trailing
+/// positions), in place.
+fn keep_tail_rows(x: &mut Vec<f32>, n: usize, width: usize, keep: usize) {
+    let sequences = x.len() / (n * width);
+    for seq in 0..sequences {
+        let from = (seq * n + n - keep) * width;
+        x.copy_within(from..from + keep * width, seq * keep * width);
+    }
+    x.truncate(sequences * keep * width);
+}
+
+/// Gives `buffer` the length `len`, reusing its allocation, and returns it for the caller to
+/// overwrite whole: what it held before is left in place rather than cleared (zeroing a
+/// prompt's buffers cost a few percent of it).
+fn refill(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    } else {
+        buffer.truncate(len);
+    }
+    buffer
 }
 
 pub(super) fn add_assign(acc: &mut [f32], other: &[f32]) {
     acc.iter_mut().zip(other).for_each(|(a, b)| *a += b);
 }
 
-/// Looks up token embeddings `[rows · dim]`; `Err(id)` for an id outside the table.
-pub(super) fn embed<'a>(
-    table: &[f32],
+/// The working buffers of one pass through a stack of blocks, kept by the caller's cache
+/// between calls. A prompt's activations come to megabytes per layer; allocated afresh for each,
+/// the system allocator may hand them back to the OS in between and fault them in again, which
+/// took a third of a 481-token f32 prompt (page faults and `brk` calls under `perf`).
+#[derive(Default)]
+pub(super) struct Scratch {
+    /// The residual stream `[rows, dim]`.
+    pub stream: Vec<f32>,
+    /// The normed stream a sublayer reads.
+    normed: Vec<f32>,
+    /// A sublayer's input projection: q, k and v stacked, or the feed-forward's value and gate.
+    projected: Vec<f32>,
+    /// Attention per head `[batch][head][n][dim_head]`, or the gated feed-forward hidden layer.
+    inner: Vec<f32>,
+    /// Heads merged, `[rows, heads · dim_head]`.
+    merged: Vec<f32>,
+    /// A sublayer's output, before it joins the stream.
+    output: Vec<f32>,
+    /// Width of the stream.
     dim: usize,
-    ids: impl IntoIterator<Item = &'a u32>,
-) -> Result<Vec<f32>, u32> {
-    let mut h = Vec::new();
-    for &id in ids {
-        let range: Range<usize> = id as usize * dim..(id as usize + 1) * dim;
-        h.extend_from_slice(table.get(range).ok_or(id)?);
+}
+
+impl Scratch {
+    /// Starts the stream at the embeddings of `ids` (`[rows, dim]` of `table`); `Err(id)` for an
+    /// id outside the table.
+    pub fn embed<'a>(
+        &mut self,
+        table: &[f32],
+        dim: usize,
+        ids: impl IntoIterator<Item = &'a u32>,
+    ) -> Result<(), u32> {
+        self.dim = dim;
+        self.stream.clear();
+        for &id in ids {
+            let range: Range<usize> = id as usize * dim..(id as usize + 1) * dim;
+            self.stream.extend_from_slice(table.get(range).ok_or(id)?);
+        }
+        Ok(())
     }
-    Ok(h)
+
+    /// Rows in the stream.
+    pub fn rows(&self) -> usize {
+        self.stream.len() / self.dim.max(1)
+    }
+
+    /// Keeps the last `keep` of every `n` rows of the stream.
+    pub fn keep_tail(&mut self, n: usize, keep: usize) {
+        keep_tail_rows(&mut self.stream, n, self.dim, keep);
+    }
+
+    /// The stream through SimpleRMSNorm (the input of a sublayer, or of the logits).
+    pub fn normed(&mut self) -> &[f32] {
+        simple_rms_norm(&self.stream, self.dim, &mut self.normed);
+        &self.normed
+    }
 }

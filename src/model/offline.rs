@@ -18,8 +18,8 @@ use candle_nn::VarBuilder;
 use super::config::OfflineConfig;
 use super::decoder::LogitRows;
 use super::layers::{
-    add_assign, attend, embed, simple_rms_norm, tail_rows, to_vec, FeedForward, KvLayout, KvStore,
-    Linear, QkScales, ScoreBias, SelfAttention, StepShape, Visibility,
+    add_assign, attend, to_vec, FeedForward, KvLayout, KvStore, Linear, QkScales, ScoreBias,
+    Scratch, SelfAttention, StepShape, Visibility,
 };
 use super::{ModelError, Stepper, TokenCache};
 
@@ -186,6 +186,8 @@ pub struct CrossCache {
     cross: Vec<KvStore>,
     context_len: usize,
     layers: Vec<KvStore>,
+    /// The working buffers of a step, reused between steps.
+    scratch: Scratch,
     batch: usize,
     len: usize,
 }
@@ -305,6 +307,7 @@ impl OfflineModel {
                 .iter()
                 .map(|_| KvStore::new(layout, batch))
                 .collect(),
+            scratch: Scratch::default(),
             batch,
             len: 0,
         })
@@ -325,7 +328,9 @@ impl OfflineModel {
         }
         let num_tokens = base.num_tokens as u32;
         let dim = base.dim;
-        let mut h = embed(&self.encoder_emb, dim, melody)
+        let mut scratch = Scratch::default();
+        scratch
+            .embed(&self.encoder_emb, dim, melody)
             .map_err(|id| ModelError::TokenOutOfRange { id, num_tokens })?;
         let shape = StepShape {
             batch: 1,
@@ -336,21 +341,14 @@ impl OfflineModel {
             causal: false,
             bias: Some(&self.encoder_bias),
         };
+        let mut kv = KvStore::new(self.layout(n), 1);
         for block in &self.encoder {
-            let mut kv = KvStore::new(self.layout(n), 1);
-            let heads = block.attn.attend(
-                &simple_rms_norm(&h, dim),
-                shape,
-                n,
-                &mut kv,
-                |_, _| {},
-                visibility,
-            );
-            add_assign(&mut h, &block.attn.output(&heads, n));
-            let ff = block.ff.forward(&simple_rms_norm(&h, dim), n);
-            add_assign(&mut h, &ff);
+            block
+                .attn
+                .add_to(&mut scratch, shape, n, &mut kv, |_, _| {}, visibility);
+            block.ff.add_to(&mut scratch);
         }
-        Ok(simple_rms_norm(&h, dim))
+        Ok(scratch.normed().to_vec())
     }
 
     /// Logits of whole chord sequences `chords[b][n]` (starting with BOS) for one melody:
@@ -409,7 +407,9 @@ impl Stepper for OfflineModel {
         let keep = rows.count(n)?;
         let base = &self.config.base;
         let (dim, num_tokens) = (base.dim, base.num_tokens as u32);
-        let mut h = embed(&self.decoder_emb, dim, chunk.iter().flatten())
+        let scratch = &mut cache.scratch;
+        scratch
+            .embed(&self.decoder_emb, dim, chunk.iter().flatten())
             .map_err(|id| ModelError::TokenOutOfRange { id, num_tokens })?;
         let shape = StepShape {
             batch,
@@ -432,32 +432,27 @@ impl Stepper for OfflineModel {
             };
             // Past the last layer's keys/values only the rows turned into logits matter.
             let answered = if layer == last_layer { keep } else { n };
-            let x = simple_rms_norm(&h, dim);
-            let heads = block
+            block
                 .attn
-                .attend(&x, shape, answered, kv, |_, _| {}, causal);
-            let mut live = shape;
-            if answered < n {
-                h = tail_rows(&h, n, dim, answered);
-                live = StepShape {
-                    n: answered,
-                    ..shape
-                };
-            }
+                .add_to(scratch, shape, answered, kv, |_, _| {}, causal);
+            let live = StepShape {
+                n: answered,
+                ..shape
+            };
             let live_rows = live.batch * live.n;
-            add_assign(&mut h, &block.attn.output(&heads, live_rows));
-            let queries =
-                block
-                    .cross
-                    .queries(&simple_rms_norm(&h, dim), live, base.heads, base.dim_head);
+            let queries = block
+                .cross
+                .queries(scratch.normed(), live, base.heads, base.dim_head);
             let heads = attend(&queries, live, context, cache.context_len, true, open);
-            add_assign(&mut h, &block.cross.out.forward(&heads, live_rows));
-            let ff = block.ff.forward(&simple_rms_norm(&h, dim), live_rows);
-            add_assign(&mut h, &ff);
+            add_assign(
+                &mut scratch.stream,
+                &block.cross.out.forward(&heads, live_rows),
+            );
+            block.ff.add_to(scratch);
         }
         cache.len += n;
-        let live_rows = h.len() / dim;
-        let logits = self.to_logits.forward(&simple_rms_norm(&h, dim), live_rows);
+        let live_rows = scratch.rows();
+        let logits = self.to_logits.forward(scratch.normed(), live_rows);
         rows.tensor(logits, batch, n, base.num_tokens)
     }
 }
