@@ -177,33 +177,28 @@ impl PackedMatrix {
             });
             return;
         }
-        // Few rows: split the panels. Each task fills its own `[rows][task columns]` tile, and
-        // the tiles are then copied into `out`.
+        // Few rows: split the panels. Each task writes its columns of every row of `out`
+        // directly, handed to it as one segment per row.
         let panels = self.panel_count();
         let per_task = panels.div_ceil(threads * TASKS_PER_THREAD);
-        let task_values = rows * per_task * PANEL;
-        let mut tiles = vec![0.0f32; rows * panels * PANEL];
-        team::for_each_chunk(&mut tiles, task_values, |task, tile| {
-            let first = task * per_task;
-            let count = tile.len() / (rows * PANEL);
-            product(
-                isa,
-                x,
-                rows,
-                self.view(),
-                first..first + count,
-                tile,
-                count * PANEL,
-            );
-        });
-        for (task, tile) in tiles.chunks(task_values).enumerate() {
-            let width = tile.len() / rows;
-            let first_col = task * per_task * PANEL;
-            let used = width.min(n - first_col);
-            for (out_row, tile_row) in out.chunks_exact_mut(n).zip(tile.chunks_exact(width)) {
-                out_row[first_col..first_col + used].copy_from_slice(&tile_row[..used]);
+        let mut segments: Vec<Vec<&mut [f32]>> = (0..panels.div_ceil(per_task))
+            .map(|_| Vec::with_capacity(rows))
+            .collect();
+        for row in out[..rows * n].chunks_exact_mut(n) {
+            for (task, segment) in row.chunks_mut(per_task * PANEL).enumerate() {
+                if let Some(task_rows) = segments.get_mut(task) {
+                    task_rows.push(segment);
+                }
             }
         }
+        team::for_each_chunk(&mut segments, 1, |task, task_rows| {
+            let first = task * per_task;
+            let panels = first..(first + per_task).min(panels);
+            if let Some(task_rows) = task_rows.first_mut() {
+                let out = Out::Rows(task_rows);
+                product_into(isa, x, rows, self.view(), panels, out);
+            }
+        });
     }
 }
 
@@ -267,6 +262,32 @@ pub fn product(
     out: &mut [f32],
     out_stride: usize,
 ) {
+    let out = Out::Strided {
+        out,
+        stride: out_stride,
+    };
+    product_into(isa, x, rows, w, range, out);
+}
+
+/// Where a product writes row `r` of its results, from the first column of its panel range on.
+enum Out<'o, 'a> {
+    /// Row `r` starts at `out[r · stride]`.
+    Strided { out: &'o mut [f32], stride: usize },
+    /// Row `r` is `rows[r]` (a task's columns of a shared output).
+    Rows(&'o mut [&'a mut [f32]]),
+}
+
+impl Out<'_, '_> {
+    fn row(&mut self, r: usize) -> &mut [f32] {
+        match self {
+            Out::Strided { out, stride } => &mut out[r * *stride..],
+            Out::Rows(rows) => &mut *rows[r],
+        }
+    }
+}
+
+/// [`product`] into any [`Out`].
+fn product_into(isa: Isa, x: &[f32], rows: usize, w: Panels, range: Range<usize>, mut out: Out) {
     let k = w.k;
     // A step's few rows share one block, so that the weights are read once; many rows are
     // compute-bound and take the blocks with the fewest loads per multiply-add.
@@ -310,7 +331,8 @@ pub fn product(
             };
             kernels::micro(isa, ops, &mut tile);
             for (r, values) in tile.iter().enumerate().take(size) {
-                let at = (row + r) * out_stride + col - first;
+                let at = col - first;
+                let out = out.row(row + r);
                 if width == panels * PANEL {
                     // Whole panels: copies of known length, a few vector moves rather than a
                     // call to `memcpy`.
