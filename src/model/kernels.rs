@@ -217,7 +217,7 @@ const LANES: usize = 16;
 /// bench's bandwidth pass) costs several times the arithmetic; the partial sums change only the
 /// rounding.
 #[inline(always)]
-pub fn lane_sum(values: &[f32], term: impl Fn(f32) -> f32) -> f32 {
+fn lane_sum(values: &[f32], term: impl Fn(f32) -> f32) -> f32 {
     let mut partial = [0.0f32; LANES];
     let chunks = values.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -231,7 +231,7 @@ pub fn lane_sum(values: &[f32], term: impl Fn(f32) -> f32) -> f32 {
 
 /// Largest of `values` (−∞ for none), in [`LANES`] interleaved partial maxima (see [`lane_sum`]).
 #[inline(always)]
-pub fn lane_max(values: &[f32]) -> f32 {
+fn lane_max(values: &[f32]) -> f32 {
     let mut partial = [f32::NEG_INFINITY; LANES];
     let chunks = values.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -309,6 +309,37 @@ widest! {
         values.iter_mut().for_each(|v| *v = exp_one(*v - max));
         let sum = lane_sum(values, |v| v);
         values.iter_mut().for_each(|v| *v /= sum);
+    }
+}
+
+widest! {
+    /// `acc += other`, element by element: the residual additions and biases of every row, which
+    /// run on the leading thread between parallel regions.
+    pub fn add_in_place(acc: &mut [f32], other: &[f32]) {
+        acc.iter_mut().zip(other).for_each(|(a, b)| *a += b);
+    }
+}
+
+widest! {
+    /// `x / max(‖x‖₂, eps) · scale` for each `dim`-long row of `x`, into `out` (x-transformers'
+    /// SimpleRMSNorm with `scale = √dim`; the leading thread runs one before every sublayer).
+    pub fn normalize_rows(x: &[f32], dim: usize, eps: f32, scale: f32, out: &mut [f32]) {
+        for (row, normed) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+            let norm = lane_sum(row, |v| v * v).sqrt().max(eps);
+            for (o, &v) in normed.iter_mut().zip(row) {
+                *o = v / norm * scale;
+            }
+        }
+    }
+}
+
+widest! {
+    /// `x / max(‖x‖₂, eps) ⊙ scale` in place (qk-norm with its learned per-channel scales).
+    pub fn normalize_scaled(x: &mut [f32], eps: f32, scale: &[f32]) {
+        let norm = lane_sum(x, |v| v * v).sqrt().max(eps);
+        for (v, s) in x.iter_mut().zip(scale) {
+            *v = *v / norm * s;
+        }
     }
 }
 
@@ -653,6 +684,39 @@ mod tests {
         for (&v, &p) in gate.iter().zip(&row) {
             let want = (f64::from(v) - max).exp() / sum;
             assert!((f64::from(p) - want).abs() <= 1e-6, "{v}: {p} vs {want}");
+        }
+    }
+
+    #[test]
+    fn norms_match_their_formulas_and_the_zero_row_stays_zero() {
+        let dim = 37;
+        let wave = |i: usize| ((i * 7 % 29) as f32 - 14.0) / 5.0;
+        let mut x: Vec<f32> = (0..3 * dim).map(wave).collect();
+        x[dim..2 * dim].fill(0.0);
+        let scale = (dim as f32).sqrt();
+        let mut out = vec![f32::NAN; x.len()];
+        normalize_rows(&x, dim, 1e-12, scale, &mut out);
+        let per_channel: Vec<f32> = (0..dim).map(|i| 0.5 + i as f32 / 10.0).collect();
+        for (row, normed) in x.chunks_exact(dim).zip(out.chunks_exact(dim)) {
+            let norm = row
+                .iter()
+                .map(|&v| f64::from(v).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let mut scaled = row.to_vec();
+            normalize_scaled(&mut scaled, 1e-12, &per_channel);
+            for i in 0..dim {
+                let unit = f64::from(row[i]) / norm.max(1e-12);
+                let want = unit * f64::from(scale);
+                assert!((f64::from(normed[i]) - want).abs() <= 1e-6 * (1.0 + want.abs()));
+                let want = unit * f64::from(per_channel[i]);
+                assert!((f64::from(scaled[i]) - want).abs() <= 1e-6 * (1.0 + want.abs()));
+            }
+        }
+        let mut acc = x.clone();
+        add_in_place(&mut acc, &out);
+        for ((a, &v), &o) in acc.iter().zip(&x).zip(&out) {
+            assert_eq!(*a, v + o);
         }
     }
 

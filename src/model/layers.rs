@@ -14,7 +14,9 @@ use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::QK_NORM_SCALE;
-use super::kernels::{lane_sum, softmax_in_place, swiglu, Isa, PanelData, PANEL};
+use super::kernels::{
+    add_in_place, normalize_rows, normalize_scaled, softmax_in_place, swiglu, Isa, PanelData, PANEL,
+};
 use super::packed::{product, HalfFloat, PackedMatrix, Panels, PARALLEL_MIN_WORK};
 use super::team;
 
@@ -97,18 +99,13 @@ impl QkScales {
 
     /// `x / ‖x‖ ⊙ q_scale[head]` (× 10) in place.
     pub fn query(&self, x: &mut [f32], head: usize) {
-        normalize_scaled(x, &self.q[head * x.len()..(head + 1) * x.len()]);
+        normalize_scaled(x, NORM_EPS, &self.q[head * x.len()..(head + 1) * x.len()]);
     }
 
     /// `x / ‖x‖ ⊙ k_scale[head]` in place.
     pub fn key(&self, x: &mut [f32], head: usize) {
-        normalize_scaled(x, &self.k[head * x.len()..(head + 1) * x.len()]);
+        normalize_scaled(x, NORM_EPS, &self.k[head * x.len()..(head + 1) * x.len()]);
     }
-}
-
-fn normalize_scaled(x: &mut [f32], scale: &[f32]) {
-    l2_normalize(x);
-    x.iter_mut().zip(scale).for_each(|(v, s)| *v *= s);
 }
 
 /// SwiGLU with biases: `z = x·W1ᵀ + b1`, value = first half, gate = second half,
@@ -156,9 +153,9 @@ impl FeedForward {
         in_parallel(refill(hidden, rows * inner), inner, true, gate_row);
         self.ff_out.forward_into(hidden, rows, out);
         for row in out.chunks_exact_mut(self.ff_out_bias.len()) {
-            add_assign(row, &self.ff_out_bias);
+            add_in_place(row, &self.ff_out_bias);
         }
-        add_assign(stream, out);
+        add_in_place(stream, out);
     }
 
     pub fn weight_bytes(&self) -> usize {
@@ -279,7 +276,7 @@ impl SelfAttention {
             keep_tail_rows(stream, n, dim, answered);
         }
         self.out.forward_into(merged, batch * answered, output);
-        add_assign(stream, output);
+        add_in_place(stream, output);
     }
 
     pub fn weight_bytes(&self) -> usize {
@@ -545,19 +542,8 @@ fn masked_softmax(row: &mut [f32], visible: usize) {
 /// x-transformers' `SimpleRMSNorm` per row of `dim` values, `x / max(‖x‖₂, 1e-12) · √dim` (no
 /// learned gain), into `out`.
 fn simple_rms_norm(x: &[f32], dim: usize, out: &mut Vec<f32>) {
-    let scale = (dim as f32).sqrt();
-    out.clear();
-    out.extend_from_slice(x);
-    for row in out.chunks_exact_mut(dim) {
-        l2_normalize(row);
-        row.iter_mut().for_each(|v| *v *= scale);
-    }
-}
-
-/// `x / max(‖x‖₂, eps)` in place (PyTorch's `F.normalize`).
-fn l2_normalize(x: &mut [f32]) {
-    let norm = lane_sum(x, |v| v * v).sqrt().max(NORM_EPS);
-    x.iter_mut().for_each(|v| *v /= norm);
+    let out = refill(out, x.len());
+    normalize_rows(x, dim, NORM_EPS, (dim as f32).sqrt(), out);
 }
 
 /// Keeps the last `keep` of every `n` rows of `width` values (each batch row's trailing
@@ -581,10 +567,6 @@ fn refill(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
         buffer.truncate(len);
     }
     buffer
-}
-
-pub(super) fn add_assign(acc: &mut [f32], other: &[f32]) {
-    acc.iter_mut().zip(other).for_each(|(a, b)| *a += b);
 }
 
 /// The working buffers of one pass through a stack of blocks, kept by the caller's cache

@@ -17,9 +17,10 @@ use candle_nn::VarBuilder;
 
 use super::config::OfflineConfig;
 use super::decoder::LogitRows;
+use super::kernels::add_in_place;
 use super::layers::{
-    add_assign, attend, to_vec, FeedForward, KvLayout, KvStore, Linear, QkScales, ScoreBias,
-    Scratch, SelfAttention, StepShape, Visibility,
+    attend, to_vec, FeedForward, KvLayout, KvStore, Linear, QkScales, ScoreBias, Scratch,
+    SelfAttention, StepShape, Visibility,
 };
 use super::{ModelError, Stepper, TokenCache};
 
@@ -444,7 +445,7 @@ impl Stepper for OfflineModel {
                 .cross
                 .queries(scratch.normed(), live, base.heads, base.dim_head);
             let heads = attend(&queries, live, context, cache.context_len, true, open);
-            add_assign(
+            add_in_place(
                 &mut scratch.stream,
                 &block.cross.out.forward(&heads, live_rows),
             );
