@@ -181,26 +181,23 @@ impl PackedMatrix {
             return;
         }
         // Few rows: split the panels. Each task writes its columns of every row of `out`
-        // directly, handed to it as one segment per row.
+        // directly, handed to it as one segment per row (task-major: task `t` owns entries
+        // `t · rows ..`).
         let panels = self.panel_count();
         let per_task = panels.div_ceil(threads * TASKS_PER_THREAD);
-        let mut segments: Vec<Vec<&mut [f32]>> = (0..panels.div_ceil(per_task))
-            .map(|_| Vec::with_capacity(rows))
+        let tasks = panels.div_ceil(per_task);
+        let mut row_chunks: Vec<_> = out[..rows * n]
+            .chunks_exact_mut(n)
+            .map(|row| row.chunks_mut(per_task * PANEL))
             .collect();
-        for row in out[..rows * n].chunks_exact_mut(n) {
-            for (task, segment) in row.chunks_mut(per_task * PANEL).enumerate() {
-                if let Some(task_rows) = segments.get_mut(task) {
-                    task_rows.push(segment);
-                }
-            }
+        let mut segments: Vec<&mut [f32]> = Vec::with_capacity(tasks * rows);
+        for _ in 0..tasks {
+            segments.extend(row_chunks.iter_mut().filter_map(Iterator::next));
         }
-        team::for_each_chunk(&mut segments, 1, |task, task_rows| {
+        team::for_each_chunk(&mut segments, rows, |task, task_rows| {
             let first = task * per_task;
             let panels = first..(first + per_task).min(panels);
-            if let Some(task_rows) = task_rows.first_mut() {
-                let out = Out::Rows(task_rows);
-                product_into(isa, x, rows, self.view(), panels, out);
-            }
+            product_into(isa, x, rows, self.view(), panels, Out::Rows(task_rows));
         });
     }
 }
