@@ -697,8 +697,14 @@ fn beats_per_sample(bpm: f64, sample_rate: f64) -> f64 {
     sanitize_tempo(bpm) / 60.0 / sample_rate
 }
 
+/// How close below a frame boundary a position still counts as on it: hosts compute block
+/// positions in floating point (summing block lengths, converting samples), so a note written on
+/// a beat can arrive a hair before it, and without this which frame it lands in would depend on
+/// the host's block size. A millionth of a frame is far below a sample at any tempo.
+const BOUNDARY_TOLERANCE_FRAMES: f64 = 1e-6;
+
 fn frame_of(beat: f64) -> i64 {
-    (beat * FRAMES_PER_BEAT_F64).floor() as i64
+    (beat * FRAMES_PER_BEAT_F64 + BOUNDARY_TOLERANCE_FRAMES).floor() as i64
 }
 
 fn frame_start(index: i64) -> f64 {
@@ -820,7 +826,7 @@ impl Line {
             if beat >= frame_midpoint(index) {
                 self.snapshot_once();
             }
-            if beat < frame_start(index + 1) {
+            if beat * FRAMES_PER_BEAT_F64 + BOUNDARY_TOLERANCE_FRAMES < (index + 1) as f64 {
                 break;
             }
             self.close_open_frame(emit);

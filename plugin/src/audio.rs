@@ -6,9 +6,20 @@
 //! Plans replaced on this thread are handed back to the worker to be freed; event storage is
 //! fixed; channel operations are `try_*`. Every chord note that was sent is tracked, so stop,
 //! loop wrap, jump, option change, mode change, bypass and reset can always release it.
+//!
+//! # Offline renders
+//! When the host renders offline (a bounce, a freeze, DawDreamer, pedalboard) blocks come far
+//! faster than real time and waiting is allowed. Each block then first waits until the worker has
+//! handled everything sent before it (a capture's five options, a live re-plan), so the block
+//! plays what real-time playback plays when the worker keeps up: a plan made from the frames of
+//! block `n` applies from block `n + 1`, in either mode. Real-time blocks never wait.
+//!
+//! # Without a rolling transport
+//! [`SessionClock`] stands in for the host's transport when it is stopped or absent.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use comper::quantize::{
     Block, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput,
@@ -17,11 +28,17 @@ use comper::schedule::{LoopPlayer, PlanUpdate, Scheduler, SchedulerOutput};
 use comper::synth::Synth;
 use crossbeam_channel::TrySendError;
 
+use crate::clock::SessionClock;
 use crate::link::{AudioLink, Shared, ToAudio};
 use crate::params::Mode;
 
 /// Chord note events one block can emit; more are dropped (a block spans few frames).
 pub const MAX_CHORD_EVENTS: usize = 512;
+/// Longest an offline block waits for the worker (a model still loading, a slow machine); past
+/// it the render goes on without the answer rather than hang the host.
+pub const OFFLINE_WAIT_LIMIT: Duration = Duration::from_secs(120);
+/// Pause between looks at the worker's progress while an offline block waits.
+const OFFLINE_POLL: Duration = Duration::from_micros(200);
 
 /// Per-block settings read from the parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,6 +69,7 @@ pub struct AudioEngine {
     link: AudioLink,
     shared: Arc<Shared>,
     quantizer: Quantizer,
+    clock: SessionClock,
     live: Scheduler,
     looper: LoopPlayer,
     synth: Synth,
@@ -64,6 +82,10 @@ pub struct AudioEngine {
     release_pending: bool,
     /// A used plan the recycle channel had no room for.
     unreturned: Option<PlanUpdate>,
+    /// The host renders offline: blocks wait for the worker (see the module docs).
+    offline: bool,
+    /// Quantizer outputs handed to the worker so far.
+    sent: u64,
     /// Plans that could not be returned (worker gone or far behind); leaked, not freed here.
     pub leaked_plans: u64,
 }
@@ -75,6 +97,7 @@ impl AudioEngine {
             link,
             shared,
             quantizer: Quantizer::new(QuantizerConfig::default()),
+            clock: SessionClock::new(),
             live: Scheduler::new(listen_frames),
             looper: LoopPlayer::new(),
             synth: Synth::new(sample_rate),
@@ -83,8 +106,27 @@ impl AudioEngine {
             mode: Mode::Suggest,
             release_pending: false,
             unreturned: None,
+            offline: false,
+            sent: 0,
             leaked_plans: 0,
         }
+    }
+
+    /// Takes a new (re-)activation's settings, keeping the plans and the models' work: the
+    /// synth is rebuilt for `sample_rate` (this allocates: call it off the audio thread) and
+    /// everything sounding is released as after [`AudioEngine::reset`].
+    pub fn prepare(&mut self, sample_rate: f32, offline: bool) {
+        self.synth = Synth::new(sample_rate);
+        self.offline = offline;
+        self.reset();
+    }
+
+    /// Hands the engine a new worker's channels (the old worker ended); plans held for the old
+    /// one are dropped here, off the audio thread.
+    pub fn relink(&mut self, link: AudioLink) {
+        self.link = link;
+        self.sent = 0;
+        self.unreturned = None;
     }
 
     /// The host reset or re-activated: silence the synth now and release MIDI notes at the start
@@ -92,14 +134,15 @@ impl AudioEngine {
     pub fn reset(&mut self) {
         self.synth.reset();
         self.quantizer.release_all_keys();
+        self.clock.reset();
         self.release_pending = true;
     }
 
-    /// One block: `keys` are the melody's note events; chord notes go to `midi_out`, the synth
-    /// is mixed into `left`/`right` (which the caller has cleared).
+    /// One block: `host` is the host's timing, `keys` the melody's note events; chord notes go
+    /// to `midi_out`, the synth is mixed into `left`/`right` (which the caller has cleared).
     pub fn process(
         &mut self,
-        block: &Block,
+        host: &Block,
         keys: &[NoteEvent],
         settings: BlockSettings,
         midi_out: &mut impl FnMut(ChordNote),
@@ -107,6 +150,9 @@ impl AudioEngine {
         right: &mut [f32],
     ) {
         self.events.clear();
+        if self.offline {
+            self.wait_for_worker();
+        }
         if self.release_pending {
             self.release_pending = false;
             self.release_all_midi(0, midi_out);
@@ -116,12 +162,29 @@ impl AudioEngine {
             self.release_players();
             self.mode = settings.mode;
         }
+        let looping = self.looper.playing().is_some() || self.looper.pending().is_some();
+        let block = self
+            .clock
+            .block(host, keys, settings.mode == Mode::Suggest && looping);
         if !settings.bypass {
-            let started = self.quantize(block, keys);
-            self.play(block, settings, started);
+            let started = self.quantize(&block, keys);
+            self.play(&block, settings, started);
         }
         self.emit(settings, midi_out, left, right);
-        self.publish(block);
+        self.publish(&block);
+    }
+
+    /// Offline only: waits until the worker has handled every output sent so far (or is gone,
+    /// or [`OFFLINE_WAIT_LIMIT`] passes), taking plans meanwhile so the worker never waits on us.
+    fn wait_for_worker(&mut self) {
+        let started = Instant::now();
+        while self.shared.frames_done.load(Ordering::Acquire) < self.sent
+            && self.shared.worker_alive.load(Ordering::Acquire)
+            && started.elapsed() < OFFLINE_WAIT_LIMIT
+        {
+            self.take_plans();
+            std::thread::sleep(OFFLINE_POLL);
+        }
     }
 
     fn take_plans(&mut self) {
@@ -179,6 +242,7 @@ impl AudioEngine {
         let mut started = None;
         let frames = &self.link.frames;
         let shared = &self.shared;
+        let sent = &mut self.sent;
         self.quantizer
             .process_block(block, &[], keys, &mut |output| {
                 if let QuantizerOutput::PhraseStart {
@@ -189,7 +253,9 @@ impl AudioEngine {
                 {
                     started = Some((phrase, first_frame));
                 }
-                if frames.try_send(output).is_err() {
+                if frames.try_send(output).is_ok() {
+                    *sent += 1;
+                } else {
                     shared.dropped_frames.fetch_add(1, Ordering::Relaxed);
                 }
             });
@@ -298,18 +364,9 @@ impl AudioEngine {
         }
     }
 
-    /// The MIDI notes this engine left sounding (channel + 1 per pitch, 0 = off), so a new
-    /// engine after re-activation can release them.
+    /// The MIDI notes sounding now (channel + 1 per pitch, 0 = off).
     pub fn sounding_channels(&self) -> [u8; 128] {
         self.sounding
-    }
-
-    /// Takes over notes an earlier engine left sounding; they are released in the first block.
-    pub fn adopt_sounding(&mut self, channels: [u8; 128]) {
-        if channels.iter().any(|&c| c != 0) {
-            self.sounding = channels;
-            self.release_pending = true;
-        }
     }
 }
 
@@ -437,7 +494,7 @@ mod tests {
     }
 
     #[test]
-    fn notes_left_by_a_reset_or_an_old_engine_are_released_first() {
+    fn notes_sounding_at_a_reset_or_re_activation_are_released_first() {
         let (mut engine, worker) = engine();
         let suggest = settings(false, Mode::Suggest);
         worker.plans.send(ToAudio::Loop(c_major())).unwrap();
@@ -446,14 +503,16 @@ mod tests {
         let left = engine.sounding_channels();
         assert_eq!(left.iter().filter(|&&c| c == 3).count(), 3);
 
-        let (mut fresh, _worker) = self::engine();
-        fresh.adopt_sounding(left);
-        let released = run(&mut fresh, &block(0, false), suggest);
-        assert_eq!(offs(&released), 3);
-        assert!(released.iter().all(|n| n.channel == 2 && n.offset == 0));
-
         engine.reset();
         let after_reset = run(&mut engine, &block(2, false), suggest);
         assert_eq!(offs(&after_reset), 3);
+        assert!(after_reset.iter().all(|n| n.channel == 2 && n.offset == 0));
+
+        // Re-activated at another rate: the loop plan is kept and plays on.
+        run(&mut engine, &block(3, true), suggest);
+        engine.prepare(96_000.0, false);
+        let released = run(&mut engine, &block(0, false), suggest);
+        assert_eq!(offs(&released), 3);
+        assert_eq!(ons(&run(&mut engine, &block(0, true), suggest)), 3);
     }
 }

@@ -5,6 +5,11 @@
 //! transport). The capture completes when a frame past the region arrives, or when the phrase
 //! ends early (stop, jump, loop wrap) after at least one note: then the bars heard so far are
 //! kept, which makes a host loop around the phrase work naturally.
+//!
+//! A phrase needs at least two different pitches: one key held or struck over and over is not a
+//! melody to harmonize, and it is what hosts send on their own (pedalboard strikes middle C every
+//! block while it checks that a plugin is an instrument). Such a phrase is dropped and the
+//! capture waits for the next one.
 
 use comper::frames::MelodyFrame;
 use comper::quantize::{PhraseId, QuantizerOutput, TimeSignature};
@@ -175,7 +180,12 @@ impl Capture {
             }
         };
         frames.truncate(heard.div_ceil(bar) * bar);
-        if !frames.iter().any(|f| matches!(f, MelodyFrame::Onset(_))) {
+        let mut onsets = frames.iter().filter_map(|f| match f {
+            MelodyFrame::Onset(pitch) => Some(*pitch),
+            _ => None,
+        });
+        let first = onsets.next();
+        if !onsets.any(|pitch| Some(pitch) != first) {
             self.state = State::Armed;
             return None;
         }
@@ -227,7 +237,13 @@ mod tests {
         assert!(c.push(&frame(21, MelodyFrame::Onset(60))).is_none());
         assert_eq!(c.progress(), CaptureProgress::Recording { bar: 1, of: 2 });
         for i in 22..48 {
-            assert!(c.push(&frame(i, MelodyFrame::Hold(60))).is_none());
+            let pitch = if i < 40 { 60 } else { 62 };
+            let held = if i == 40 {
+                MelodyFrame::Onset(pitch)
+            } else {
+                MelodyFrame::Hold(pitch)
+            };
+            assert!(c.push(&frame(i, held)).is_none());
         }
         let done = c.push(&frame(48, MelodyFrame::Silence)).unwrap();
         assert_eq!(done.first_frame, 16);
@@ -251,6 +267,18 @@ mod tests {
         let done = c.push(&end).unwrap();
         assert_eq!(done.melody.len(), 32);
         assert_eq!(done.melody[17], MelodyFrame::Onset(64));
+    }
+
+    #[test]
+    fn one_pitch_struck_over_and_over_is_not_a_phrase() {
+        let mut c = Capture::new();
+        c.arm(1);
+        c.push(&start(1));
+        for i in 0..16 {
+            assert!(c.push(&frame(i, MelodyFrame::Onset(60))).is_none());
+        }
+        assert!(c.push(&frame(16, MelodyFrame::Onset(60))).is_none());
+        assert_eq!(c.progress(), CaptureProgress::Armed);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod audio;
 pub mod capture;
+pub mod clock;
 pub mod export;
 pub mod link;
 pub mod models;
@@ -36,6 +37,10 @@ use params::ComperParams;
 const MAX_KEYS: usize = 1024;
 
 /// The plugin.
+///
+/// The audio engine and the inference thread are made at the first activation and live as long
+/// as the plugin: hosts re-activate for every render or rate change (DawDreamer does per render),
+/// and neither the loaded models nor the playing progression should go with it.
 pub struct Comper {
     params: Arc<ComperParams>,
     shared: Arc<Shared>,
@@ -47,8 +52,6 @@ pub struct Comper {
     editor_state: Arc<EguiEditorState>,
     /// Melody events of the current block.
     keys: Vec<quantize::NoteEvent>,
-    /// Chord notes the last audio engine left sounding, released after re-activation.
-    left_sounding: [u8; 128],
     /// Channels (bit mask) on which each melody key was passed through and is still down, so its
     /// release is passed too even if "Melody thru" was switched off meanwhile.
     thru_down: [u16; 128],
@@ -66,18 +69,41 @@ impl Default for Comper {
             command_inbox,
             editor_state: panel::default_state(),
             keys: Vec::with_capacity(MAX_KEYS),
-            left_sounding: [0; 128],
             thru_down: [0; 128],
         }
     }
 }
 
 impl Comper {
-    fn stop_worker(&mut self) {
-        // Dropping the audio side closes the worker's input, which ends it.
-        if let Some(audio) = self.audio.take() {
-            self.left_sounding = audio.sounding_channels();
+    /// Starts the inference thread if none runs (first activation, or it ended), linked to the
+    /// audio engine.
+    fn ensure_worker(&mut self, sample_rate: f32) {
+        if self.worker.as_ref().is_some_and(|w| !w.is_finished()) && self.audio.is_some() {
+            return;
         }
+        self.join_worker();
+        let (audio_link, worker_link) = link::link(self.command_inbox.clone());
+        match self.audio.as_mut() {
+            Some(audio) => audio.relink(audio_link),
+            None => {
+                let listen = self.settings().listen_frames;
+                self.audio = Some(AudioEngine::new(
+                    audio_link,
+                    self.shared.clone(),
+                    sample_rate,
+                    listen,
+                ));
+            }
+        }
+        match worker::spawn(self.params.clone(), self.shared.clone(), worker_link) {
+            Ok(handle) => self.worker = Some(handle),
+            Err(e) => self.shared.set_status(WorkerStatus::Error(format!(
+                "could not start the inference thread: {e}"
+            ))),
+        }
+    }
+
+    fn join_worker(&mut self) {
         if let Some(handle) = self.worker.take() {
             if handle.join().is_err() {
                 nice_log!("Comper: the inference thread panicked while stopping");
@@ -240,22 +266,13 @@ impl Plugin for Comper {
         buffer_config: &BufferConfig,
         _context: &mut impl ActivateContext<Self>,
     ) -> bool {
-        self.stop_worker();
-        let (audio_link, worker_link) = link::link(self.command_inbox.clone());
-        let listen = self.settings().listen_frames;
-        let mut audio = AudioEngine::new(
-            audio_link,
-            self.shared.clone(),
-            buffer_config.sample_rate,
-            listen,
-        );
-        audio.adopt_sounding(std::mem::replace(&mut self.left_sounding, [0; 128]));
-        self.audio = Some(audio);
-        match worker::spawn(self.params.clone(), self.shared.clone(), worker_link) {
-            Ok(handle) => self.worker = Some(handle),
-            Err(e) => self.shared.set_status(WorkerStatus::Error(format!(
-                "could not start the inference thread: {e}"
-            ))),
+        let offline = buffer_config.process_mode == ProcessMode::Offline;
+        self.shared
+            .offline
+            .store(offline, std::sync::atomic::Ordering::Release);
+        self.ensure_worker(buffer_config.sample_rate);
+        if let Some(audio) = self.audio.as_mut() {
+            audio.prepare(buffer_config.sample_rate, offline);
         }
         true
     }
@@ -267,8 +284,11 @@ impl Plugin for Comper {
     }
 
     fn deactivate(&mut self) {
-        self.stop_worker();
-        self.shared.set_status(WorkerStatus::Idle);
+        // The worker and the audio engine stay (see `Comper`); the next activation releases
+        // whatever still sounds.
+        if let Some(audio) = self.audio.as_mut() {
+            audio.reset();
+        }
     }
 
     fn process(
@@ -320,6 +340,14 @@ impl Plugin for Comper {
             }
         }
         ProcessStatus::Normal
+    }
+}
+
+impl Drop for Comper {
+    fn drop(&mut self) {
+        // Dropping the audio side closes the worker's input, which ends it.
+        self.audio = None;
+        self.join_worker();
     }
 }
 

@@ -140,6 +140,15 @@ pub struct Shared {
     pub dropped_frames: AtomicU64,
     /// Live frames that came due before their chord was committed.
     pub late_frames: AtomicU64,
+    /// Quantizer outputs the worker has received and finished with (options generated, plans
+    /// sent): an offline block waits until it has caught up with what the audio side sent.
+    pub frames_done: AtomicU64,
+    /// The inference thread runs (false before it starts and after it ends or panics), so an
+    /// offline block never waits for nobody.
+    pub worker_alive: AtomicBool,
+    /// The host renders offline (set on activation): the worker re-plans every frame and waits
+    /// for room to send a plan rather than drop it.
+    pub offline: AtomicBool,
     /// Bumped whenever options, selection or status change, so a panel knows to redraw.
     pub revision: AtomicU64,
 }

@@ -7,9 +7,16 @@
 //!
 //! A mode change takes effect at the next phrase (transport start, jump or loop wrap), because a
 //! live session must hear a phrase from its start.
+//!
+//! Live mode re-plans after every frame, so the chords depend only on what was played, not on
+//! how the host cut it into blocks; only a real-time worker that has fallen more than
+//! [`COALESCE_BACKLOG`] outputs behind plans once for the whole backlog. Whatever it received it
+//! reports in [`Shared::frames_done`] once handled, for offline renders (see [`crate::audio`]).
 
+use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,7 +30,7 @@ use comper::quantize::QuantizerOutput;
 use comper::schedule::PlanUpdate;
 use comper::suggest::{frames_per_bar, suggest, Phrase};
 use comper::tokens::Vocabulary;
-use crossbeam_channel::{select, TrySendError};
+use crossbeam_channel::select;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -40,10 +47,20 @@ pub const OPTION_COUNT: usize = 5;
 const LIVE_HISTORY_FRAMES: i64 = 32;
 /// How often the worker looks at parameters and saved-state loads when nothing arrives.
 const TICK: Duration = Duration::from_millis(20);
+/// Quantizer outputs waiting beyond which a real-time worker plans once for all of them.
+pub const COALESCE_BACKLOG: usize = 4;
+/// Longest an offline worker waits for room to send a plan (the audio side takes them while it
+/// waits for us, so this only runs out when the host stopped rendering).
+const OFFLINE_SEND_LIMIT: Duration = Duration::from_secs(5);
 
 /// Environment variable naming a `.mid` file whose melody is used as if it had just been
 /// captured (standalone use without a MIDI keyboard, and the panel's screenshot test).
 pub const MELODY_ENV: &str = "COMPER_MELODY";
+/// Environment variable naming a file to which every plan sent to the audio thread is appended,
+/// one JSON object a line: `{"plan": "loop" | "live", "phrase", "first_frame", "frames":
+/// [{"pitches": [..], "onset": bool, "committed": bool}]}`. What the plugin says it plays, for
+/// tests that check what a host rendered (and for bug reports).
+pub const CHORD_LOG_ENV: &str = "COMPER_CHORD_LOG";
 
 /// Starts the inference thread.
 pub fn spawn(
@@ -54,6 +71,8 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("comper-inference".into())
         .spawn(move || {
+            shared.worker_alive.store(true, Ordering::Release);
+            let _alive = AliveFlag(shared.clone());
             let worker = Worker::new(params, shared.clone(), link);
             if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| worker.run())) {
                 let message = panic
@@ -66,6 +85,15 @@ pub fn spawn(
                 )));
             }
         })
+}
+
+/// Clears [`Shared::worker_alive`] when the thread ends, however it ends.
+struct AliveFlag(Arc<Shared>);
+
+impl Drop for AliveFlag {
+    fn drop(&mut self) {
+        self.0.worker_alive.store(false, Ordering::Release);
+    }
 }
 
 enum Exit {
@@ -91,6 +119,10 @@ struct Worker {
     generating: bool,
     /// A melody file to use once the model is ready ([`MELODY_ENV`]).
     melody_file: Option<std::path::PathBuf>,
+    /// Quantizer outputs received so far (see [`Shared::frames_done`]).
+    received: u64,
+    /// Where to log the plans sent ([`CHORD_LOG_ENV`]).
+    chord_log: Option<std::path::PathBuf>,
 }
 
 impl Worker {
@@ -110,6 +142,8 @@ impl Worker {
             error: None,
             generating: false,
             melody_file: std::env::var_os(MELODY_ENV).map(std::path::PathBuf::from),
+            received: 0,
+            chord_log: std::env::var_os(CHORD_LOG_ENV).map(std::path::PathBuf::from),
         }
     }
 
@@ -156,6 +190,7 @@ impl Worker {
                 default(TICK) => {}
             }
             batch.extend(self.link.frames.try_iter());
+            self.received += batch.len() as u64;
             commands.extend(self.link.commands.try_iter());
             for plan in self.link.recycled.try_iter() {
                 if let Some((engine, _)) = live.as_mut() {
@@ -171,6 +206,7 @@ impl Worker {
                     return Exit::Reload;
                 }
                 self.update_status();
+                self.report_done();
                 continue;
             };
             let mode = self.params.mode.value();
@@ -179,6 +215,8 @@ impl Worker {
                 self.use_melody_file(models, table, &path);
             }
             self.keep_capture_armed(mode);
+            let offline = self.shared.offline.load(Ordering::Acquire);
+            let coalesce = !offline && batch.len() > COALESCE_BACKLOG;
             let mut live_heard = false;
             for output in &batch {
                 if let Some(phrase) = self.capture.push(output) {
@@ -194,9 +232,13 @@ impl Worker {
                 if let Some((engine, _)) = live.as_mut() {
                     engine.push(output);
                     live_heard |= matches!(output, QuantizerOutput::Frame { .. });
+                    if live_heard && !coalesce {
+                        live_heard = false;
+                        self.replan(engine, models.vocabulary());
+                    }
                 }
             }
-            if mode == Mode::Live && live_heard {
+            if live_heard {
                 if let Some((engine, _)) = live.as_mut() {
                     self.replan(engine, models.vocabulary());
                 }
@@ -211,7 +253,68 @@ impl Worker {
             self.resend_on_voicing_change(models, table);
             self.flush_unsent();
             self.update_status();
+            self.report_done();
         }
+    }
+
+    /// Tells an offline audio side that everything received so far is handled.
+    fn report_done(&self) {
+        self.shared
+            .frames_done
+            .store(self.received, Ordering::Release);
+    }
+
+    /// Appends `message` to the [`CHORD_LOG_ENV`] file, if one was asked for.
+    fn log_plan(&self, message: &ToAudio) {
+        let Some(path) = &self.chord_log else { return };
+        let (kind, plan) = match message {
+            ToAudio::Loop(plan) => ("loop", plan),
+            ToAudio::Live(plan) => ("live", plan),
+            ToAudio::StopLoop => return,
+        };
+        let frames: Vec<serde_json::Value> = plan
+            .frames
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "pitches": f.voicing.pitches(),
+                    "onset": matches!(f.chord, ChordFrame::Onset(_)),
+                    "committed": f.committed,
+                })
+            })
+            .collect();
+        let line = serde_json::json!({
+            "plan": kind,
+            "phrase": plan.phrase,
+            "first_frame": plan.first_frame,
+            "frames": frames,
+        });
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| writeln!(file, "{line}"));
+        if let Err(e) = written {
+            nice_plug::nice_log!("Comper: could not write {}: {e}", path.display());
+        }
+    }
+
+    /// Sends a plan to the audio side. In real time a full channel hands the message back (the
+    /// audio thread is behind; the caller keeps or recycles it); offline the worker waits for
+    /// room, because a dropped plan would be heard in the render.
+    fn send_to_audio(&self, message: ToAudio) -> Result<(), ToAudio> {
+        self.log_plan(&message);
+        if self.shared.offline.load(Ordering::Acquire) {
+            return self
+                .link
+                .plans
+                .send_timeout(message, OFFLINE_SEND_LIMIT)
+                .map_err(|e| e.into_inner());
+        }
+        self.link
+            .plans
+            .try_send(message)
+            .map_err(|e| e.into_inner())
     }
 
     /// Uses a melody file's first bars as the captured phrase.
@@ -270,10 +373,8 @@ impl Worker {
                 self.publish_live(&plan, vocab);
                 let (_, octave) = self.params.voicing();
                 transpose_plan(&mut plan, octave);
-                match self.link.plans.try_send(ToAudio::Live(plan)) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(ToAudio::Live(plan))) => engine.recycle(plan),
-                    Err(_) => {}
+                if let Err(ToAudio::Live(plan)) = self.send_to_audio(ToAudio::Live(plan)) {
+                    engine.recycle(plan);
                 }
             }
             Ok(None) => {}
@@ -549,7 +650,7 @@ impl Worker {
 
     fn flush_unsent(&mut self) {
         if let Some(message) = self.unsent.take() {
-            if let Err(TrySendError::Full(message)) = self.link.plans.try_send(message) {
+            if let Err(message) = self.send_to_audio(message) {
                 self.unsent = Some(message);
             }
         }

@@ -131,6 +131,10 @@ impl<'m> LiveEngine<'m> {
 
     /// Takes one quantizer output: a phrase start begins a session, a phrase end ends it, frames
     /// extend the heard melody. Cheap; the model runs in [`LiveEngine::replan`].
+    ///
+    /// Each session samples from a generator seeded afresh with the configured seed, so a phrase
+    /// played again (an offline bounce of what was heard live, a second render) gets the same
+    /// chords.
     pub fn push(&mut self, output: &QuantizerOutput) {
         match *output {
             QuantizerOutput::PhraseStart {
@@ -138,6 +142,7 @@ impl<'m> LiveEngine<'m> {
                 first_frame,
                 ..
             } => {
+                self.rng = StdRng::seed_from_u64(self.config.seed);
                 self.session = Some(Session {
                     phrase,
                     first_frame,
