@@ -68,11 +68,13 @@ pub fn spawn(
     shared: Arc<Shared>,
     link: WorkerLink,
 ) -> std::io::Result<JoinHandle<()>> {
+    // Alive from before the thread runs, so an offline block right after activation waits for it.
+    shared.worker_alive.store(true, Ordering::Release);
+    let alive = AliveFlag(shared.clone());
     std::thread::Builder::new()
         .name("comper-inference".into())
         .spawn(move || {
-            shared.worker_alive.store(true, Ordering::Release);
-            let _alive = AliveFlag(shared.clone());
+            let _alive = alive;
             let worker = Worker::new(params, shared.clone(), link);
             if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| worker.run())) {
                 let message = panic

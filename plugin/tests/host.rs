@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clack_extensions::params::{ParamInfoBuffer, PluginParams};
+use clack_extensions::render::{PluginRender, RenderMode};
 use clack_extensions::state::PluginState;
 use clack_host::events::event_types::{
     NoteOffEvent, NoteOnEvent, ParamValueEvent, TransportEvent, TransportFlags,
@@ -285,6 +286,15 @@ impl Session {
         false
     }
 
+    /// Tells the plugin the host renders offline (a bounce): set before activating.
+    fn render_offline(&mut self) {
+        let handle = self.instance.plugin_handle();
+        let render: PluginRender = handle.get_extension().expect("render extension");
+        render
+            .set(&handle, RenderMode::Offline)
+            .expect("the plugin takes the offline render mode");
+    }
+
     fn save(&mut self) -> Vec<u8> {
         let handle = self.instance.plugin_handle();
         let state: PluginState = handle.get_extension().expect("state extension");
@@ -436,13 +446,12 @@ fn plays_chords_on_time_releases_them_and_restores_its_session() {
     restored.deactivate();
 }
 
-#[test]
-fn live_mode_accompanies_after_listening_and_releases_at_stop() {
-    let entry = unsafe { PluginEntry::load(plugin_path()) }.expect("the plugin loads");
-    let mut session = Session::new(&entry);
+/// Plays Ode to Joy twice in Live mode at 150 BPM, in real time or as an offline render (as fast
+/// as the plugin lets it go), and stops.
+fn live_session(entry: &PluginEntry, offline: bool) -> Session {
+    let mut session = Session::new(entry);
     session.bpm = 150.0;
     session.loop_beats = None;
-    // Ode to Joy twice: 32 beats, 12.8 s at 150 BPM, played in real time.
     let once = melody();
     session.melody = once
         .iter()
@@ -452,12 +461,26 @@ fn live_mode_accompanies_after_listening_and_releases_at_stop() {
         .collect();
     session.set_param("Mode", 1.0);
     session.set_param("Listen beats", 4.0);
+    if offline {
+        session.render_offline();
+    }
     session.activate();
-    session.real_time = Some(Instant::now());
+    if !offline {
+        session.real_time = Some(Instant::now());
+    }
     let beats = 34.0;
     while (session.sample as f64) < beats * session.samples_per_beat() {
         session.block(true, true);
     }
+    session.block(false, false);
+    session
+}
+
+#[test]
+fn live_mode_accompanies_after_listening_and_releases_at_stop() {
+    let entry = unsafe { PluginEntry::load(plugin_path()) }.expect("the plugin loads");
+    // 34 beats, 13.6 s, played in real time.
+    let mut session = live_session(&entry, false);
     let ons: Vec<Out> = session
         .chord_events
         .iter()
@@ -474,11 +497,15 @@ fn live_mode_accompanies_after_listening_and_releases_at_stop() {
         "nothing sounds while listening: {ons:?}"
     );
     assert_on_frame_boundaries(&session.chord_events, session.samples_per_beat());
-    session.block(false, false);
     assert!(
         session.sounding.is_empty(),
         "stop left {:?} hanging",
         session.sounding
     );
     session.deactivate();
+
+    // The same song bounced offline: the same chords at the same samples.
+    let mut bounced = live_session(&entry, true);
+    assert_eq!(bounced.chord_events, session.chord_events);
+    bounced.deactivate();
 }
