@@ -126,6 +126,7 @@ impl AudioEngine {
     pub fn relink(&mut self, link: AudioLink) {
         self.link = link;
         self.sent = 0;
+        self.shared.frames_done.store(0, Ordering::Release);
         self.unreturned = None;
     }
 

@@ -56,7 +56,8 @@ const OFFLINE_SEND_LIMIT: Duration = Duration::from_secs(5);
 /// Environment variable naming a `.mid` file whose melody is used as if it had just been
 /// captured (standalone use without a MIDI keyboard, and the panel's screenshot test).
 pub const MELODY_ENV: &str = "COMPER_MELODY";
-/// Environment variable naming a file to which every plan sent to the audio thread is appended,
+/// Environment variable naming a file to which every plan handed to the audio thread is appended
+/// (in real time also one its full channel then refused),
 /// one JSON object a line: `{"plan": "loop" | "live", "phrase", "first_frame", "frames":
 /// [{"pitches": [..], "onset": bool, "committed": bool}]}`. What the plugin says it plays, for
 /// tests that check what a host rendered (and for bug reports).
