@@ -19,7 +19,9 @@
 //!
 //! Never allocates; work per block is bounded by the number of note events.
 
-use comper::quantize::{Block, NoteEvent, NoteEventKind, TimeSignature, Transport};
+use comper::quantize::{
+    Block, NoteEvent, NoteEventKind, TimeSignature, Transport, MAX_TEMPO_BPM, MIN_TEMPO_BPM,
+};
 
 /// Tempo of the own clock when the host never gave one.
 pub const DEFAULT_TEMPO_BPM: f64 = 120.0;
@@ -81,7 +83,8 @@ impl SessionClock {
             .map(|t| t.tempo_bpm)
             .filter(|t| t.is_finite() && *t > 0.0)
         {
-            self.tempo_bpm = tempo;
+            // The quantizer's bounds, so both measure the same beats.
+            self.tempo_bpm = tempo.clamp(MIN_TEMPO_BPM, MAX_TEMPO_BPM);
         }
         let timed = host.sample_rate.is_finite() && host.sample_rate > 0.0;
         let host_rolls = host_transport.is_some_and(|t| t.playing && t.beat_position.is_finite());
