@@ -826,7 +826,7 @@ impl Line {
             if beat >= frame_midpoint(index) {
                 self.snapshot_once();
             }
-            if beat * FRAMES_PER_BEAT_F64 + BOUNDARY_TOLERANCE_FRAMES < (index + 1) as f64 {
+            if frame_of(beat) <= index {
                 break;
             }
             self.close_open_frame(emit);

@@ -234,10 +234,11 @@ impl Worker {
                 }
                 if let Some((engine, _)) = live.as_mut() {
                     engine.push(output);
-                    live_heard |= matches!(output, QuantizerOutput::Frame { .. });
-                    if live_heard && !coalesce {
-                        live_heard = false;
+                    let frame = matches!(output, QuantizerOutput::Frame { .. });
+                    if frame && !coalesce {
                         self.replan(engine, models.vocabulary());
+                    } else {
+                        live_heard |= frame;
                     }
                 }
             }
@@ -296,7 +297,7 @@ impl Worker {
             .create(true)
             .append(true)
             .open(path)
-            .and_then(|mut file| writeln!(file, "{line}"));
+            .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
         if let Err(e) = written {
             nice_plug::nice_log!("Comper: could not write {}: {e}", path.display());
         }

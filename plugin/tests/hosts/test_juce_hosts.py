@@ -7,6 +7,7 @@ line): the share of each beat's spectral energy in the reported chord's pitch cl
 Run: ``COMPER_VST3=target/bundled/Comper.vst3 python -m pytest plugin/tests/hosts``.
 """
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -123,6 +124,10 @@ def dawdreamer_render(tmp_path, name, mode, sample_rate, block, tempo=None):
     engine.render(float(starts[BEATS]))
     del os.environ["COMPER_CHORD_LOG"]
     audio = engine.get_audio()
+    # Destroying the plugin ends its inference thread after it has planned the render's last
+    # frames: only then is the log complete.
+    del engine, plugin
+    gc.collect()
     return audio, read_log(log), lambda beat: float(starts[beat])
 
 
@@ -180,6 +185,8 @@ def pedalboard_render(tmp_path, name, mode, sample_rate, block):
     audio = plugin(messages, duration=BEATS * seconds_per_beat, sample_rate=sample_rate,
                    num_channels=2, buffer_size=block)
     del os.environ["COMPER_CHORD_LOG"]
+    del plugin  # completes the log, as above
+    gc.collect()
     # The warm-up note pedalboard plays while loading is no phrase: only the render's plans count.
     return audio, read_log(log), lambda beat: beat * seconds_per_beat
 
