@@ -767,12 +767,9 @@ impl<P: Vst3Plugin> IEditControllerTrait for Wrapper<P> {
     }
 
     unsafe fn setParamNormalized(&self, id: ParamID, value: ParamValue) -> tresult {
-        // If the plugin is currently processing audio, then this parameter change will also be sent
-        // to the process function
-        if self.inner.is_processing.load(Ordering::SeqCst) {
-            return kResultOk;
-        }
-
+        // Comper's patch: applied while processing too, so `getParamNormalized()` answers what the
+        // host just set (Steinberg's validator checks this). The same change arriving through
+        // `process()` then finds the value already set; the smoother got its target here.
         let sample_rate = self
             .inner
             .current_buffer_config
