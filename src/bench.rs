@@ -401,6 +401,7 @@ pub fn run(
             locked: &[],
             count: BENCH_OPTIONS,
             max_retries: 3,
+            guide: None,
         };
         let mut option_ms = time_runs(size.option_runs, || {
             generate_options(&decoder, &vocab, &request, &params, &mut rng).map(|_| ())
@@ -459,6 +460,7 @@ pub fn run(
             chords: &chords,
             committed: &[],
             lookahead: BENCH_LOOKAHEAD,
+            guide: None,
         };
         let (p50, p99) = median_and_p99(time_runs(size.live_runs, || {
             plan_live(&decoder, &vocab, &live, &params, &mut rng).map(|_| ())
@@ -614,6 +616,7 @@ fn time_session<R: rand::Rng + Send>(
             chords: &played,
             committed: &plan[plan.len().min(1)..plan.len().min(1) + commit],
             lookahead: BENCH_LOOKAHEAD,
+            guide: None,
         };
         let begin = Instant::now();
         let next = planner.plan(decoder, vocab, &request, params, rng)?;

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod chord;
 pub mod eval;
 pub mod fit;
+pub mod harmony;
 pub mod frames;
 pub mod live;
 pub mod midi_file;

@@ -7,6 +7,11 @@ use rand::Rng;
 
 use crate::chord::ChordTable;
 use crate::fit::{chord_masks, melody_fit};
+use crate::harmony::critic::{self, beat_triads, critique, select_diverse, ChordSounds, Critique};
+use crate::harmony::describe::describe;
+use crate::harmony::guide::GuideContext;
+use crate::harmony::meter::Meter;
+use crate::harmony::{melody_key, ChordGuide, GuideSettings, Key};
 use crate::frames::Note;
 use crate::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
 use crate::model::weights::AnyModel;
@@ -24,13 +29,13 @@ pub const DUPLICATE_RETRIES: usize = 8;
 
 /// Candidates the online model samples per option offered. It must guess each chord before it
 /// hears the melody note it goes with, so some samples settle on a key that fights the tune;
-/// sampling more and offering those that fit the melody best keeps the model's style and drops the
-/// misfits.
-pub const CANDIDATES_PER_OPTION: usize = 3;
+/// sampling many and offering the best the critic finds, each different from the others, keeps
+/// the model's style and drops the misfits.
+pub const CANDIDATES_PER_OPTION: usize = 6;
 
-/// Candidates the offline model samples per option offered. It hears the whole phrase, so its
-/// samples rarely fight the tune; one spare per option still lets the ranking drop the worst.
-pub const OFFLINE_CANDIDATES_PER_OPTION: usize = 2;
+/// Candidates the offline model samples per option offered (it is the cheaper of the two per
+/// candidate: the melody is encoded once for the whole batch).
+pub const OFFLINE_CANDIDATES_PER_OPTION: usize = 8;
 
 /// The network that harmonizes a phrase: either kind of loaded model.
 #[derive(Clone, Copy)]
@@ -140,58 +145,98 @@ pub struct Suggestion {
     /// Share of sounding melody frames whose pitch class is in the chord (0 when the melody is
     /// silent): how well the progression fits the tune.
     pub melody_fit: f64,
+    /// What the critic heard (fit, key, rhythm, cadence, likelihood) and its total.
+    pub critique: Critique,
+    /// A short musical description: Roman numerals in the melody's key, pace, colour.
+    pub description: String,
 }
 
-/// Samples [`Harmonizer::candidates_per_option`] × `count` different progressions for `phrase`
-/// in one batched pass and offers the `count` that fit the melody best (ties: most likely first),
-/// progressions that move ([`is_lively`]) ahead of static ones.
-/// The online model first hears the phrase once (see [`listen_frames`]); the offline model
-/// encodes it whole. `locked` is empty or has one entry per melody frame; `Some` chords are kept
-/// as given.
+/// Samples [`Harmonizer::candidates_per_option`] × `count` progressions for `phrase` in one
+/// batched pass, each chord choice leaned toward the melody by `guide`, and offers the `count`
+/// the critic ranks best that differ from each other in function ([`select_diverse`]), each
+/// with a description. The online model first hears the phrase once (see [`listen_frames`]); the
+/// offline model encodes it whole. `locked` is empty or has one entry per melody frame; `Some`
+/// chords are kept as given.
 pub fn suggest<R: Rng + Send>(
     model: Harmonizer,
     phrase: &Phrase,
     locked: &[Option<ChordFrame>],
     count: usize,
     params: &SamplingParams,
+    guide: &GuideSettings,
     rng: &mut R,
 ) -> Result<Vec<Suggestion>, SampleError> {
     params.validate()?;
     let candidates = count.saturating_mul(model.candidates_per_option());
+    let vocabulary = model.vocabulary();
+    let table = ChordTable::new(vocabulary);
+    let meter = Meter::new(phrase.time_signature);
+    let key = melody_key(&phrase.melody);
+    let last_bar = last_bar_start(&phrase.melody, meter.bar);
     let options = match model {
-        Harmonizer::Online(online) => {
-            sample_online(online, phrase, locked, candidates, params, rng)?
-        }
+        Harmonizer::Online(online) => sample_online(
+            online, phrase, locked, candidates, params, guide, key, last_bar, rng,
+        )?,
         Harmonizer::Offline(offline) => {
+            let context = GuideContext {
+                melody: &phrase.melody,
+                meter,
+                phase: 0,
+                key,
+                frames: 0..phrase.melody.len(),
+                last_bar,
+            };
+            let chord_guide = ChordGuide::new(&context, vocabulary, &table, guide);
             let request = OptionsRequest {
                 melody: &phrase.melody,
                 locked,
                 count: candidates,
                 max_retries: DUPLICATE_RETRIES,
+                guide: (!guide.is_off()).then_some(&chord_guide),
             };
             generate_offline_options(&offline.model, &offline.vocabulary, &request, params, rng)?
         }
     };
-    let vocabulary = model.vocabulary();
-    let masks = chord_masks(&ChordTable::new(vocabulary));
-    let mut suggestions: Vec<Suggestion> = options
-        .into_iter()
-        .map(|option| Suggestion {
-            chords: name_chords(&option.chords, vocabulary),
-            melody_fit: melody_fit(&phrase.melody, &option.chords, &masks),
-            frames: option.chords,
-            log_likelihood: option.log_likelihood,
-        })
+    let masks = chord_masks(&table);
+    let sounds = ChordSounds::new(&table);
+    let judged = critic::Phrase {
+        melody: &phrase.melody,
+        meter,
+        key,
+        last_bar,
+    };
+    let critiques: Vec<Critique> = options
+        .iter()
+        .map(|o| critique(&judged, &o.chords, o.log_likelihood, &sounds))
         .collect();
-    let bar = frames_per_bar(phrase.time_signature);
-    suggestions.sort_by(|a, b| {
-        is_lively(&b.frames, bar)
-            .cmp(&is_lively(&a.frames, bar))
-            .then(b.melody_fit.total_cmp(&a.melody_fit))
-            .then(b.log_likelihood.total_cmp(&a.log_likelihood))
-    });
-    suggestions.truncate(count);
-    Ok(suggestions)
+    let scores: Vec<f64> = critiques.iter().map(|c| c.score).collect();
+    let beats: Vec<_> = options
+        .iter()
+        .map(|o| beat_triads(&o.chords, &sounds))
+        .collect();
+    let chosen = select_diverse(&scores, &beats, count);
+    Ok(chosen
+        .into_iter()
+        .filter_map(|i| {
+            let option = options.get(i)?;
+            Some(Suggestion {
+                chords: name_chords(&option.chords, vocabulary),
+                melody_fit: melody_fit(&phrase.melody, &option.chords, &masks),
+                description: describe(&option.chords, key, meter, &sounds),
+                critique: critiques[i],
+                frames: option.chords.clone(),
+                log_likelihood: option.log_likelihood,
+            })
+        })
+        .collect())
+}
+
+/// The frame where the bar of the melody's last note onset starts: the bar a cadence lands in.
+pub fn last_bar_start(melody: &[MelodyFrame], bar: usize) -> Option<usize> {
+    let last = melody
+        .iter()
+        .rposition(|f| matches!(f, MelodyFrame::Onset(_)))?;
+    Some(last / bar.max(1) * bar.max(1))
 }
 
 /// Fewest chord changes per bar, on average, of a progression offered ahead of static ones. One
@@ -210,12 +255,16 @@ pub fn is_lively(chords: &[ChordFrame], bar: usize) -> bool {
 }
 
 /// The online model's options for `phrase`, with the chords of the listening pass cut off.
+#[allow(clippy::too_many_arguments)]
 fn sample_online<R: Rng + Send>(
     model: &LoadedModel,
     phrase: &Phrase,
     locked: &[Option<ChordFrame>],
     count: usize,
     params: &SamplingParams,
+    guide: &GuideSettings,
+    key: Key,
+    last_bar: Option<usize>,
     rng: &mut R,
 ) -> Result<Vec<ChordOption>, SampleError> {
     let frames = phrase.melody.len();
@@ -235,11 +284,23 @@ fn sample_online<R: Rng + Send>(
     } else {
         forced.extend_from_slice(locked);
     }
+    // The listening pass is guided too, so the chord history the model goes on from is in key.
+    let table = ChordTable::new(&model.vocabulary);
+    let context = GuideContext {
+        melody: &melody,
+        meter: Meter::new(phrase.time_signature),
+        phase: 0,
+        key,
+        frames: 0..melody.len(),
+        last_bar: last_bar.map(|bar| bar + prefix),
+    };
+    let chord_guide = ChordGuide::new(&context, &model.vocabulary, &table, guide);
     let request = OptionsRequest {
         melody: &melody,
         locked: &forced,
         count,
         max_retries: DUPLICATE_RETRIES,
+        guide: (!guide.is_off()).then_some(&chord_guide),
     };
     let mut options = generate_options(&model.decoder, &model.vocabulary, &request, params, rng)?;
     for option in &mut options {

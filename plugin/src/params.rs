@@ -2,6 +2,7 @@
 //! so the host saves it with the project.
 
 use comper::chord::VoicingRange;
+use comper::harmony::guide::{strength_for_variety, GuideSettings};
 use comper::live::LiveConfig;
 use comper::progression::VoicingStyle;
 use comper::sample::SamplingParams;
@@ -177,6 +178,11 @@ impl ComperParams {
         }
     }
 
+    /// How strongly Suggest and Live lean on the melody: the other side of Variety.
+    pub fn guide(&self) -> GuideSettings {
+        GuideSettings::with_strength(strength_for_variety(self.temperature.value()))
+    }
+
     /// The voicing style and the range it is placed in (moved by the octave parameter).
     pub fn voicing(&self) -> (VoicingStyle, i8) {
         let style = match self.voicing.value() {
@@ -198,6 +204,7 @@ impl ComperParams {
             change_grid: self.chord_changes.value().grid(),
             voicing,
             range: VoicingRange::default(),
+            guide: self.guide(),
             ..LiveConfig::default()
         }
     }

@@ -456,6 +456,7 @@ impl Worker {
             &locked,
             count,
             &sampling,
+            &self.params.guide(),
             &mut self.rng,
         );
         self.generating = false;

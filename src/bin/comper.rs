@@ -75,6 +75,10 @@ struct SuggestArgs {
     /// Nucleus sampling: keep the most likely chords up to this total probability.
     #[arg(long)]
     top_p: Option<f32>,
+    /// How strongly the chords lean on the melody (fit, key, strong-beat changes, cadence):
+    /// 0 = the model alone, 1 = fit as closely as possible.
+    #[arg(long, default_value_t = comper::harmony::guide::DEFAULT_STRENGTH)]
+    fit: f32,
     /// Random seed, for repeatable suggestions.
     #[arg(long)]
     seed: Option<u64>,
@@ -181,8 +185,27 @@ struct JamArgs {
 #[derive(Args)]
 struct EvalArgs {
     /// Folder with test.npz, train.npz and chord_names.json (training/convert.py output).
+    /// With --melodies: the training split the HMM baseline learns from (optional).
+    #[arg(long, required_unless_present = "melodies")]
+    data: Option<PathBuf>,
+    /// Score a folder of melody cases (NAME.mid + NAME.json, see training/melodies/README.md)
+    /// instead of the test split: reference, baselines, raw model samples, Suggest and Live.
+    /// Uses the shipped models unless --weights / --offline say otherwise.
     #[arg(long)]
-    data: PathBuf,
+    melodies: Option<PathBuf>,
+    /// Write the test split of --data as melody cases into this folder and stop.
+    #[arg(long, requires = "data")]
+    export_melodies: Option<PathBuf>,
+    /// With --melodies: evaluate only N cases, evenly spaced over the folder.
+    #[arg(long)]
+    max_cases: Option<usize>,
+    /// With --melodies: leave out the Live row (a simulated session per case).
+    #[arg(long)]
+    no_live: bool,
+    /// How strongly Suggest (and Live) lean on the melody: 0 = the model alone, 1 = fit as
+    /// closely as possible.
+    #[arg(long, default_value_t = comper::harmony::guide::DEFAULT_STRENGTH)]
+    fit: f32,
     /// Weights folder of the online model to evaluate.
     #[arg(long)]
     weights: Option<PathBuf>,
@@ -393,6 +416,10 @@ struct OptionJson<'a> {
     chords: &'a [comper::progression::NamedChord],
     log_likelihood: f64,
     melody_fit: f64,
+    /// The option in words: Roman numerals in the melody's key, pace, colour.
+    description: &'a str,
+    /// The critic's total the options are ranked by.
+    score: f64,
 }
 
 fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
@@ -423,7 +450,8 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
         None => StdRng::from_os_rng(),
     };
     let started = std::time::Instant::now();
-    let suggestions = suggest(model, &phrase, &[], args.options, &params, &mut rng)?;
+    let guide = comper::harmony::GuideSettings::with_strength(args.fit);
+    let suggestions = suggest(model, &phrase, &[], args.options, &params, &guide, &mut rng)?;
     let elapsed = started.elapsed();
 
     std::fs::create_dir_all(&args.out)
@@ -463,6 +491,8 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
                     chords: &s.chords,
                     log_likelihood: s.log_likelihood,
                     melody_fit: s.melody_fit,
+                    description: &s.description,
+                    score: s.critique.score,
                 })
                 .collect(),
         };
@@ -482,8 +512,9 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
     );
     for ((i, suggestion), path) in suggestions.iter().enumerate().zip(&written) {
         println!(
-            "\nOption {} (melody in chord {:.0}%, log-likelihood {:.1}) → {}",
+            "\nOption {}: {} (melody in chord {:.0}%, log-likelihood {:.1}) → {}",
             i + 1,
+            suggestion.description,
             100.0 * suggestion.melody_fit,
             suggestion.log_likelihood,
             path.display()
@@ -575,8 +606,19 @@ fn jam(args: JamArgs) -> anyhow::Result<()> {
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.melodies {
+        return eval_melodies(&args, dir);
+    }
+    let Some(data_dir) = args.data.clone() else {
+        bail!("--data or --melodies is needed");
+    };
+    if let Some(out) = &args.export_melodies {
+        let written = comper::eval::export_test_cases(&data_dir, args.max_songs, out)?;
+        println!("wrote {written} melody cases to {}", out.display());
+        return Ok(());
+    }
     let options = comper::eval::EvalOptions {
-        data_dir: args.data,
+        data_dir,
         weights: args.weights,
         offline: args.offline,
         samples: args.samples,
@@ -585,8 +627,45 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         max_examples: args.max_songs,
         seed: args.seed,
         suggest: !args.no_suggest,
+        guide: comper::harmony::GuideSettings::with_strength(args.fit),
     };
     let report = comper::eval::evaluate(&options, |line| eprintln!("{line}"))?;
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", report.markdown());
+    }
+    Ok(())
+}
+
+/// `comper eval --melodies DIR`: the harmony benchmark on a folder of melody cases.
+fn eval_melodies(args: &EvalArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    let online = args
+        .weights
+        .clone()
+        .unwrap_or_else(|| shipped_dir(DEFAULT_MODEL_NAME));
+    let offline = args
+        .offline
+        .clone()
+        .or_else(|| Some(shipped_dir(DEFAULT_OFFLINE_NAME)).filter(|d| d.exists()));
+    let options = comper::eval::melody_eval::MelodyEvalOptions {
+        dir: dir.to_owned(),
+        online: Some(online),
+        offline,
+        data: args.data.clone(),
+        options: args.samples,
+        temperature: args.temperature,
+        max_cases: args.max_cases,
+        seed: args.seed,
+        live: !args.no_live,
+        guide: comper::harmony::GuideSettings::with_strength(args.fit),
+    };
+    let report = comper::eval::melody_eval::evaluate_melodies(&options, |line| eprintln!("{line}"))?;
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.json_out {
         std::fs::write(path, format!("{json}\n"))

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use rand::Rng;
 
 use crate::chord::ChordTable;
+pub use crate::harmony::key::{diatonic_triads, find_key, pitch_class_weights, Key};
 use crate::frames::{ChordFrame, ChordIndex, MelodyFrame};
 use crate::tokens::Vocabulary;
 
@@ -104,121 +105,6 @@ fn draw<R: Rng>(weights: &[u64], rng: &mut R) -> Option<usize> {
         target -= w;
     }
     None
-}
-
-/// A musical key: tonic pitch class and mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Key {
-    /// Pitch class of the tonic, 0 = C.
-    pub tonic: u8,
-    /// Minor (aeolian) rather than major.
-    pub minor: bool,
-}
-
-/// Krumhansl–Kessler major-key profile (probe-tone ratings, tonic first).
-const MAJOR_PROFILE: [f64; 12] = [
-    6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88,
-];
-/// Krumhansl–Kessler minor-key profile.
-const MINOR_PROFILE: [f64; 12] = [
-    6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17,
-];
-
-/// How long each pitch class sounds in a melody, in frames.
-pub fn pitch_class_weights(melody: &[MelodyFrame]) -> [f64; 12] {
-    let mut weights = [0.0; 12];
-    for pitch in melody.iter().filter_map(|f| f.pitch()) {
-        if let Some(w) = weights.get_mut(usize::from(pitch % 12)) {
-            *w += 1.0;
-        }
-    }
-    weights
-}
-
-/// The key whose Krumhansl–Kessler profile correlates best (Pearson) with the pitch-class
-/// weights: the Krumhansl–Schmuckler key-finding algorithm. Ties and an empty melody give
-/// the earliest candidate, C major.
-pub fn find_key(weights: &[f64; 12]) -> Key {
-    let mut best = (
-        Key {
-            tonic: 0,
-            minor: false,
-        },
-        f64::NEG_INFINITY,
-    );
-    for minor in [false, true] {
-        let profile = if minor {
-            &MINOR_PROFILE
-        } else {
-            &MAJOR_PROFILE
-        };
-        for tonic in 0..12u8 {
-            let rotated: Vec<f64> = (0..12)
-                .map(|pc| profile[(pc + 12 - usize::from(tonic)) % 12])
-                .collect();
-            let score = pearson(weights, &rotated);
-            if score > best.1 {
-                best = (Key { tonic, minor }, score);
-            }
-        }
-    }
-    best.0
-}
-
-/// Pearson correlation; 0 when either side is constant.
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len()) as f64;
-    let mean_a = a.iter().sum::<f64>() / n;
-    let mean_b = b.iter().sum::<f64>() / n;
-    let (mut cov, mut var_a, mut var_b) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        cov += (x - mean_a) * (y - mean_b);
-        var_a += (x - mean_a) * (x - mean_a);
-        var_b += (y - mean_b) * (y - mean_b);
-    }
-    if var_a == 0.0 || var_b == 0.0 {
-        0.0
-    } else {
-        cov / (var_a * var_b).sqrt()
-    }
-}
-
-/// Triad intervals above the root.
-const MAJOR_TRIAD: [u8; 3] = [0, 4, 7];
-const MINOR_TRIAD: [u8; 3] = [0, 3, 7];
-const DIMINISHED_TRIAD: [u8; 3] = [0, 3, 6];
-
-/// The diatonic triads of `key` as `(root pitch class, intervals)`, most central first (the
-/// order breaks ties). Major: I V IV vi ii iii vii°. Minor: natural minor i iv VI III VII v
-/// ii°, plus the harmonic-minor dominant V placed right after i, since tonal minor melodies
-/// lean on it.
-pub fn diatonic_triads(key: Key) -> Vec<(u8, [u8; 3])> {
-    let degrees: &[(u8, [u8; 3])] = if key.minor {
-        &[
-            (0, MINOR_TRIAD),
-            (7, MAJOR_TRIAD),
-            (5, MINOR_TRIAD),
-            (8, MAJOR_TRIAD),
-            (3, MAJOR_TRIAD),
-            (10, MAJOR_TRIAD),
-            (7, MINOR_TRIAD),
-            (2, DIMINISHED_TRIAD),
-        ]
-    } else {
-        &[
-            (0, MAJOR_TRIAD),
-            (7, MAJOR_TRIAD),
-            (5, MAJOR_TRIAD),
-            (9, MINOR_TRIAD),
-            (2, MINOR_TRIAD),
-            (4, MINOR_TRIAD),
-            (11, DIMINISHED_TRIAD),
-        ]
-    };
-    degrees
-        .iter()
-        .map(|&(degree, intervals)| ((key.tonic + degree) % 12, intervals))
-        .collect()
 }
 
 /// Finds the vocabulary entry for a root-position chord given by its pitch classes, whatever

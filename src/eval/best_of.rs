@@ -207,6 +207,7 @@ pub fn best_of(
             locked: &[],
             count: options.candidates,
             max_retries: 0,
+            guide: None,
         };
         let candidates = generate_options(&model.decoder, &vocab, &request, &params, &mut rng)
             .map_err(|e| ExampleError::from(e).at(index))?;

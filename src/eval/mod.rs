@@ -18,7 +18,9 @@
 
 pub mod baselines;
 pub mod best_of;
+pub mod cases;
 pub mod data;
+pub mod melody_eval;
 pub mod metrics;
 pub mod nll;
 
@@ -102,6 +104,8 @@ pub struct EvalOptions {
     pub seed: u64,
     /// Whether to compute the suggest row (the slowest: several candidates per option).
     pub suggest: bool,
+    /// How the suggest row leans on the melody.
+    pub guide: crate::harmony::GuideSettings,
 }
 
 /// One row of the results table.
@@ -146,6 +150,23 @@ pub struct EvalReport {
     pub seed: u64,
     /// One entry per system, ground truth first.
     pub systems: Vec<SystemResult>,
+}
+
+/// Writes `max` (all without it) evenly spaced examples of the test split in `data_dir` as melody
+/// cases in `out` ([`cases::export_cases`]); returns how many.
+pub fn export_test_cases(
+    data_dir: &Path,
+    max: Option<usize>,
+    out: &Path,
+) -> Result<usize, EvalError> {
+    let vocab = read_chord_names(&data_dir.join(CHORD_NAMES_FILE))?;
+    let test = Split::read(&data_dir.join(TEST_FILE))?;
+    let indices = evenly_spaced(test.len(), max.unwrap_or(test.len()));
+    let examples = indices
+        .iter()
+        .map(|&i| test.example(i, &vocab).map(|e| (i, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    cases::export_cases(&examples, &vocab, out)
 }
 
 /// Runs the evaluation; `progress` receives human-readable status lines.
@@ -323,7 +344,15 @@ pub fn evaluate(
                     truncated_bars: 0,
                 };
                 let offered =
-                    suggest(harmonizer, &phrase, &[], options.samples, &params, &mut rng)?;
+                    suggest(
+                        harmonizer,
+                        &phrase,
+                        &[],
+                        options.samples,
+                        &params,
+                        &options.guide,
+                        &mut rng,
+                    )?;
                 Ok(offered.into_iter().map(|s| s.frames).collect())
             },
         )?);
@@ -373,6 +402,7 @@ fn sampled(example: &Example, count: usize) -> OptionsRequest<'_> {
         locked: &[],
         count,
         max_retries: 0,
+        guide: None,
     }
 }
 

@@ -6,9 +6,12 @@ use rand::SeedableRng;
 use super::{IntroMode, LiveConfig, LiveError};
 use crate::chord::{plain_voicing, voice_led, ChordTable, Voicing};
 use crate::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
+use crate::harmony::guide::GuideContext;
+use crate::harmony::meter::Meter;
+use crate::harmony::{melody_key, ChordGuide, GuideSettings};
 use crate::model::{Decoder, LoadedModel, LoadedOffline, OfflineModel};
 use crate::progression::VoicingStyle;
-use crate::quantize::{PhraseId, QuantizerOutput};
+use crate::quantize::{PhraseId, QuantizerOutput, TimeSignature};
 use crate::sample::{
     generate_offline_options, generate_options, LivePlanner, LiveRequest, OptionsRequest,
     SamplingParams,
@@ -27,6 +30,7 @@ const CONTEXT_HOP_FRAMES: usize = 64;
 struct Session {
     phrase: PhraseId,
     first_frame: i64,
+    time_signature: TimeSignature,
     /// What the player played, as final quantizer frames.
     melody: Vec<MelodyFrame>,
     /// Chords of the heard frames (the model's context) followed by the latest plan.
@@ -140,12 +144,14 @@ impl<'m> LiveEngine<'m> {
             QuantizerOutput::PhraseStart {
                 phrase,
                 first_frame,
+                time_signature,
                 ..
             } => {
                 self.rng = StdRng::seed_from_u64(self.config.seed);
                 self.session = Some(Session {
                     phrase,
                     first_frame,
+                    time_signature,
                     melody: Vec::new(),
                     chords: Vec::new(),
                     voicings: Vec::new(),
@@ -216,9 +222,18 @@ impl<'m> LiveEngine<'m> {
                 decoder: self.decoder,
                 offline: self.intro_model,
                 vocab: self.vocab,
+                table: &self.table,
+                guide: &self.config.guide,
             };
             fill_intro(session, intro, self.config.intro, listen, &mut self.rng)?;
         }
+        let guide = session_guide(
+            session,
+            heard..heard + lookahead,
+            self.vocab,
+            &self.table,
+            &self.config.guide,
+        );
         if session.chords.len() < heard {
             session.chords.resize(heard, ChordFrame::Silence);
             session.voicings.resize(heard, Voiced::default());
@@ -237,6 +252,7 @@ impl<'m> LiveEngine<'m> {
                 .get(heard..heard + commit)
                 .unwrap_or_default(),
             lookahead,
+            guide: guide.as_ref(),
         };
         let plan = self.planner.plan(
             self.decoder,
@@ -283,11 +299,51 @@ impl<'m> LiveEngine<'m> {
     }
 }
 
-/// The models an intro can be sampled with.
+/// The models an intro can be sampled with, and how it leans on the melody.
 struct IntroModels<'m> {
     decoder: &'m Decoder,
     offline: Option<&'m OfflineModel>,
     vocab: &'m Vocabulary,
+    table: &'m ChordTable,
+    guide: &'m GuideSettings,
+}
+
+/// Onsets heard before the melody's key counts as known.
+const KEY_AFTER_ONSETS: usize = 4;
+
+/// The guide for `frames` of a session (numbered from its first frame), built from the melody
+/// heard so far: its key once a few notes are in, the metre from the host's bar lines, and the
+/// melody where the frames have been heard (the intro). `None` when guidance is off.
+fn session_guide(
+    session: &Session,
+    frames: std::ops::Range<usize>,
+    vocab: &Vocabulary,
+    table: &ChordTable,
+    settings: &GuideSettings,
+) -> Option<ChordGuide> {
+    if settings.is_off() {
+        return None;
+    }
+    let onsets = session
+        .melody
+        .iter()
+        .filter(|f| matches!(f, MelodyFrame::Onset(_)))
+        .count();
+    let settings = GuideSettings {
+        key: if onsets >= KEY_AFTER_ONSETS { settings.key } else { 0.0 },
+        cadence: 0.0,
+        ..*settings
+    };
+    let meter = Meter::new(session.time_signature);
+    let context = GuideContext {
+        melody: &session.melody,
+        meter,
+        phase: session.first_frame.rem_euclid(meter.bar as i64) as usize,
+        key: melody_key(&session.melody),
+        frames,
+        last_bar: None,
+    };
+    Some(ChordGuide::new(&context, vocab, table, &settings))
 }
 
 /// Fills the chords of the frames heard before the first plan (context only, never played).
@@ -302,6 +358,8 @@ fn fill_intro(
         decoder,
         offline,
         vocab,
+        table,
+        guide,
     } = models;
     let heard = session.melody.len();
     session.intro_done = true;
@@ -319,11 +377,15 @@ fn fill_intro(
             });
             let window = heard.min(max_frames);
             let start = heard - window;
+            let intro_guide = session_guide(session, start..heard, vocab, table, guide);
+            // The request numbers frames from `start`; the guide from the session's first frame.
+            let shifted = intro_guide.map(|g| g.shifted(start));
             let request = OptionsRequest {
                 melody: session.melody.get(start..).unwrap_or_default(),
                 locked: &[],
                 count: 1,
                 max_retries: 0,
+                guide: shifted.as_ref(),
             };
             // ReaLJam samples its intro at temperature 1 whatever the live temperature.
             let params = SamplingParams::default();

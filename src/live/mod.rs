@@ -53,6 +53,7 @@ use std::sync::Arc;
 
 use crate::chord::VoicingRange;
 use crate::frames::FRAMES_PER_BEAT;
+use crate::harmony::GuideSettings;
 use crate::model::{LoadedModel, LoadedOffline};
 use crate::progression::VoicingStyle;
 use crate::sample::SampleError;
@@ -114,6 +115,9 @@ pub struct LiveConfig {
     /// How planned chords become pitches (computed on the inference thread).
     pub voicing: VoicingStyle,
     pub range: VoicingRange,
+    /// How the plans lean on the melody heard: its key and strong-beat changes (the cadence
+    /// term is unused: a live session does not know where the phrase ends).
+    pub guide: GuideSettings,
 }
 
 impl Default for LiveConfig {
@@ -128,6 +132,7 @@ impl Default for LiveConfig {
             intro: IntroMode::default(),
             voicing: VoicingStyle::default(),
             range: VoicingRange::default(),
+            guide: GuideSettings::default(),
         }
     }
 }

@@ -4,6 +4,7 @@ use rand::Rng;
 
 use super::filter::{choose, part_log_prob, valid_tokens, Part, SamplingParams, Scratch};
 use super::SampleError;
+use crate::harmony::ChordGuide;
 use crate::model::{team, LogitRows, Stepper, TokenCache};
 use crate::tokens::{TokenId, Vocabulary};
 
@@ -17,6 +18,9 @@ pub(crate) struct Slot {
     /// The frame of a sampled chord slot, counted from a beat, for
     /// [`SamplingParams::change_grid`]; `None` lets the chord change whatever the grid.
     pub frame: Option<usize>,
+    /// The frame of a sampled chord slot in the [`ChordGuide`]'s numbering, when the run is
+    /// guided.
+    pub guided: Option<usize>,
 }
 
 impl Slot {
@@ -25,6 +29,7 @@ impl Slot {
             part,
             forced: Some(id),
             frame: None,
+            guided: None,
         }
     }
 
@@ -33,6 +38,7 @@ impl Slot {
             part: Some(part),
             forced: None,
             frame: None,
+            guided: None,
         }
     }
 
@@ -40,6 +46,14 @@ impl Slot {
     pub fn at(self, frame: usize) -> Self {
         Self {
             frame: Some(frame),
+            ..self
+        }
+    }
+
+    /// The same slot, biased by frame `frame` of the run's [`ChordGuide`].
+    pub fn guided(self, frame: usize) -> Self {
+        Self {
+            guided: Some(frame),
             ..self
         }
     }
@@ -67,10 +81,11 @@ pub(crate) fn run_cached<M: Stepper, R: Rng + Send>(
     vocab: &Vocabulary,
     cache: &mut M::Cache,
     slots: &[Slot],
+    guide: Option<&ChordGuide>,
     params: &SamplingParams,
     rng: &mut R,
 ) -> Result<Generated, SampleError> {
-    team::with_team(|| fill_slots(decoder, vocab, cache, slots, params, rng))
+    team::with_team(|| fill_slots(decoder, vocab, cache, slots, guide, params, rng))
 }
 
 fn fill_slots<M: Stepper, R: Rng>(
@@ -78,6 +93,7 @@ fn fill_slots<M: Stepper, R: Rng>(
     vocab: &Vocabulary,
     cache: &mut M::Cache,
     slots: &[Slot],
+    guide: Option<&ChordGuide>,
     params: &SamplingParams,
     rng: &mut R,
 ) -> Result<Generated, SampleError> {
@@ -109,6 +125,7 @@ fn fill_slots<M: Stepper, R: Rng>(
     let mut deferred: Vec<Deferred> = Vec::new();
     let mut scratch = Scratch::default();
     let mut only = Vec::new();
+    let mut biased = Vec::new();
     for (index, slot) in slots.iter().enumerate() {
         let queued = pending.first().map_or(0, Vec::len);
         let chosen: Vec<TokenId> = match (slot.forced, slot.part) {
@@ -144,9 +161,18 @@ fn fill_slots<M: Stepper, R: Rng>(
                     let mut chosen = Vec::with_capacity(batch);
                     for (row, row_logits) in logits.iter().enumerate() {
                         let row_prev = prev.get(row).and_then(|p| p[part_index(part)]);
+                        // The guide leans the choice toward the melody; the log-likelihood
+                        // below stays the model's own.
+                        let guided = match (guide, slot.guided) {
+                            (Some(guide), Some(frame)) if part == Part::Chord => {
+                                guide.apply(frame, row_logits, &mut biased)
+                            }
+                            _ => false,
+                        };
+                        let choice_logits: &[f32] = if guided { &biased } else { row_logits };
                         let id = choose(
                             vocab,
-                            row_logits,
+                            choice_logits,
                             part,
                             row_prev,
                             may_change,

@@ -7,6 +7,7 @@ use super::engine::{self, Slot};
 use super::filter::{Part, SamplingParams};
 use super::SampleError;
 use crate::frames::{ChordFrame, MelodyFrame};
+use crate::harmony::ChordGuide;
 use crate::model::{Decoder, KvCache};
 use crate::tokens::{TokenId, Vocabulary, BOS};
 
@@ -25,6 +26,9 @@ pub struct LiveRequest<'a> {
     /// How many frames past a beat the melody's first frame lies (0 when the session started
     /// on a beat), so that [`SamplingParams::change_grid`] counts from the host's beats.
     pub beat_phase: usize,
+    /// Leans sampled chords toward the melody's key and strong-beat changes; its frames count
+    /// from the session's first frame (the melody's frame 0).
+    pub guide: Option<&'a ChordGuide>,
 }
 
 /// Planned chords for frames `frame .. frame + lookahead`.
@@ -141,7 +145,7 @@ impl LivePlanner {
         cache.truncate(shared);
         self.last_reused = shared;
         self.cached_tokens.clear();
-        let generated = engine::run_cached(decoder, vocab, &mut cache, &slots, params, rng);
+        let generated = engine::run_cached(decoder, vocab, &mut cache, &slots, request.guide, params, rng);
         let row = generated?.tokens.into_iter().next().unwrap_or_default();
         self.cached_tokens.extend(row.iter().take(cache.len()));
         self.cache = Some(cache);
@@ -208,7 +212,11 @@ fn live_slots(
         slots.push(Slot::sampled(Part::Melody));
     }
     for t in frame + commit..frame + lookahead {
-        slots.push(Slot::sampled(Part::Chord).at(request.beat_phase + t));
+        slots.push(
+            Slot::sampled(Part::Chord)
+                .at(request.beat_phase + t)
+                .guided(t),
+        );
         slots.push(Slot::sampled(Part::Melody));
     }
     // The last melody token is never sampled (2L − 1 generated tokens, as ReaLJam).

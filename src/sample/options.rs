@@ -10,6 +10,7 @@ use super::engine::{self, Slot};
 use super::filter::{Part, SamplingParams};
 use super::SampleError;
 use crate::frames::{ChordFrame, MelodyFrame};
+use crate::harmony::ChordGuide;
 use crate::model::{Decoder, OfflineModel, Stepper};
 use crate::tokens::{Vocabulary, BOS};
 
@@ -24,6 +25,9 @@ pub struct OptionsRequest<'a> {
     pub count: usize,
     /// Extra batched passes allowed to replace options that duplicate an earlier one.
     pub max_retries: usize,
+    /// Leans each chord choice toward the melody (frames numbered like `melody`); `None`
+    /// samples the model as trained.
+    pub guide: Option<&'a ChordGuide>,
 }
 
 /// One chord progression for the whole melody.
@@ -66,7 +70,7 @@ pub fn generate_options<R: Rng + Send>(
     };
     distinct_options(request, params, |count| {
         let mut cache = decoder.new_cache(count)?;
-        sample_batch(decoder, &mut cache, vocab, &slots, layout, params, rng)
+        sample_batch(decoder, &mut cache, vocab, &slots, layout, request.guide, params, rng)
     })
 }
 
@@ -93,7 +97,7 @@ pub fn generate_offline_options<R: Rng + Send>(
     };
     distinct_options(request, params, |count| {
         let mut cache = model.new_cache(&melody, count)?;
-        sample_batch(model, &mut cache, vocab, &slots, layout, params, rng)
+        sample_batch(model, &mut cache, vocab, &slots, layout, request.guide, params, rng)
     })
 }
 
@@ -119,7 +123,7 @@ fn check_request(request: &OptionsRequest, max_frames: usize) -> Result<usize, S
 fn chord_slot(vocab: &Vocabulary, request: &OptionsRequest, t: usize) -> Result<Slot, SampleError> {
     Ok(match request.locked.get(t).copied().flatten() {
         Some(chord) => Slot::forced(Some(Part::Chord), vocab.chord_id(chord)?),
-        None => Slot::sampled(Part::Chord).at(t),
+        None => Slot::sampled(Part::Chord).at(t).guided(t),
     })
 }
 
@@ -163,16 +167,18 @@ struct ChordSlots {
     stride: usize,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn sample_batch<M: Stepper, R: Rng + Send>(
     model: &M,
     cache: &mut M::Cache,
     vocab: &Vocabulary,
     slots: &[Slot],
     layout: ChordSlots,
+    guide: Option<&ChordGuide>,
     params: &SamplingParams,
     rng: &mut R,
 ) -> Result<Vec<ChordOption>, SampleError> {
-    let generated = engine::run_cached(model, vocab, cache, slots, params, rng)?;
+    let generated = engine::run_cached(model, vocab, cache, slots, guide, params, rng)?;
     generated
         .tokens
         .iter()
