@@ -99,7 +99,7 @@ fn chart_output_names_every_option() {
     );
     for i in 1..=3 {
         assert!(
-            stdout.contains(&format!("Option {i} (melody in chord")),
+            stdout.contains(&format!("Option {i}: ")) && stdout.contains("(melody in chord"),
             "{stdout}"
         );
     }

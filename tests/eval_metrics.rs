@@ -463,6 +463,7 @@ fn the_offline_model_gets_its_own_rows_and_drives_suggest() {
         max_examples: Some(3),
         seed: 1,
         suggest: true,
+        guide: comper::harmony::GuideSettings::default(),
     };
     let report = evaluate(&options, |_| {}).unwrap();
     let names: Vec<&str> = report.systems.iter().map(|s| s.name.as_str()).collect();
@@ -472,7 +473,7 @@ fn the_offline_model_gets_its_own_rows_and_drives_suggest() {
             "ground truth",
             "model (2 samples, T=1)",
             "offline model (2 samples, T=1)",
-            "suggest, offline (2 of 4 candidates, T=1)",
+            "suggest, offline (2 of 16 candidates, T=1)",
             "training distribution",
             "diatonic heuristic"
         ]
@@ -594,7 +595,7 @@ fn eval_runs_end_to_end_on_a_tiny_model() {
         [
             "ground truth",
             "model (2 samples, T=1)",
-            "suggest (2 of 6 candidates, T=1)",
+            "suggest (2 of 12 candidates, T=1)",
             "training distribution",
             "diatonic heuristic"
         ]
@@ -651,6 +652,7 @@ fn a_meta_file_that_does_not_match_the_split_is_an_error() {
         max_examples: None,
         seed: 0,
         suggest: true,
+        guide: comper::harmony::GuideSettings::default(),
     };
     let err = evaluate(&options, |_| {}).unwrap_err();
     assert!(
@@ -678,6 +680,7 @@ fn a_model_with_another_vocabulary_is_refused() {
         max_examples: None,
         seed: 0,
         suggest: true,
+        guide: comper::harmony::GuideSettings::default(),
     };
     let err = evaluate(&options, |_| {}).unwrap_err();
     assert!(matches!(err, EvalError::VocabularyMismatch { .. }), "{err}");

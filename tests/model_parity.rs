@@ -233,6 +233,7 @@ fn greedy_online_generation_matches_pytorch() {
             locked: &[],
             count: 2,
             max_retries: 3,
+            guide: None,
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let options = generate_options(
@@ -268,6 +269,7 @@ fn options_differ_respect_locks_and_are_seeded() {
         locked: &locked,
         count: 5,
         max_retries: 8,
+        guide: None,
     };
     let run = |seed| {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -318,6 +320,7 @@ fn live_plan_keeps_committed_chords_and_fills_the_lookahead() {
         chords: &chords,
         committed: &committed,
         lookahead: 6,
+        guide: None,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let plan = plan_live(
@@ -362,6 +365,7 @@ fn live_context_is_trimmed_to_fit_the_model() {
         chords: &[],
         committed: &[],
         lookahead: 8,
+        guide: None,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let plan = plan_live(
@@ -493,6 +497,7 @@ fn live_planner_reuses_the_context_without_changing_the_plan() {
             chords: &chords[..frame],
             committed: &[ChordFrame::Hold(1)],
             lookahead: 6,
+            guide: None,
         };
         let reused = planner
             .plan(
@@ -547,6 +552,7 @@ fn sampled_chords_change_only_on_the_change_grid() {
         locked: &[],
         count: 5,
         max_retries: 3,
+        guide: None,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let options = generate_options(
@@ -606,6 +612,7 @@ fn sampled_chords_change_only_on_the_change_grid() {
         chords: &chords,
         committed: &[],
         lookahead: 8,
+        guide: None,
     };
     for seed in 0..5 {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

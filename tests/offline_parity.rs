@@ -126,6 +126,7 @@ fn greedy_offline_generation_matches_pytorch() {
             locked: &[],
             count: 2,
             max_retries: 3,
+            guide: None,
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let options = generate_offline_options(
@@ -160,6 +161,7 @@ fn sampled_offline_options_differ_and_respect_locks() {
         locked: &locked,
         count: 4,
         max_retries: 8,
+        guide: None,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let options = generate_offline_options(

@@ -24,6 +24,10 @@ use serde::Serialize;
 
 use super::baselines::{diatonic_track, TriadLookup};
 use super::cases::{read_cases, MelodyCase};
+use super::data::{evenly_spaced, Split};
+use super::hmm::HmmHarmonizer;
+use super::TRAIN_FILE;
+use crate::model::weights::{read_chord_names, CHORD_NAMES_FILE};
 use super::EvalError;
 use crate::chord::ChordTable;
 use crate::fit::chord_masks;
@@ -349,6 +353,13 @@ pub fn evaluate_melodies(
         .collect();
     progress(&format!("{} cases from {}", cases.len(), options.dir.display()));
 
+    let hmm = match &options.data {
+        Some(data) => {
+            progress("training the HMM baseline on the training split");
+            Some(train_hmm(data, &vocab, &table)?)
+        }
+        None => None,
+    };
     let count = options.options.max(1);
     let mut systems = Vec::new();
     let mut run = |name: &str,
@@ -389,6 +400,11 @@ pub fn evaluate_melodies(
         let bars: Vec<usize> = (0..phrase.melody.len()).step_by(bar).collect();
         Ok(tracks(vec![diatonic_track(&phrase.melody, &bars, &lookup)]))
     })?;
+    if let Some(hmm) = &hmm {
+        run("HMM (MySong-style, beat by beat)", 1, &whole, &mut |_, case, phrase| {
+            Ok(tracks(vec![hmm.harmonize(&phrase.melody, frames_per_bar(case.time_signature))]))
+        })?;
+    }
     let mut rng = StdRng::seed_from_u64(options.seed);
     let raw = SamplingParams {
         temperature: options.temperature,
@@ -470,6 +486,34 @@ pub fn evaluate_melodies(
         seed: options.seed,
         systems,
     })
+}
+
+/// Training examples the HMM baseline learns from, evenly spaced over the training split.
+pub const HMM_TRAINING_EXAMPLES: usize = 4000;
+
+/// The HMM baseline trained on the training split in `data` (which must share the models'
+/// chord vocabulary).
+fn train_hmm(
+    data: &std::path::Path,
+    vocab: &crate::tokens::Vocabulary,
+    table: &ChordTable,
+) -> Result<HmmHarmonizer, EvalError> {
+    let names = data.join(CHORD_NAMES_FILE);
+    let data_vocab = read_chord_names(&names)?;
+    if data_vocab != *vocab {
+        return Err(EvalError::VocabularyMismatch {
+            model: vocab.num_chords(),
+            weights: data.to_owned(),
+            data: data_vocab.num_chords(),
+            names,
+        });
+    }
+    let split = Split::read(&data.join(TRAIN_FILE))?;
+    let examples = evenly_spaced(split.len(), HMM_TRAINING_EXAMPLES)
+        .into_iter()
+        .map(|i| split.example(i, vocab))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HmmHarmonizer::train(&examples, vocab, table))
 }
 
 /// The Suggest rows' temperature: the plugin's default Variety.

@@ -20,6 +20,7 @@ pub mod baselines;
 pub mod best_of;
 pub mod cases;
 pub mod data;
+pub mod hmm;
 pub mod melody_eval;
 pub mod metrics;
 pub mod nll;

@@ -221,7 +221,7 @@ pub fn melody_key(melody: &[MelodyFrame]) -> Key {
     }
     let sounding: f64 = weights.iter().sum();
     if let Some(last) = melody.iter().rev().find_map(|f| f.pitch()) {
-        weights[usize::from(last % 12)] += 0.15 * sounding;
+        weights[usize::from(last % 12)] += 0.3 * sounding;
     }
     find_key(&weights)
 }

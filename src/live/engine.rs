@@ -299,6 +299,54 @@ impl<'m> LiveEngine<'m> {
     }
 }
 
+/// Periods (in bars) a tune is checked for repeating at.
+const REPEAT_BARS: [usize; 3] = [1, 2, 4];
+/// Share of the last period's sounding frames that must repeat the period before it (same pitch
+/// class) for the next frames to be expected to repeat too.
+const REPEAT_MIN_MATCH: f64 = 0.5;
+
+/// The heard melody extended to `until` frames with what the player is expected to play: tunes
+/// repeat themselves, so when the last stretch of the melody repeated the one a period (1, 2 or 4
+/// bars) earlier, the frames ahead are expected to repeat the frames a period before them too.
+/// The guide then leans the planned chords toward those notes; without a clear repeat nothing is
+/// expected and only the key guides.
+fn with_expected_melody(heard: &[MelodyFrame], until: usize, bar: usize) -> Vec<MelodyFrame> {
+    let mut melody = heard.to_vec();
+    let best = REPEAT_BARS
+        .iter()
+        .map(|&bars| bars * bar.max(1))
+        .filter(|&period| heard.len() >= 2 * period)
+        .map(|period| (period, repeat_share(heard, period)))
+        .filter(|&(_, share)| share >= REPEAT_MIN_MATCH)
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((period, _)) = best {
+        while melody.len() < until {
+            let echo = melody[melody.len() - period];
+            melody.push(echo);
+        }
+    }
+    melody
+}
+
+/// Share of the last `period` frames with a note whose pitch class equals the frame `period`
+/// earlier.
+fn repeat_share(melody: &[MelodyFrame], period: usize) -> f64 {
+    let recent = melody.len().saturating_sub(period)..melody.len();
+    let (mut same, mut sounding) = (0u32, 0u32);
+    for t in recent {
+        let Some(now) = melody[t].pitch() else { continue };
+        sounding += 1;
+        if melody[t - period].pitch().is_some_and(|then| then % 12 == now % 12) {
+            same += 1;
+        }
+    }
+    if sounding == 0 {
+        0.0
+    } else {
+        f64::from(same) / f64::from(sounding)
+    }
+}
+
 /// The models an intro can be sampled with, and how it leans on the melody.
 struct IntroModels<'m> {
     decoder: &'m Decoder,
@@ -335,10 +383,12 @@ fn session_guide(
         ..*settings
     };
     let meter = Meter::new(session.time_signature);
+    let phase = session.first_frame.rem_euclid(meter.bar as i64) as usize;
+    let melody = with_expected_melody(&session.melody, frames.end, meter.bar);
     let context = GuideContext {
-        melody: &session.melody,
+        melody: &melody,
         meter,
-        phase: session.first_frame.rem_euclid(meter.bar as i64) as usize,
+        phase,
         key: melody_key(&session.melody),
         frames,
         last_bar: None,

@@ -260,6 +260,7 @@ mod tests {
                 chords: &[],
                 committed: &[],
                 lookahead,
+                guide: None,
             };
             let (_, prompt_len) = live_slots(&decoder, &vocab, &request, hop).unwrap();
             let context = (prompt_len - 1) / 2;
@@ -295,6 +296,7 @@ mod tests {
                 chords: &[],
                 committed: &[],
                 lookahead,
+                guide: None,
             },
             1,
         )
