@@ -7,13 +7,13 @@ use rand::Rng;
 
 use crate::chord::ChordTable;
 use crate::fit::{chord_masks, melody_fit};
+use crate::frames::Note;
+use crate::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
 use crate::harmony::critic::{self, beat_triads, critique, select_diverse, ChordSounds, Critique};
 use crate::harmony::describe::describe;
 use crate::harmony::guide::GuideContext;
 use crate::harmony::meter::Meter;
 use crate::harmony::{melody_key, ChordGuide, GuideSettings, Key};
-use crate::frames::Note;
-use crate::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
 use crate::model::weights::AnyModel;
 use crate::model::{LoadedModel, LoadedOffline, ModelKind};
 use crate::progression::{name_chords, NamedChord};
@@ -173,32 +173,49 @@ pub fn suggest<R: Rng + Send>(
     let meter = Meter::new(phrase.time_signature);
     let key = melody_key(&phrase.melody);
     let last_bar = last_bar_start(&phrase.melody, meter.bar);
-    let options = match model {
-        Harmonizer::Online(online) => sample_online(
-            online, phrase, locked, candidates, params, guide, key, last_bar, rng,
-        )?,
-        Harmonizer::Offline(offline) => {
-            let context = GuideContext {
-                melody: &phrase.melody,
-                meter,
-                phase: 0,
-                key,
-                frames: 0..phrase.melody.len(),
-                last_bar,
-            };
-            let chord_guide = ChordGuide::new(&context, vocabulary, &table, guide);
-            let request = OptionsRequest {
-                melody: &phrase.melody,
-                locked,
-                count: candidates,
-                max_retries: DUPLICATE_RETRIES,
-                guide: (!guide.is_off()).then_some(&chord_guide),
-            };
-            generate_offline_options(&offline.model, &offline.vocabulary, &request, params, rng)?
+    let sample = |params: &SamplingParams,
+                  guide: &GuideSettings,
+                  rng: &mut R|
+     -> Result<Vec<ChordOption>, SampleError> {
+        match model {
+            Harmonizer::Online(online) => sample_online(
+                online, phrase, locked, candidates, params, guide, key, last_bar, rng,
+            ),
+            Harmonizer::Offline(offline) => {
+                let context = GuideContext {
+                    melody: &phrase.melody,
+                    meter,
+                    phase: 0,
+                    key,
+                    frames: 0..phrase.melody.len(),
+                    last_bar,
+                };
+                let chord_guide = ChordGuide::new(&context, vocabulary, &table, guide);
+                let request = OptionsRequest {
+                    melody: &phrase.melody,
+                    locked,
+                    count: candidates,
+                    max_retries: DUPLICATE_RETRIES,
+                    guide: (!guide.is_off()).then_some(&chord_guide),
+                };
+                generate_offline_options(&offline.model, &offline.vocabulary, &request, params, rng)
+            }
         }
     };
-    let masks = chord_masks(&table);
     let sounds = ChordSounds::new(&table);
+    let mut options = sample(params, guide, rng)?;
+    // A melody the guide holds tightly can make most candidates the same idea; then more are
+    // sampled, hotter and less guided, until there are enough different ones to offer.
+    let (mut hotter, mut looser) = (*params, *guide);
+    for _ in 0..WIDENING_PASSES {
+        if distinct_ideas(&options, &sounds) >= count || params.is_greedy() {
+            break;
+        }
+        hotter.temperature = (hotter.temperature * 1.3).min(1.5);
+        looser = looser.scaled(0.6);
+        options.extend(sample(&hotter, &looser, rng)?);
+    }
+    let masks = chord_masks(&table);
     let judged = critic::Phrase {
         melody: &phrase.melody,
         meter,
@@ -229,6 +246,19 @@ pub fn suggest<R: Rng + Send>(
             })
         })
         .collect())
+}
+
+/// Extra, hotter and less guided sampling passes allowed when the candidates hold fewer
+/// different progressions than options asked for.
+pub const WIDENING_PASSES: usize = 2;
+
+/// How many different progressions (beat-by-beat triads) `options` hold.
+fn distinct_ideas(options: &[ChordOption], sounds: &ChordSounds) -> usize {
+    options
+        .iter()
+        .map(|o| beat_triads(&o.chords, sounds))
+        .collect::<std::collections::HashSet<_>>()
+        .len()
 }
 
 /// The frame where the bar of the melody's last note onset starts: the bar a cadence lands in.

@@ -40,8 +40,15 @@ fn a_broken_case_is_a_clear_error_naming_the_file() {
     let json = dir.join("bad.json");
     std::fs::write(&json, r#"{"key": "C", "time_signature": [4, 4], "chords": [{"symbol": "Cxyz", "start_beat": 0, "end_beat": 4}]}"#).unwrap();
     let message = read_cases(&dir).unwrap_err().to_string();
-    assert!(message.contains("bad.json") && message.contains("Cxyz"), "{message}");
-    std::fs::write(&json, r#"{"key": "H", "time_signature": [4, 4], "chords": []}"#).unwrap();
+    assert!(
+        message.contains("bad.json") && message.contains("Cxyz"),
+        "{message}"
+    );
+    std::fs::write(
+        &json,
+        r#"{"key": "H", "time_signature": [4, 4], "chords": []}"#,
+    )
+    .unwrap();
     let message = read_cases(&dir).unwrap_err().to_string();
     assert!(message.contains("unknown key"), "{message}");
     assert!(read_cases(&scratch_dir("empty")).is_err());
@@ -88,7 +95,8 @@ fn suggest_on_cases(guide: GuideSettings) -> (f64, f64, usize) {
 
 #[test]
 fn the_guide_makes_options_fit_the_melody_and_they_stay_different() {
-    let (guided_agreement, guided_fit, guided_distinct) = suggest_on_cases(GuideSettings::default());
+    let (guided_agreement, guided_fit, guided_distinct) =
+        suggest_on_cases(GuideSettings::default());
     let (free_agreement, free_fit, _) = suggest_on_cases(GuideSettings::OFF);
     assert_eq!(guided_distinct, 5, "five different options on every case");
     assert!(
@@ -99,5 +107,8 @@ fn the_guide_makes_options_fit_the_melody_and_they_stay_different() {
         guided_agreement > free_agreement,
         "guided agreement {guided_agreement:.3} vs the model alone {free_agreement:.3}"
     );
-    assert!(guided_agreement >= 0.5, "best-of-five agreement {guided_agreement:.3}");
+    assert!(
+        guided_agreement >= 0.5,
+        "best-of-five agreement {guided_agreement:.3}"
+    );
 }

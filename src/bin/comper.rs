@@ -202,6 +202,9 @@ struct EvalArgs {
     /// With --melodies: leave out the Live row (a simulated session per case).
     #[arg(long)]
     no_live: bool,
+    /// With --melodies: only the reference and the Suggest rows.
+    #[arg(long)]
+    suggest_only: bool,
     /// How strongly Suggest (and Live) lean on the melody: 0 = the model alone, 1 = fit as
     /// closely as possible.
     #[arg(long, default_value_t = comper::harmony::guide::DEFAULT_STRENGTH)]
@@ -663,9 +666,11 @@ fn eval_melodies(args: &EvalArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         max_cases: args.max_cases,
         seed: args.seed,
         live: !args.no_live,
+        suggest_only: args.suggest_only,
         guide: comper::harmony::GuideSettings::with_strength(args.fit),
     };
-    let report = comper::eval::melody_eval::evaluate_melodies(&options, |line| eprintln!("{line}"))?;
+    let report =
+        comper::eval::melody_eval::evaluate_melodies(&options, |line| eprintln!("{line}"))?;
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.json_out {
         std::fs::write(path, format!("{json}\n"))

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use rand::Rng;
 
 use crate::chord::ChordTable;
-pub use crate::harmony::key::{diatonic_triads, find_key, pitch_class_weights, Key};
 use crate::frames::{ChordFrame, ChordIndex, MelodyFrame};
+pub use crate::harmony::key::{diatonic_triads, find_key, pitch_class_weights, Key};
 use crate::tokens::Vocabulary;
 
 use super::metrics::{chord_durations, FRAMES_PER_BAR};

@@ -77,7 +77,10 @@ pub fn read_cases(dir: &Path) -> Result<Vec<MelodyCase>, EvalError> {
         .collect();
     jsons.sort();
     if jsons.is_empty() {
-        return Err(bad(dir, "no melody cases (NAME.json + NAME.mid) in this folder".into()));
+        return Err(bad(
+            dir,
+            "no melody cases (NAME.json + NAME.mid) in this folder".into(),
+        ));
     }
     jsons.iter().map(|path| read_case(path)).collect()
 }

@@ -26,14 +26,14 @@ use super::baselines::{diatonic_track, TriadLookup};
 use super::cases::{read_cases, MelodyCase};
 use super::data::{evenly_spaced, Split};
 use super::hmm::HmmHarmonizer;
-use super::TRAIN_FILE;
-use crate::model::weights::{read_chord_names, CHORD_NAMES_FILE};
 use super::EvalError;
+use super::TRAIN_FILE;
 use crate::chord::ChordTable;
 use crate::fit::chord_masks;
 use crate::frames::{ChordFrame, MelodyFrame, Note, FRAMES_PER_BEAT};
 use crate::harmony::{GuideSettings, Key, Triad};
 use crate::live::{simulate_jam, JamSettings, LiveConfig, LiveModels, ReplanTime};
+use crate::model::weights::{read_chord_names, CHORD_NAMES_FILE};
 use crate::model::{LoadedModel, LoadedOffline};
 use crate::sample::{
     generate_offline_options, generate_options, OptionsRequest, SampleError, SamplingParams,
@@ -109,7 +109,10 @@ pub fn score_case(
     let from = from.min(len);
     let nic = |track: &SoundTrack| -> f64 {
         let (mut hit, mut total) = (0u32, 0u32);
-        for (note, chord) in melody[from..len].iter().zip(&track[from.min(track.len())..]) {
+        for (note, chord) in melody[from..len]
+            .iter()
+            .zip(&track[from.min(track.len())..])
+        {
             let Some(pitch) = note.pitch() else { continue };
             total += 1;
             if chord.is_some_and(|(mask, _)| mask & (1 << (pitch % 12)) != 0) {
@@ -125,9 +128,16 @@ pub fn score_case(
     let agreement = |track: &SoundTrack| -> f64 {
         let (mut same, mut beats) = (0u32, 0u32);
         for f in (from..len).filter(|f| f % FRAMES_PER_BEAT as usize == 0) {
-            let Some((_, want)) = reference[f] else { continue };
+            let Some((_, want)) = reference[f] else {
+                continue;
+            };
             beats += 1;
-            if track.get(f).copied().flatten().is_some_and(|(_, got)| got == want) {
+            if track
+                .get(f)
+                .copied()
+                .flatten()
+                .is_some_and(|(_, got)| got == want)
+            {
                 same += 1;
             }
         }
@@ -229,7 +239,11 @@ impl SystemSummary {
             diatonic: avg(&|s| s.diatonic),
             reference_diatonic: avg(&|s| s.reference_diatonic),
             changes_per_bar: changes,
-            changes_ratio: if ref_changes > 0.0 { changes / ref_changes } else { 0.0 },
+            changes_ratio: if ref_changes > 0.0 {
+                changes / ref_changes
+            } else {
+                0.0
+            },
             distinct_mean: avg(&|s| s.distinct as f64),
             distinct_min: scores.iter().map(|s| s.distinct).min().unwrap_or(0),
             options,
@@ -301,6 +315,8 @@ pub struct MelodyEvalOptions {
     pub live: bool,
     /// How Suggest and Live lean on the melody.
     pub guide: GuideSettings,
+    /// Only the reference and the Suggest rows (quick comparisons of settings).
+    pub suggest_only: bool,
 }
 
 /// Runs every system on every case of `options.dir`.
@@ -311,10 +327,23 @@ pub fn evaluate_melodies(
     let mut cases = read_cases(&options.dir)?;
     if let Some(max) = options.max_cases {
         let keep = super::data::evenly_spaced(cases.len(), max);
-        cases = keep.into_iter().filter_map(|i| cases.get(i).cloned()).collect();
+        cases = keep
+            .into_iter()
+            .filter_map(|i| cases.get(i).cloned())
+            .collect();
     }
-    let online = options.online.as_deref().map(LoadedModel::load).transpose()?.map(Arc::new);
-    let offline = options.offline.as_deref().map(LoadedOffline::load).transpose()?.map(Arc::new);
+    let online = options
+        .online
+        .as_deref()
+        .map(LoadedModel::load)
+        .transpose()?
+        .map(Arc::new);
+    let offline = options
+        .offline
+        .as_deref()
+        .map(LoadedOffline::load)
+        .transpose()?
+        .map(Arc::new);
     let vocab = match (&offline, &online) {
         (Some(offline), _) => offline.vocabulary.clone(),
         (None, Some(online)) => online.vocabulary.clone(),
@@ -351,7 +380,11 @@ pub fn evaluate_melodies(
         .zip(&phrases)
         .map(|(case, phrase)| case.reference_frames(phrase.melody.len()))
         .collect();
-    progress(&format!("{} cases from {}", cases.len(), options.dir.display()));
+    progress(&format!(
+        "{} cases from {}",
+        cases.len(),
+        options.dir.display()
+    ));
 
     let hmm = match &options.data {
         Some(data) => {
@@ -365,7 +398,11 @@ pub fn evaluate_melodies(
     let mut run = |name: &str,
                    per_case: usize,
                    from: &dyn Fn(&MelodyCase, &Phrase) -> usize,
-                   produce: &mut dyn FnMut(usize, &MelodyCase, &Phrase) -> Result<Vec<SoundTrack>, EvalError>|
+                   produce: &mut dyn FnMut(
+        usize,
+        &MelodyCase,
+        &Phrase,
+    ) -> Result<Vec<SoundTrack>, EvalError>|
      -> Result<(), EvalError> {
         let timer = Instant::now();
         let mut scores = Vec::with_capacity(cases.len());
@@ -394,24 +431,43 @@ pub fn evaluate_melodies(
     let tracks = |options: Vec<Vec<ChordFrame>>| -> Vec<SoundTrack> {
         options.iter().map(|chords| sounds.track(chords)).collect()
     };
-    run("reference", 1, &whole, &mut |i, _, _| Ok(vec![references[i].clone()]))?;
-    run("diatonic heuristic (bar by bar)", 1, &whole, &mut |_, case, phrase| {
-        let bar = frames_per_bar(case.time_signature);
-        let bars: Vec<usize> = (0..phrase.melody.len()).step_by(bar).collect();
-        Ok(tracks(vec![diatonic_track(&phrase.melody, &bars, &lookup)]))
+    run("reference", 1, &whole, &mut |i, _, _| {
+        Ok(vec![references[i].clone()])
     })?;
-    if let Some(hmm) = &hmm {
-        run("HMM (MySong-style, beat by beat)", 1, &whole, &mut |_, case, phrase| {
-            Ok(tracks(vec![hmm.harmonize(&phrase.melody, frames_per_bar(case.time_signature))]))
-        })?;
+    let baselines = !options.suggest_only;
+    if baselines {
+        run(
+            "diatonic heuristic (bar by bar)",
+            1,
+            &whole,
+            &mut |_, case, phrase| {
+                let bar = frames_per_bar(case.time_signature);
+                let bars: Vec<usize> = (0..phrase.melody.len()).step_by(bar).collect();
+                Ok(tracks(vec![diatonic_track(&phrase.melody, &bars, &lookup)]))
+            },
+        )?;
+        if let Some(hmm) = &hmm {
+            run(
+                "HMM (MySong-style, beat by beat)",
+                1,
+                &whole,
+                &mut |_, case, phrase| {
+                    Ok(tracks(vec![hmm.harmonize(
+                        &phrase.melody,
+                        frames_per_bar(case.time_signature),
+                    )]))
+                },
+            )?;
+        }
     }
     let mut rng = StdRng::seed_from_u64(options.seed);
     let raw = SamplingParams {
         temperature: options.temperature,
         ..SamplingParams::default()
     };
-    let sample_error = |i: usize| move |source: SampleError| EvalError::Sample { example: i, source };
-    if let Some(model) = &online {
+    let sample_error =
+        |i: usize| move |source: SampleError| EvalError::Sample { example: i, source };
+    if let (true, Some(model)) = (baselines, &online) {
         let name = format!("online model, raw samples (T={})", options.temperature);
         run(&name, count, &whole, &mut |i, _, phrase| {
             let request = fair_request(&phrase.melody, count);
@@ -420,7 +476,7 @@ pub fn evaluate_melodies(
             Ok(tracks(sampled.into_iter().map(|o| o.chords).collect()))
         })?;
     }
-    if let Some(model) = &offline {
+    if let (true, Some(model)) = (baselines, &offline) {
         let name = format!("offline model, raw samples (T={})", options.temperature);
         run(&name, count, &whole, &mut |i, _, phrase| {
             let request = fair_request(&phrase.melody, count);
@@ -443,12 +499,20 @@ pub fn evaluate_melodies(
     {
         let name = format!("Suggest, {} model", harmonizer.kind());
         run(&name, count, &whole, &mut |i, _, phrase| {
-            let options = suggest(harmonizer, phrase, &[], count, &product, &options.guide, &mut rng)
-                .map_err(sample_error(i))?;
+            let options = suggest(
+                harmonizer,
+                phrase,
+                &[],
+                count,
+                &product,
+                &options.guide,
+                &mut rng,
+            )
+            .map_err(sample_error(i))?;
             Ok(tracks(options.into_iter().map(|o| o.frames).collect()))
         })?;
     }
-    if let (true, Some(model)) = (options.live, &online) {
+    if let (true, Some(model)) = (options.live && baselines, &online) {
         let models = LiveModels {
             online: Arc::clone(model),
             intro: offline.clone(),

@@ -344,16 +344,15 @@ pub fn evaluate(
                     },
                     truncated_bars: 0,
                 };
-                let offered =
-                    suggest(
-                        harmonizer,
-                        &phrase,
-                        &[],
-                        options.samples,
-                        &params,
-                        &options.guide,
-                        &mut rng,
-                    )?;
+                let offered = suggest(
+                    harmonizer,
+                    &phrase,
+                    &[],
+                    options.samples,
+                    &params,
+                    &options.guide,
+                    &mut rng,
+                )?;
                 Ok(offered.into_iter().map(|s| s.frames).collect())
             },
         )?);

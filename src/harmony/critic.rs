@@ -73,11 +73,11 @@ pub struct Critique {
 /// Weights of the critic's total.
 const FIT_WEIGHT: f64 = 4.0;
 const KEY_WEIGHT: f64 = 1.5;
-const RHYTHM_WEIGHT: f64 = 0.5;
+const RHYTHM_WEIGHT: f64 = 0.3;
 const CADENCE_WEIGHT: f64 = 0.4;
 const LIKELIHOOD_WEIGHT: f64 = 0.15;
 /// Chord changes per bar a lead sheet usually has: fewer sounds static, more sounds busy.
-const CALM_CHANGES_PER_BAR: f64 = 0.5;
+const CALM_CHANGES_PER_BAR: f64 = 0.75;
 const BUSY_CHANGES_PER_BAR: f64 = 2.0;
 
 /// The phrase a candidate accompanies.
@@ -119,7 +119,11 @@ pub fn critique(
     let in_key = if sounding == 0 {
         0.0
     } else {
-        triads.iter().flatten().filter(|t| t.is_diatonic(phrase.key)).count() as f64
+        triads
+            .iter()
+            .flatten()
+            .filter(|t| t.is_diatonic(phrase.key))
+            .count() as f64
             / sounding as f64
     };
 
@@ -146,7 +150,9 @@ pub fn critique(
     };
     let rhythm_cost = off_beat_cost / bars + pace_cost;
 
-    let cadence = phrase.last_bar.map_or(0.0, |bar| cadence_score(&triads, bar, meter, phrase.key));
+    let cadence = phrase
+        .last_bar
+        .map_or(0.0, |bar| cadence_score(&triads, bar, meter, phrase.key));
     let likelihood_per_bar = log_likelihood / bars;
     let score = FIT_WEIGHT * fit + KEY_WEIGHT * in_key - RHYTHM_WEIGHT * rhythm_cost
         + CADENCE_WEIGHT * cadence
@@ -226,16 +232,20 @@ pub fn select_diverse(scores: &[f64], beats: &[Vec<Option<Triad>>], count: usize
                 .map(|&j| similarity(&beats[i], &beats[j]))
                 .fold(0.0, f64::max)
         };
-        let pick = |allow_copies: bool| {
+        // Prefer a new idea, then at least a different progression, then anything.
+        let pick = |limit: f64| {
             (0..scores.len())
                 .filter(|i| !chosen.contains(i))
-                .filter(|&i| allow_copies || closeness(i) < SAME_IDEA)
+                .filter(|&i| closeness(i) < limit)
                 .max_by(|&a, &b| {
                     let value = |i: usize| scores[i] - DIVERSITY_WEIGHT * closeness(i);
                     value(a).total_cmp(&value(b)).then(b.cmp(&a))
                 })
         };
-        match pick(false).or_else(|| pick(true)) {
+        match pick(SAME_IDEA)
+            .or_else(|| pick(1.0))
+            .or_else(|| pick(f64::INFINITY))
+        {
             Some(i) => chosen.push(i),
             None => break,
         }
@@ -250,8 +260,13 @@ mod tests {
     use crate::tokens::Vocabulary;
 
     fn setup() -> (ChordSounds, Meter) {
-        let vocab = Vocabulary::new(["C", "F", "G", "Db"].iter().map(|s| s.to_string()).collect())
-            .unwrap();
+        let vocab = Vocabulary::new(
+            ["C", "F", "G", "Db"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        )
+        .unwrap();
         (
             ChordSounds::new(&ChordTable::new(&vocab)),
             Meter::new(TimeSignature::default()),
@@ -262,7 +277,8 @@ mod tests {
         chords
             .iter()
             .flat_map(|&c| {
-                std::iter::once(ChordFrame::Onset(c)).chain(std::iter::repeat_n(ChordFrame::Hold(c), 15))
+                std::iter::once(ChordFrame::Onset(c))
+                    .chain(std::iter::repeat_n(ChordFrame::Hold(c), 15))
             })
             .collect()
     }
@@ -270,7 +286,10 @@ mod tests {
     fn notes(pitches: &[u8]) -> Vec<MelodyFrame> {
         pitches
             .iter()
-            .flat_map(|&p| std::iter::once(MelodyFrame::Onset(p)).chain(std::iter::repeat_n(MelodyFrame::Hold(p), 15)))
+            .flat_map(|&p| {
+                std::iter::once(MelodyFrame::Onset(p))
+                    .chain(std::iter::repeat_n(MelodyFrame::Hold(p), 15))
+            })
             .collect()
     }
 
@@ -291,12 +310,20 @@ mod tests {
         let mut pushed = bars(&[0, 1, 2, 0]);
         pushed[17] = ChordFrame::Onset(2);
         let off = critique(&phrase, &pushed, -10.0, &sounds);
-        assert!(off.rhythm_cost > good.rhythm_cost, "a change on a 16th costs");
+        assert!(
+            off.rhythm_cost > good.rhythm_cost,
+            "a change on a 16th costs"
+        );
     }
 
     #[test]
     fn selection_skips_near_copies() {
-        let t = |r: u8| Some(Triad { root: r, quality: Quality::Major });
+        let t = |r: u8| {
+            Some(Triad {
+                root: r,
+                quality: Quality::Major,
+            })
+        };
         let beats = vec![
             vec![t(0), t(5), t(7), t(0)],
             vec![t(0), t(5), t(7), t(7)],

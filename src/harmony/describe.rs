@@ -115,7 +115,10 @@ mod tests {
     #[test]
     fn a_pop_loop_reads_as_its_numerals() {
         let vocab = Vocabulary::new(
-            ["C", "G", "Am", "F", "Dm7", "G7"].iter().map(|s| s.to_string()).collect(),
+            ["C", "G", "Am", "F", "Dm7", "G7"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         )
         .unwrap();
         let sounds = ChordSounds::new(&ChordTable::new(&vocab));
@@ -138,6 +141,9 @@ mod tests {
             describe(&bars(&[2, 3, 4, 5, 0, 0, 0, 0]), c, meter, &sounds),
             "vi–IV–ii–V, a chord every two bars, with ii–V, from the relative minor"
         );
-        assert_eq!(describe(&[ChordFrame::Silence; 16], c, meter, &sounds), "no chords");
+        assert_eq!(
+            describe(&[ChordFrame::Silence; 16], c, meter, &sounds),
+            "no chords"
+        );
     }
 }

@@ -63,8 +63,18 @@ impl GuideSettings {
         Self {
             fit: 2.5 * s,
             key: 1.2 * s,
-            rhythm: s,
+            rhythm: 0.5 * s,
             cadence: 2.0 * s,
+        }
+    }
+
+    /// Every term multiplied by `factor`.
+    pub fn scaled(self, factor: f32) -> Self {
+        Self {
+            fit: self.fit * factor,
+            key: self.key * factor,
+            rhythm: self.rhythm * factor,
+            cadence: self.cadence * factor,
         }
     }
 
@@ -96,8 +106,8 @@ pub fn strength_for_variety(variety: f32) -> f32 {
 pub fn change_cost(level: Level) -> f32 {
     match level {
         Level::Downbeat => 0.0,
-        Level::HalfBar => 0.6,
-        Level::Beat => 1.5,
+        Level::HalfBar => 0.3,
+        Level::Beat => 1.0,
         Level::Eighth => 3.0,
         Level::Sixteenth => 4.0,
     }
@@ -151,8 +161,8 @@ impl ChordGuide {
             let in_last_bar = context.last_bar.is_some_and(|bar| frame >= bar);
             let mut lowest = f32::INFINITY;
             for (c, &f) in fit.iter().enumerate() {
-                let mut base = settings.fit * f as f32
-                    - settings.key * chords.outside_key[c] as f32;
+                let mut base =
+                    settings.fit * f as f32 - settings.key * chords.outside_key[c] as f32;
                 if in_last_bar && chords.is_tonic[c] {
                     base += settings.cadence;
                 }
@@ -315,8 +325,13 @@ mod tests {
     use crate::tokens::TokenId;
 
     fn vocab() -> Vocabulary {
-        Vocabulary::new(["C", "F", "G7", "C13", "Db"].iter().map(|s| s.to_string()).collect())
-            .unwrap()
+        Vocabulary::new(
+            ["C", "F", "G7", "C13", "Db"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        )
+        .unwrap()
     }
 
     fn held(pitch: u8, frames: usize) -> Vec<MelodyFrame> {
@@ -344,12 +359,27 @@ mod tests {
     fn chords_holding_the_melody_are_favoured_and_triads_beat_thirteenths() {
         // Bar 1: A (in F, not in C or G7); bar 2: G (in C, G7 and C13).
         let melody: Vec<MelodyFrame> = held(69, 16).into_iter().chain(held(67, 16)).collect();
-        let (v, g) = guide(&melody, GuideSettings { key: 0.0, cadence: 0.0, ..GuideSettings::default() });
-        let on = |frame: usize, chord: u16| g.bias(frame).unwrap()[(v.chord_on_base() + TokenId::from(chord)) as usize];
+        let (v, g) = guide(
+            &melody,
+            GuideSettings {
+                key: 0.0,
+                cadence: 0.0,
+                ..GuideSettings::default()
+            },
+        );
+        let on = |frame: usize, chord: u16| {
+            g.bias(frame).unwrap()[(v.chord_on_base() + TokenId::from(chord)) as usize]
+        };
         assert!(on(0, 1) > on(0, 0), "F holds the A");
         assert!(on(16, 0) > on(16, 1), "C holds the G");
-        assert!(on(16, 0) > on(16, 3), "a triad holding the note beats a thirteenth");
-        assert!(on(4, 1) < on(0, 1), "starting a chord on beat 2 costs more than on the bar line");
+        assert!(
+            on(16, 0) > on(16, 3),
+            "a triad holding the note beats a thirteenth"
+        );
+        assert!(
+            on(4, 1) < on(0, 1),
+            "starting a chord on beat 2 costs more than on the bar line"
+        );
         let hold = g.bias(4).unwrap()[(CHORD_BASE + 1) as usize];
         assert!(hold > on(4, 1), "holding costs nothing");
     }
@@ -358,10 +388,15 @@ mod tests {
     fn out_of_key_chords_and_silence_are_pushed_down_and_the_end_cadences() {
         let melody: Vec<MelodyFrame> = held(67, 32);
         let (v, g) = guide(&melody, GuideSettings::default());
-        let on = |frame: usize, chord: u16| g.bias(frame).unwrap()[(v.chord_on_base() + TokenId::from(chord)) as usize];
+        let on = |frame: usize, chord: u16| {
+            g.bias(frame).unwrap()[(v.chord_on_base() + TokenId::from(chord)) as usize]
+        };
         assert!(on(0, 4) < on(0, 1), "Db is outside C major");
         assert!(g.bias(0).unwrap()[SILENCE as usize] < on(0, 4));
-        assert!(on(16, 0) - on(16, 2) > on(0, 0) - on(0, 2), "the last bar prefers the tonic");
+        assert!(
+            on(16, 0) - on(16, 2) > on(0, 0) - on(0, 2),
+            "the last bar prefers the tonic"
+        );
         assert!(g.bias(32).is_none());
         assert_eq!(g.bias(0).unwrap()[100], 0.0, "melody tokens are untouched");
     }

@@ -233,17 +233,35 @@ mod tests {
     fn melody(pitches: &[u8]) -> Vec<MelodyFrame> {
         pitches
             .iter()
-            .flat_map(|&p| [MelodyFrame::Onset(p), MelodyFrame::Hold(p), MelodyFrame::Hold(p)])
+            .flat_map(|&p| {
+                [
+                    MelodyFrame::Onset(p),
+                    MelodyFrame::Hold(p),
+                    MelodyFrame::Hold(p),
+                ]
+            })
             .collect()
     }
 
     #[test]
     fn keys_parse_and_print() {
         let fs_minor = Key::parse("F#m").unwrap();
-        assert_eq!(fs_minor, Key { tonic: 6, minor: true });
+        assert_eq!(
+            fs_minor,
+            Key {
+                tonic: 6,
+                minor: true
+            }
+        );
         assert_eq!(fs_minor.name(), "F#m");
         assert_eq!(Key::parse("Bb").unwrap().name(), "Bb");
-        assert_eq!(Key::parse("Ebm").unwrap(), Key { tonic: 3, minor: true });
+        assert_eq!(
+            Key::parse("Ebm").unwrap(),
+            Key {
+                tonic: 3,
+                minor: true
+            }
+        );
         assert!(Key::parse("H").is_none());
         assert!(Key::parse("").is_none());
     }
@@ -252,15 +270,26 @@ mod tests {
     fn the_scale_holds_the_diatonic_notes() {
         let c = Key::parse("C").unwrap();
         assert_eq!(c.outside(0b1001_0001), 0, "C E G");
-        assert_eq!(c.outside(1 << 1 | 1 << 8), 2, "Db and Ab are outside C major");
+        assert_eq!(
+            c.outside(1 << 1 | 1 << 8),
+            2,
+            "Db and Ab are outside C major"
+        );
         let a_minor = Key::parse("Am").unwrap();
-        assert_eq!(a_minor.outside(1 << 4 | 1 << 8 | 1 << 11), 0, "E major is V of A minor");
+        assert_eq!(
+            a_minor.outside(1 << 4 | 1 << 8 | 1 << 11),
+            0,
+            "E major is V of A minor"
+        );
     }
 
     #[test]
     fn a_tune_ending_on_its_tonic_is_heard_in_that_key() {
         // "Mary had a little lamb" in G: B A G A B B B, A A A, B D D, … ends on G.
-        let mary = melody(&[71, 69, 67, 69, 71, 71, 71, 69, 69, 69, 71, 74, 74, 71, 69, 67, 69, 71, 71, 71, 71, 69, 69, 71, 69, 67]);
+        let mary = melody(&[
+            71, 69, 67, 69, 71, 71, 71, 69, 69, 69, 71, 74, 74, 71, 69, 67, 69, 71, 71, 71, 71, 69,
+            69, 71, 69, 67,
+        ]);
         assert_eq!(melody_key(&mary), Key::parse("G").unwrap());
         // A minor melody: A C E D C B A, E, A.
         let minor = melody(&[69, 72, 76, 74, 72, 71, 69, 64, 68, 69]);

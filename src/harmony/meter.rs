@@ -97,9 +97,15 @@ mod tests {
     #[test]
     fn common_time_has_a_strong_third_beat() {
         let m = Meter::new(ts(4, 4));
-        let levels: Vec<Level> = [0, 4, 8, 12, 2, 1, 16].iter().map(|&f| m.level(f)).collect();
+        let levels: Vec<Level> = [0, 4, 8, 12, 2, 1, 16]
+            .iter()
+            .map(|&f| m.level(f))
+            .collect();
         use Level::*;
-        assert_eq!(levels, [Downbeat, Beat, HalfBar, Beat, Eighth, Sixteenth, Downbeat]);
+        assert_eq!(
+            levels,
+            [Downbeat, Beat, HalfBar, Beat, Eighth, Sixteenth, Downbeat]
+        );
     }
 
     #[test]

@@ -89,7 +89,13 @@ impl Triad {
                 Some(step) if !key.minor => ("b", step),
                 _ => match degrees.iter().position(|&d| (d + 1) % 12 == interval) {
                     Some(step) => ("#", step),
-                    None => ("b", degrees.iter().position(|&d| d == (interval + 1) % 12).unwrap_or(0)),
+                    None => (
+                        "b",
+                        degrees
+                            .iter()
+                            .position(|&d| d == (interval + 1) % 12)
+                            .unwrap_or(0),
+                    ),
                 },
             },
         };
@@ -129,7 +135,10 @@ mod tests {
             .iter()
             .map(|s| triad(s).roman(c))
             .collect();
-        assert_eq!(numerals, ["I", "V", "vi", "IV", "ii", "vii°", "bVII", "III", "bVI"]);
+        assert_eq!(
+            numerals,
+            ["I", "V", "vi", "IV", "ii", "vii°", "bVII", "III", "bVI"]
+        );
         let a_minor = Key::parse("Am").unwrap();
         let numerals: Vec<String> = ["Am", "F", "C", "G", "E7", "Dm", "G#dim"]
             .iter()

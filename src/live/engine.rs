@@ -334,9 +334,14 @@ fn repeat_share(melody: &[MelodyFrame], period: usize) -> f64 {
     let recent = melody.len().saturating_sub(period)..melody.len();
     let (mut same, mut sounding) = (0u32, 0u32);
     for t in recent {
-        let Some(now) = melody[t].pitch() else { continue };
+        let Some(now) = melody[t].pitch() else {
+            continue;
+        };
         sounding += 1;
-        if melody[t - period].pitch().is_some_and(|then| then % 12 == now % 12) {
+        if melody[t - period]
+            .pitch()
+            .is_some_and(|then| then % 12 == now % 12)
+        {
             same += 1;
         }
     }
@@ -378,7 +383,11 @@ fn session_guide(
         .filter(|f| matches!(f, MelodyFrame::Onset(_)))
         .count();
     let settings = GuideSettings {
-        key: if onsets >= KEY_AFTER_ONSETS { settings.key } else { 0.0 },
+        key: if onsets >= KEY_AFTER_ONSETS {
+            settings.key
+        } else {
+            0.0
+        },
         cadence: 0.0,
         ..*settings
     };

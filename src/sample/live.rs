@@ -145,7 +145,15 @@ impl LivePlanner {
         cache.truncate(shared);
         self.last_reused = shared;
         self.cached_tokens.clear();
-        let generated = engine::run_cached(decoder, vocab, &mut cache, &slots, request.guide, params, rng);
+        let generated = engine::run_cached(
+            decoder,
+            vocab,
+            &mut cache,
+            &slots,
+            request.guide,
+            params,
+            rng,
+        );
         let row = generated?.tokens.into_iter().next().unwrap_or_default();
         self.cached_tokens.extend(row.iter().take(cache.len()));
         self.cache = Some(cache);

@@ -70,7 +70,16 @@ pub fn generate_options<R: Rng + Send>(
     };
     distinct_options(request, params, |count| {
         let mut cache = decoder.new_cache(count)?;
-        sample_batch(decoder, &mut cache, vocab, &slots, layout, request.guide, params, rng)
+        sample_batch(
+            decoder,
+            &mut cache,
+            vocab,
+            &slots,
+            layout,
+            request.guide,
+            params,
+            rng,
+        )
     })
 }
 
@@ -97,7 +106,16 @@ pub fn generate_offline_options<R: Rng + Send>(
     };
     distinct_options(request, params, |count| {
         let mut cache = model.new_cache(&melody, count)?;
-        sample_batch(model, &mut cache, vocab, &slots, layout, request.guide, params, rng)
+        sample_batch(
+            model,
+            &mut cache,
+            vocab,
+            &slots,
+            layout,
+            request.guide,
+            params,
+            rng,
+        )
     })
 }
 
