@@ -189,6 +189,7 @@ pub fn suggest<R: Rng + Send>(
                     key,
                     frames: 0..phrase.melody.len(),
                     last_bar,
+                    heard: None,
                 };
                 let chord_guide = ChordGuide::new(&context, vocabulary, &table, guide);
                 let request = OptionsRequest {
@@ -323,6 +324,7 @@ fn sample_online<R: Rng + Send>(
         key,
         frames: 0..melody.len(),
         last_bar: last_bar.map(|bar| bar + prefix),
+        heard: None,
     };
     let chord_guide = ChordGuide::new(&context, &model.vocabulary, &table, guide);
     let request = OptionsRequest {

@@ -160,7 +160,7 @@ impl Default for ComperParams {
                 4,
                 IntRange::Linear { min: 1, max: 8 },
             ),
-            commit_beats: IntParam::new("Commit beats", 4, IntRange::Linear { min: 1, max: 8 }),
+            commit_beats: IntParam::new("Commit beats", 1, IntRange::Linear { min: 1, max: 8 }),
             bypass: BoolParam::new("Bypass", false).make_bypass(),
         }
     }

@@ -153,8 +153,9 @@ struct JamArgs {
     /// Beats planned ahead.
     #[arg(long, default_value_t = 4)]
     lookahead: u32,
-    /// Beats ahead that are fixed once planned (1 ..= lookahead).
-    #[arg(long, default_value_t = 4)]
+    /// Beats ahead that are fixed once planned (1 ..= lookahead; ReaLJam: 4). One beat lets each
+    /// chord hear the notes of its bar played so far.
+    #[arg(long, default_value_t = 1)]
     commit: u32,
     /// Sampling temperature of the plans (ReaLJam: 0.8).
     #[arg(long, default_value_t = 0.8)]

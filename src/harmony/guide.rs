@@ -127,6 +127,10 @@ pub struct GuideContext<'a> {
     pub frames: std::ops::Range<usize>,
     /// The frame where the phrase's last bar starts, when the phrase end is known.
     pub last_bar: Option<usize>,
+    /// In a live session, how far the melody has been heard: a frame at or past it is judged
+    /// against the notes already heard in its bar as well, since a chord usually holds for the
+    /// bar and the notes ahead are not known yet.
+    pub heard: Option<usize>,
 }
 
 /// Per-frame logit biases for every token of a vocabulary (zero outside the chord part).
@@ -153,7 +157,16 @@ impl ChordGuide {
         let hold_base = CHORD_BASE as usize;
         let mut fit = vec![0.0f64; chords.len()];
         for (row, frame) in bias.chunks_exact_mut(num_tokens.max(1)).zip(frames.clone()) {
-            let window = note_window(context.melody, context.meter, context.phase, frame);
+            let from = match context.heard {
+                Some(heard) if frame >= heard => {
+                    let bar_start = ((frame + context.phase) / context.meter.bar
+                        * context.meter.bar)
+                        .saturating_sub(context.phase);
+                    bar_start.min(frame)
+                }
+                _ => frame,
+            };
+            let window = note_window(context.melody, context.meter, context.phase, from, frame);
             for (c, value) in fit.iter_mut().enumerate() {
                 *value = chords.fit(c, &window);
             }
@@ -221,14 +234,21 @@ struct NoteWindow {
     total: f64,
 }
 
-/// The notes a chord starting at `frame` would sound under: to the next bar line, and at least
-/// two beats.
-fn note_window(melody: &[MelodyFrame], meter: Meter, phase: usize, frame: usize) -> NoteWindow {
+/// The notes a chord starting at `frame` would sound under: from `from` (normally `frame`) to the
+/// next bar line, and at least two beats past `frame`. Notes before `frame` count as much as those
+/// on it.
+fn note_window(
+    melody: &[MelodyFrame],
+    meter: Meter,
+    phase: usize,
+    from: usize,
+    frame: usize,
+) -> NoteWindow {
     let next_bar = ((frame + phase) / meter.bar + 1) * meter.bar - phase;
     let end = next_bar.max(frame + 2 * meter.beat).min(melody.len());
     let mut weights = [0.0; 12];
     let mut total = 0.0;
-    for t in frame..end {
+    for t in from..end {
         let Some(note) = melody.get(t) else { break };
         let Some(pitch) = note.pitch() else { continue };
         let onset = if matches!(note, MelodyFrame::Onset(_)) {
@@ -236,7 +256,7 @@ fn note_window(melody: &[MelodyFrame], meter: Meter, phase: usize, frame: usize)
         } else {
             HOLD_WEIGHT
         };
-        let beats_ahead = (t - frame) as f64 / meter.beat as f64;
+        let beats_ahead = t.saturating_sub(frame) as f64 / meter.beat as f64;
         let w = meter.weight(t + phase) * onset * WINDOW_DECAY_PER_BEAT.powf(beats_ahead);
         weights[usize::from(pitch % 12)] += w;
         total += w;
@@ -350,6 +370,7 @@ mod tests {
             key: Key::parse("C").unwrap(),
             frames: 0..melody.len(),
             last_bar: Some(16),
+            heard: None,
         };
         let g = ChordGuide::new(&context, &v, &table, &settings);
         (v, g)

@@ -399,6 +399,7 @@ fn session_guide(
         meter,
         phase,
         key: melody_key(&session.melody),
+        heard: Some(session.melody.len()),
         frames,
         last_bar: None,
     };

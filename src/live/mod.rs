@@ -100,9 +100,12 @@ pub struct LiveConfig {
     pub listen_beats: u32,
     /// Beats planned ahead of the player (ReaLJam: 4).
     pub lookahead_beats: u32,
-    /// Beats ahead that are fixed once planned (ReaLJam: 4); at least 1 and at most
-    /// `lookahead_beats`. The frame due next is always committed, so a late re-plan only delays
-    /// changes further ahead.
+    /// Beats ahead that are fixed once planned (ReaLJam: 4; Comper: 1, so a chord is chosen
+    /// having heard most of its bar's notes so far, see [`GuideContext::heard`]); at least 1
+    /// and at most `lookahead_beats`. The frame due next is always committed, so a late re-plan
+    /// only delays changes further ahead.
+    ///
+    /// [`GuideContext::heard`]: crate::harmony::guide::GuideContext::heard
     pub commit_beats: u32,
     /// Sampling temperature of the live plans (ReaLJam: 0.8).
     pub temperature: f32,
@@ -125,7 +128,7 @@ impl Default for LiveConfig {
         Self {
             listen_beats: 8,
             lookahead_beats: 4,
-            commit_beats: 4,
+            commit_beats: 1,
             temperature: 0.8,
             change_grid: 1,
             seed: 0,
