@@ -33,6 +33,8 @@ pub struct SessionOption {
     pub frames: Vec<Option<(String, bool)>>,
     pub log_likelihood: f64,
     pub melody_fit: f64,
+    /// The option in words ("I–V–vi–IV, one chord per bar"), shown in the panel.
+    pub description: String,
 }
 
 /// Suggest mode's captured phrase and its options.
@@ -75,6 +77,7 @@ impl Session {
                     chords: encode_chords(&o.frames),
                     log_likelihood: finite_or_zero(o.log_likelihood),
                     melody_fit: finite_or_zero(o.melody_fit),
+                    description: o.description.clone(),
                 })
                 .collect(),
             selected: self.selected,
@@ -126,6 +129,11 @@ impl Session {
                 frames,
                 log_likelihood: option.log_likelihood,
                 melody_fit: option.melody_fit,
+                description: option
+                    .description
+                    .chars()
+                    .take(MAX_DESCRIPTION_CHARS)
+                    .collect(),
             });
         }
         if !options.is_empty() && stored.selected >= options.len() {
@@ -252,7 +260,13 @@ struct StoredOption {
     chords: Vec<StoredChord>,
     log_likelihood: f64,
     melody_fit: f64,
+    /// Absent in sessions saved before options were described.
+    #[serde(default)]
+    description: String,
 }
+
+/// Longest option description kept from a stored session (a damaged file cannot bloat the panel).
+const MAX_DESCRIPTION_CHARS: usize = 200;
 
 /// A run of frames: a chord (onset then holds), a run of holds, or silence (`chord: null`).
 #[derive(Serialize, Deserialize)]
@@ -360,6 +374,7 @@ mod tests {
                 ],
                 log_likelihood: -3.5,
                 melody_fit: 0.75,
+                description: "I–V, one chord per bar".into(),
             }],
             selected: 0,
             locked: vec![chord("C", true), None, None, None],

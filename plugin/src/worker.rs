@@ -474,6 +474,7 @@ impl Worker {
                 frames: chords_by_name(&s.frames, models.vocabulary()),
                 log_likelihood: s.log_likelihood,
                 melody_fit: s.melody_fit,
+                description: s.description.clone(),
             })
             .collect();
         {

@@ -42,11 +42,13 @@ fn saved_midi_reads_back_as_the_selected_chords() {
                 frames: chord("D", 64),
                 log_likelihood: -5.0,
                 melody_fit: 0.3,
+                description: String::new(),
             },
             SessionOption {
                 frames,
                 log_likelihood: -3.0,
                 melody_fit: 0.8,
+                description: String::new(),
             },
         ],
         selected: 1,

@@ -132,11 +132,12 @@ impl Panel {
                             select = Some(index);
                         }
                         if let Some(option) = option {
+                            ui.small(option.description.as_str());
                             ui.horizontal(|ui| {
                                 ui.small(format!("fit {:.0}%", 100.0 * option.melody_fit))
                                     .on_hover_text(format!(
-                                        "melody notes inside the chord; log-likelihood {:.1}",
-                                        option.log_likelihood
+                                        "{}\nmelody notes inside the chord; log-likelihood {:.1}",
+                                        option.description, option.log_likelihood
                                     ));
                                 if ui.small_button("new").on_hover_text("New chords for this lane").clicked() {
                                     regenerate_one = Some(index);
