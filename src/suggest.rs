@@ -11,7 +11,7 @@ use crate::frames::Note;
 use crate::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
 use crate::harmony::critic::{self, beat_triads, critique, select_diverse, ChordSounds, Critique};
 use crate::harmony::describe::describe;
-use crate::harmony::guide::GuideContext;
+use crate::harmony::guide::{GuideContext, ONLINE_MODEL_SCALE};
 use crate::harmony::meter::Meter;
 use crate::harmony::{melody_key, ChordGuide, GuideSettings, Key};
 use crate::model::weights::AnyModel;
@@ -179,7 +179,15 @@ pub fn suggest<R: Rng + Send>(
      -> Result<Vec<ChordOption>, SampleError> {
         match model {
             Harmonizer::Online(online) => sample_online(
-                online, phrase, locked, candidates, params, guide, key, last_bar, rng,
+                online,
+                phrase,
+                locked,
+                candidates,
+                params,
+                &guide.scaled(ONLINE_MODEL_SCALE),
+                key,
+                last_bar,
+                rng,
             ),
             Harmonizer::Offline(offline) => {
                 let context = GuideContext {

@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use super::{IntroMode, LiveConfig, LiveError};
 use crate::chord::{plain_voicing, voice_led, ChordTable, Voicing};
 use crate::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
-use crate::harmony::guide::GuideContext;
+use crate::harmony::guide::{GuideContext, ONLINE_MODEL_SCALE};
 use crate::harmony::meter::Meter;
 use crate::harmony::{melody_key, ChordGuide, GuideSettings};
 use crate::model::{Decoder, LoadedModel, LoadedOffline, OfflineModel};
@@ -233,6 +233,7 @@ impl<'m> LiveEngine<'m> {
             self.vocab,
             &self.table,
             &self.config.guide,
+            ONLINE_MODEL_SCALE,
         );
         if session.chords.len() < heard {
             session.chords.resize(heard, ChordFrame::Silence);
@@ -366,13 +367,15 @@ const KEY_AFTER_ONSETS: usize = 4;
 
 /// The guide for `frames` of a session (numbered from its first frame), built from the melody
 /// heard so far: its key once a few notes are in, the metre from the host's bar lines, and the
-/// melody where the frames have been heard (the intro). `None` when guidance is off.
+/// melody where the frames have been heard (the intro), at `scale` times `settings` (see
+/// [`ONLINE_MODEL_SCALE`]). `None` when guidance is off.
 fn session_guide(
     session: &Session,
     frames: std::ops::Range<usize>,
     vocab: &Vocabulary,
     table: &ChordTable,
     settings: &GuideSettings,
+    scale: f32,
 ) -> Option<ChordGuide> {
     if settings.is_off() {
         return None;
@@ -389,7 +392,7 @@ fn session_guide(
             0.0
         },
         cadence: 0.0,
-        ..*settings
+        ..settings.scaled(scale)
     };
     let meter = Meter::new(session.time_signature);
     let phase = session.first_frame.rem_euclid(meter.bar as i64) as usize;
@@ -437,7 +440,12 @@ fn fill_intro(
             });
             let window = heard.min(max_frames);
             let start = heard - window;
-            let intro_guide = session_guide(session, start..heard, vocab, table, guide);
+            let scale = if offline.is_some() {
+                1.0
+            } else {
+                ONLINE_MODEL_SCALE
+            };
+            let intro_guide = session_guide(session, start..heard, vocab, table, guide, scale);
             // The request numbers frames from `start`; the guide from the session's first frame.
             let shifted = intro_guide.map(|g| g.shifted(start));
             let request = OptionsRequest {
