@@ -293,6 +293,10 @@ impl MelodyReport {
     }
 }
 
+/// One system's accompaniment of case `i` (its options as sound tracks).
+type Produce<'a> =
+    dyn FnMut(usize, &MelodyCase, &Phrase) -> Result<Vec<SoundTrack>, EvalError> + 'a;
+
 /// What `comper eval --melodies` runs.
 #[derive(Debug, Clone)]
 pub struct MelodyEvalOptions {
@@ -398,11 +402,7 @@ pub fn evaluate_melodies(
     let mut run = |name: &str,
                    per_case: usize,
                    from: &dyn Fn(&MelodyCase, &Phrase) -> usize,
-                   produce: &mut dyn FnMut(
-        usize,
-        &MelodyCase,
-        &Phrase,
-    ) -> Result<Vec<SoundTrack>, EvalError>|
+                   produce: &mut Produce|
      -> Result<(), EvalError> {
         let timer = Instant::now();
         let mut scores = Vec::with_capacity(cases.len());

@@ -49,7 +49,7 @@ impl Meter {
         let per_beat = FRAMES_PER_BEAT as usize;
         let bar = ((time_signature.beats_per_bar() * per_beat as f64).round() as usize).max(1);
         let compound = time_signature.denominator == 8
-            && time_signature.numerator % 3 == 0
+            && time_signature.numerator.is_multiple_of(3)
             && time_signature.numerator > 3;
         let beat = if compound { 6 } else { per_beat };
         Self {
@@ -64,13 +64,13 @@ impl Meter {
         let beats = self.bar / self.beat;
         if at == 0 {
             Level::Downbeat
-        } else if at % self.beat == 0 {
-            if beats % 2 == 0 && at == self.bar / 2 {
+        } else if at.is_multiple_of(self.beat) {
+            if beats.is_multiple_of(2) && at == self.bar / 2 {
                 Level::HalfBar
             } else {
                 Level::Beat
             }
-        } else if at % 2 == 0 {
+        } else if at.is_multiple_of(2) {
             Level::Eighth
         } else {
             Level::Sixteenth
