@@ -128,7 +128,7 @@ fn missing_weights_and_bad_melody_are_clear_errors() {
 }
 
 #[test]
-fn options_are_offered_best_fitting_first() {
+fn options_are_offered_best_first_each_different_and_described() {
     let out = out_dir("fit");
     let output = comper(&[
         "suggest",
@@ -147,16 +147,28 @@ fn options_are_offered_best_fitting_first() {
         String::from_utf8_lossy(&output.stderr)
     );
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let fits: Vec<f64> = json["options"]
-        .as_array()
-        .unwrap()
+    let options = json["options"].as_array().unwrap();
+    assert_eq!(options.len(), 5);
+    let fits: Vec<f64> = options
         .iter()
         .map(|o| o["melody_fit"].as_f64().unwrap())
         .collect();
-    assert_eq!(fits.len(), 5);
     assert!(fits.iter().all(|f| (0.0..=1.0).contains(f)), "{fits:?}");
+    let scores: Vec<f64> = options
+        .iter()
+        .map(|o| o["score"].as_f64().unwrap())
+        .collect();
     assert!(
-        fits.windows(2).all(|w| w[0] >= w[1]),
-        "best fit first: {fits:?}"
+        scores.iter().all(|&s| s <= scores[0]),
+        "the critic's best comes first: {scores:?}"
     );
+    let charts: std::collections::HashSet<String> = options
+        .iter()
+        .map(|o| o["chords"].to_string())
+        .collect();
+    assert_eq!(charts.len(), 5, "five different progressions");
+    for option in options {
+        let description = option["description"].as_str().unwrap();
+        assert!(description.contains('I') || description.contains('i'), "{description}");
+    }
 }

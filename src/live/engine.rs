@@ -563,6 +563,7 @@ mod tests {
         let (decoder, vocab) = tiny();
         let config = LiveConfig {
             listen_beats: 6,
+            commit_beats: 4,
             intro: IntroMode::Silence,
             ..LiveConfig::default()
         };
