@@ -162,13 +162,14 @@ fn options_are_offered_best_first_each_different_and_described() {
         scores.iter().all(|&s| s <= scores[0]),
         "the critic's best comes first: {scores:?}"
     );
-    let charts: std::collections::HashSet<String> = options
-        .iter()
-        .map(|o| o["chords"].to_string())
-        .collect();
+    let charts: std::collections::HashSet<String> =
+        options.iter().map(|o| o["chords"].to_string()).collect();
     assert_eq!(charts.len(), 5, "five different progressions");
     for option in options {
         let description = option["description"].as_str().unwrap();
-        assert!(description.contains('I') || description.contains('i'), "{description}");
+        assert!(
+            description.contains('I') || description.contains('i'),
+            "{description}"
+        );
     }
 }

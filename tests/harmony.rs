@@ -112,3 +112,39 @@ fn the_guide_makes_options_fit_the_melody_and_they_stay_different() {
         "best-of-five agreement {guided_agreement:.3}"
     );
 }
+
+#[test]
+fn the_key_heard_is_the_labelled_key() {
+    use comper::harmony::melody_key;
+    let mut total = 0;
+    let mut right = 0;
+    let mut wrong = Vec::new();
+    for set in ["tunes", "progressions"] {
+        for case in read_cases(&root().join("training/melodies").join(set)).unwrap() {
+            let phrase = Phrase::from_notes(&case.notes, case.time_signature, 1024);
+            // The first four bars too: the plugin captures four-bar phrases, which often end on
+            // a half cadence.
+            let bar = frames_per_bar(case.time_signature);
+            for melody in [
+                &phrase.melody[..],
+                &phrase.melody[..(4 * bar).min(phrase.melody.len())],
+            ] {
+                total += 1;
+                let heard = melody_key(melody);
+                if heard == case.key {
+                    right += 1;
+                } else {
+                    wrong.push(format!(
+                        "{} {} heard {}",
+                        case.name,
+                        case.key.name(),
+                        heard.name()
+                    ));
+                }
+            }
+        }
+    }
+    let share = right as f64 / total as f64;
+    eprintln!("key right on {right} of {total}: {wrong:?}");
+    assert!(share >= 0.62, "key right on {share:.2} of phrases");
+}

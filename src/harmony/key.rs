@@ -209,21 +209,67 @@ pub fn pitch_class_name(pc: u8) -> &'static str {
     FLAT_NAMES[usize::from(pc % 12)]
 }
 
-/// The key of a melody as a listener hears it: the Krumhansl–Schmuckler profile match over how
-/// long each pitch class sounds, with the notes a tune leans on (note onsets, and the last note,
-/// which most tunes end on the tonic) counted extra.
+/// Aarden–Essen key profiles: how often each scale degree occurs in major- and minor-key folk
+/// melodies (the Essen collection, Aarden 2003), tonic first. Melodies, unlike the harmonized
+/// music Krumhansl–Kessler's probe tones came from, rarely sound the chromatic degrees at all.
+const AARDEN_MAJOR: [f64; 12] = [
+    17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587, 0.291248, 22.062, 0.145624, 8.15494,
+    0.232998, 4.95122,
+];
+const AARDEN_MINOR: [f64; 12] = [
+    18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362, 0.702494, 18.6161, 4.56621, 1.93186,
+    7.37619, 1.75623,
+];
+
+/// Bonus (in mean log-probability per note) for a key whose tonic the melody ends on, and for one
+/// whose tonic triad holds the last or the first note: most tunes end on the tonic, most phrases
+/// on a tonic-triad note. Measured on the labelled tunes and progressions (`tests/harmony.rs`):
+/// without the cues the key is right on 62% of whole melodies and four-bar openings, with them 66%
+/// (Krumhansl–Schmuckler correlation: 51%).
+const ENDS_ON_TONIC: f64 = 0.3;
+const ENDS_IN_TONIC_TRIAD: f64 = 0.1;
+const STARTS_IN_TONIC_TRIAD: f64 = 0.05;
+
+/// The key of a melody as a listener hears it: the key under whose Aarden–Essen profile the
+/// melody's notes, weighed by their length, are most likely (Temperley's probabilistic key
+/// finding), plus the tonic cues of the first and last notes.
 pub fn melody_key(melody: &[MelodyFrame]) -> Key {
-    let mut weights = pitch_class_weights(melody);
-    for frame in melody {
-        if let MelodyFrame::Onset(pitch) = frame {
-            weights[usize::from(pitch % 12)] += 1.0;
+    let weights = pitch_class_weights(melody);
+    let total: f64 = weights.iter().sum();
+    let last = melody.iter().rev().find_map(|f| f.pitch()).map(|p| p % 12);
+    let first = melody.iter().find_map(|f| f.pitch()).map(|p| p % 12);
+    let mut best = (
+        Key {
+            tonic: 0,
+            minor: false,
+        },
+        f64::NEG_INFINITY,
+    );
+    for minor in [false, true] {
+        let profile = if minor { &AARDEN_MINOR } else { &AARDEN_MAJOR };
+        let sum: f64 = profile.iter().sum();
+        for tonic in 0..12u8 {
+            let key = Key { tonic, minor };
+            let mut score: f64 = (0..12)
+                .map(|pc| weights[pc] * (profile[(pc + 12 - usize::from(tonic)) % 12] / sum).ln())
+                .sum::<f64>()
+                / total.max(1.0);
+            let triad = [0u8, if minor { 3 } else { 4 }, 7];
+            let in_triad = |pc: u8| triad.iter().any(|&i| (tonic + i) % 12 == pc);
+            if last == Some(tonic) {
+                score += ENDS_ON_TONIC;
+            } else if last.is_some_and(in_triad) {
+                score += ENDS_IN_TONIC_TRIAD;
+            }
+            if first.is_some_and(in_triad) {
+                score += STARTS_IN_TONIC_TRIAD;
+            }
+            if score > best.1 {
+                best = (key, score);
+            }
         }
     }
-    let sounding: f64 = weights.iter().sum();
-    if let Some(last) = melody.iter().rev().find_map(|f| f.pitch()) {
-        weights[usize::from(last % 12)] += 0.3 * sounding;
-    }
-    find_key(&weights)
+    best.0
 }
 
 #[cfg(test)]
