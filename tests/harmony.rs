@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use comper::eval::cases::read_cases;
-use comper::eval::melody_eval::{score_case, Sounds};
+use comper::eval::melody_eval::score_case;
+use comper::harmony::critic::ChordSounds;
 use comper::harmony::GuideSettings;
 use comper::model::LoadedOffline;
 use comper::sample::SamplingParams;
@@ -59,7 +60,7 @@ fn a_broken_case_is_a_clear_error_naming_the_file() {
 fn suggest_on_cases(guide: GuideSettings) -> (f64, f64, usize) {
     let model = LoadedOffline::load(&root().join("weights/comper-offline")).unwrap();
     let harmonizer = Harmonizer::Offline(&model);
-    let sounds = Sounds::new(&comper::chord::ChordTable::new(&model.vocabulary));
+    let sounds = ChordSounds::new(&comper::chord::ChordTable::new(&model.vocabulary));
     let cases = read_cases(&root().join("training/melodies/progressions")).unwrap();
     let params = SamplingParams {
         temperature: 0.8,

@@ -29,8 +29,8 @@ use super::hmm::HmmHarmonizer;
 use super::EvalError;
 use super::TRAIN_FILE;
 use crate::chord::ChordTable;
-use crate::fit::chord_masks;
 use crate::frames::{ChordFrame, MelodyFrame, Note, FRAMES_PER_BEAT};
+use crate::harmony::critic::ChordSounds;
 use crate::harmony::{GuideSettings, Key, Triad};
 use crate::live::{simulate_jam, JamSettings, LiveConfig, LiveModels, ReplanTime};
 use crate::model::weights::{read_chord_names, CHORD_NAMES_FILE};
@@ -42,42 +42,6 @@ use crate::suggest::{frames_per_bar, suggest, Harmonizer, Phrase};
 
 /// A chord track reduced to its sound, one entry per frame.
 pub type SoundTrack = Vec<Option<(u16, Triad)>>;
-
-/// Turns vocabulary chord frames into [`SoundTrack`]s.
-pub struct Sounds {
-    by_index: Vec<Option<(u16, Triad)>>,
-}
-
-impl Sounds {
-    /// Indexes every chord of `table`.
-    pub fn new(table: &ChordTable) -> Self {
-        let masks = chord_masks(table);
-        let by_index = masks
-            .iter()
-            .enumerate()
-            .map(|(i, &mask)| {
-                let triad = u16::try_from(i)
-                    .ok()
-                    .and_then(|index| table.tones(index))
-                    .and_then(Triad::of_tones)?;
-                Some((mask, triad))
-            })
-            .collect();
-        Self { by_index }
-    }
-
-    /// The sound of every frame of `chords`.
-    pub fn track(&self, chords: &[ChordFrame]) -> SoundTrack {
-        chords
-            .iter()
-            .map(|frame| {
-                frame
-                    .chord()
-                    .and_then(|c| self.by_index.get(usize::from(c)).copied().flatten())
-            })
-            .collect()
-    }
-}
 
 /// One case's measures for one system.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -365,7 +329,7 @@ pub fn evaluate_melodies(
         }
     }
     let table = ChordTable::new(&vocab);
-    let sounds = Sounds::new(&table);
+    let sounds = ChordSounds::new(&table);
     let lookup = TriadLookup::new(&vocab, &table);
     let max_frames = [
         online.as_ref().map(|m| m.config.max_frames()),

@@ -43,6 +43,15 @@ impl ChordSounds {
             .unwrap_or(0)
     }
 
+    /// The sound of every frame of `chords`: pitch classes and triad (`None` for silence or a
+    /// chord without a triad), the form `comper eval --melodies` scores.
+    pub fn track(&self, chords: &[ChordFrame]) -> Vec<Option<(u16, Triad)>> {
+        chords
+            .iter()
+            .map(|&frame| self.triad(frame).map(|triad| (self.mask(frame), triad)))
+            .collect()
+    }
+
     /// Triad of the chord sounding in `frame`.
     pub fn triad(&self, frame: ChordFrame) -> Option<Triad> {
         frame
@@ -171,14 +180,7 @@ pub fn critique(
 /// 1 for the tonic triad on the downbeat of the last bar, +0.5 when a dominant (V) sounds on a
 /// strong beat of the bar before.
 fn cadence_score(triads: &[Option<Triad>], last_bar: usize, meter: Meter, key: Key) -> f64 {
-    let tonic = Triad {
-        root: key.tonic,
-        quality: if key.minor {
-            Quality::Minor
-        } else {
-            Quality::Major
-        },
-    };
+    let tonic = Triad::tonic_of(key);
     let dominant_root = (key.tonic + 7) % 12;
     let ends_home = triads.get(last_bar).copied().flatten() == Some(tonic);
     let before = last_bar.saturating_sub(meter.bar)..last_bar;

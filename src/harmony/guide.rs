@@ -283,14 +283,7 @@ struct ChordProfiles {
 impl ChordProfiles {
     fn new(vocab: &Vocabulary, table: &ChordTable, key: Key) -> Self {
         let masks = chord_masks(table);
-        let tonic = Triad {
-            root: key.tonic,
-            quality: if key.minor {
-                super::triad::Quality::Minor
-            } else {
-                super::triad::Quality::Major
-            },
-        };
+        let tonic = Triad::tonic_of(key);
         let mut emission = Vec::with_capacity(masks.len());
         let mut outside_key = Vec::with_capacity(masks.len());
         let mut is_tonic = Vec::with_capacity(masks.len());

@@ -53,6 +53,18 @@ impl Triad {
         Self::of_tones(&tones)
     }
 
+    /// The tonic chord of `key` (major or minor as the key is).
+    pub fn tonic_of(key: Key) -> Self {
+        Self {
+            root: key.tonic,
+            quality: if key.minor {
+                Quality::Minor
+            } else {
+                Quality::Major
+            },
+        }
+    }
+
     /// The triad's three pitch classes as a 12-bit mask.
     pub fn mask(self) -> u16 {
         let (third, fifth) = match self.quality {
