@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use comper::chord::{ChordTable, VoicingRange};
+use comper::chord::ChordTable;
+use comper::melody_json::{
+    option_midi, parse_suggest_request, OptionFile, SuggestReply, SuggestRequest,
+};
 use comper::midi_file::{read_melody, write_progression_to_path, MelodyChoice, ProgressionExport};
 use comper::model::import::{import_checkpoint, max_logit_difference, ImportedConfig};
 use comper::model::weights::{
@@ -14,7 +17,7 @@ use comper::model::weights::{
     WEIGHTS_ENV,
 };
 use comper::model::{LoadedModel, LoadedOffline, ModelKind};
-use comper::progression::{chord_chart, voice_progression, VoicingStyle};
+use comper::progression::{chord_chart, VoicingStyle};
 use comper::sample::SamplingParams;
 use comper::suggest::{suggest, Harmonizer, Phrase};
 use rand::rngs::StdRng;
@@ -48,11 +51,15 @@ enum Command {
     Eval(EvalArgs),
     /// Sample progressions for training melodies and keep the best ones as fine-tuning data.
     BestOf(BestOfArgs),
+    /// Serve the models over localhost HTTP: ReaLJam's live protocol and five options as JSON.
+    Serve(ServeArgs),
 }
 
 #[derive(Args)]
 struct SuggestArgs {
-    /// A .mid file holding the melody (a track named like "melody", else the most monophonic one).
+    /// The melody: a .mid file (a track named like "melody", else the most monophonic one), or a
+    /// JSON melody (`.json`, or `-` for stdin; the format of `comper serve`'s /suggest, whose
+    /// options, temperature, seed, fit and model take the place of these flags where given).
     melody: PathBuf,
     /// How many different progressions to offer.
     #[arg(long, default_value_t = 5)]
@@ -184,6 +191,34 @@ struct JamArgs {
 }
 
 #[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on; anything but a loopback address opens Comper to the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Port to listen on (0: any free port, printed at start).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Online weights folder (default: $COMPER_WEIGHTS, else the shipped online model).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Offline weights folder: ReaLJam's intro chords and /suggest's default model (default:
+    /// the shipped offline model when it shares the online model's chord names; `none` for
+    /// the online model alone).
+    #[arg(long)]
+    offline: Option<PathBuf>,
+    /// A static web client to serve at / (e.g. the `realjam/frontend` folder of the realjam
+    /// package).
+    #[arg(long)]
+    frontend: Option<PathBuf>,
+    /// Requests answered at once (default: the number of cores, 2–8).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = comper::serve::DEFAULT_MAX_BODY_BYTES)]
+    max_body: usize,
+}
+
+#[derive(Args)]
 struct EvalArgs {
     /// Folder with test.npz, train.npz and chord_names.json (training/convert.py output).
     /// With --melodies: the training split the HMM baseline learns from (optional).
@@ -297,6 +332,7 @@ fn main() -> ExitCode {
         Command::Jam(args) => jam(args),
         Command::Eval(args) => eval(args),
         Command::BestOf(args) => best_of(args),
+        Command::Serve(args) => serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -409,33 +445,82 @@ fn load_harmonizer(weights: Option<PathBuf>, kind: Option<ModelKind>) -> anyhow:
     Ok(model)
 }
 
-/// JSON shape of `comper suggest --json`.
-#[derive(serde::Serialize)]
-struct SuggestJson<'a> {
-    options: Vec<OptionJson<'a>>,
+/// The melody of `comper suggest`, with the settings a JSON melody brings along.
+struct SuggestInput {
+    notes: Vec<comper::frames::Note>,
+    tempo_bpm: f64,
+    time_signature: comper::quantize::TimeSignature,
+    request: Option<SuggestRequest>,
 }
 
-#[derive(serde::Serialize)]
-struct OptionJson<'a> {
-    chords: &'a [comper::progression::NamedChord],
-    log_likelihood: f64,
-    melody_fit: f64,
-    /// The option in words: Roman numerals in the melody's key, pace, colour.
-    description: &'a str,
-    /// The critic's total the options are ranked by.
-    score: f64,
+/// Whether `path` names a JSON melody (`.json`, or `-` for stdin) rather than a MIDI file.
+fn is_json_melody(path: &std::path::Path) -> bool {
+    path.as_os_str() == "-" || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}
+
+fn read_json_melody(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading the JSON melody from stdin")?;
+    } else {
+        bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    }
+    Ok(bytes)
 }
 
 fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
-    if args.options == 0 {
+    let json_bytes = is_json_melody(&args.melody)
+        .then(|| read_json_melody(&args.melody))
+        .transpose()?;
+    // A JSON melody may name the model kind; a name that is neither kind is checked below.
+    let json_kind = json_bytes
+        .as_deref()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok())
+        .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned));
+    let kind = match json_kind.as_deref() {
+        Some("offline") => Some(ModelKind::Offline),
+        Some("online") => Some(ModelKind::Online),
+        _ => args.model.map(ModelKind::from),
+    };
+    let loaded = load_harmonizer(args.weights, kind)?;
+    let model = Harmonizer::from(&loaded);
+    let input = match &json_bytes {
+        Some(bytes) => {
+            let request = parse_suggest_request(bytes, model.max_frames())
+                .with_context(|| format!("reading the JSON melody {}", args.melody.display()))?;
+            if let Some(name) = request.model.as_deref() {
+                if !["offline", "online", model.name()].contains(&name) {
+                    bail!("model: unknown model {name:?} (offline, online or {})", model.name());
+                }
+            }
+            SuggestInput {
+                notes: request.notes.clone(),
+                tempo_bpm: request.tempo_bpm,
+                time_signature: request.time_signature,
+                request: Some(request),
+            }
+        }
+        None => {
+            let choice = args.part.map_or(MelodyChoice::Auto, MelodyChoice::Part);
+            let melody = read_melody(&args.melody, choice)
+                .with_context(|| format!("reading the melody from {}", args.melody.display()))?;
+            SuggestInput {
+                notes: melody.notes,
+                tempo_bpm: melody.tempo_bpm,
+                time_signature: melody.time_signature,
+                request: None,
+            }
+        }
+    };
+    let request = input.request.as_ref();
+    let options = request.and_then(|r| r.options).unwrap_or(args.options);
+    if options == 0 {
         bail!("--options must be at least 1");
     }
-    let loaded = load_harmonizer(args.weights, args.model.map(ModelKind::from))?;
-    let model = Harmonizer::from(&loaded);
-    let choice = args.part.map_or(MelodyChoice::Auto, MelodyChoice::Part);
-    let melody = read_melody(&args.melody, choice)
-        .with_context(|| format!("reading the melody from {}", args.melody.display()))?;
-    let phrase = Phrase::from_notes(&melody.notes, melody.time_signature, model.max_frames());
+    let phrase = Phrase::from_notes(&input.notes, input.time_signature, model.max_frames());
     if phrase.truncated_bars > 0 {
         eprintln!(
             "comper: the model hears at most {} frames; the last {} bar(s) were left out",
@@ -444,74 +529,58 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
         );
     }
     let params = SamplingParams {
-        temperature: args.temperature,
+        temperature: request.and_then(|r| r.temperature).unwrap_or(args.temperature),
         top_p: args.top_p,
         change_grid: args.change_grid,
         ..SamplingParams::default()
     };
-    let mut rng = match args.seed {
+    let mut rng = match request.and_then(|r| r.seed).or(args.seed) {
         Some(seed) => StdRng::seed_from_u64(seed),
         None => StdRng::from_os_rng(),
     };
     let started = std::time::Instant::now();
-    let guide = comper::harmony::GuideSettings::with_strength(args.fit);
-    let suggestions = suggest(model, &phrase, &[], args.options, &params, &guide, &mut rng)?;
+    let fit = request.and_then(|r| r.fit).unwrap_or(args.fit);
+    let guide = comper::harmony::GuideSettings::with_strength(fit);
+    let suggestions = suggest(model, &phrase, &[], options, &params, &guide, &mut rng)?;
     let elapsed = started.elapsed();
 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let table = ChordTable::new(model.vocabulary());
-    let style = if args.plain_voicing {
-        VoicingStyle::Plain
-    } else {
-        VoicingStyle::VoiceLed
+    let file = OptionFile {
+        melody: (!args.chords_only).then_some(input.notes.as_slice()),
+        tempo_bpm: input.tempo_bpm,
+        time_signature: input.time_signature,
+        style: if args.plain_voicing {
+            VoicingStyle::Plain
+        } else {
+            VoicingStyle::VoiceLed
+        },
     };
     let mut written = Vec::with_capacity(suggestions.len());
     for (i, suggestion) in suggestions.iter().enumerate() {
-        let export = ProgressionExport {
-            chords: voice_progression(
-                &suggestion.chords,
-                &table,
-                style,
-                VoicingRange::default(),
-                90,
-            ),
-            melody: (!args.chords_only).then(|| melody.notes.clone()),
-            tempo_bpm: melody.tempo_bpm,
-            time_signature: melody.time_signature,
-            ..ProgressionExport::default()
-        };
         let path = args.out.join(format!("option-{}.mid", i + 1));
-        write_progression_to_path(&export, &path)
+        let bytes = option_midi(suggestion, &table, file)
             .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
         written.push(path);
     }
 
     if args.json {
-        let json = SuggestJson {
-            options: suggestions
-                .iter()
-                .map(|s| OptionJson {
-                    chords: &s.chords,
-                    log_likelihood: s.log_likelihood,
-                    melody_fit: s.melody_fit,
-                    description: &s.description,
-                    score: s.critique.score,
-                })
-                .collect(),
-        };
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        let mut reply = SuggestReply::new(&suggestions);
+        reply.truncated_bars = phrase.truncated_bars;
+        println!("{}", serde_json::to_string_pretty(&reply)?);
         return Ok(());
     }
     println!(
         "{}: {} bars at {:.0} BPM, {} model {} ({} options from {} candidates in {:.0} ms)",
         args.melody.display(),
         phrase.melody.len() / comper::suggest::frames_per_bar(phrase.time_signature),
-        melody.tempo_bpm,
+        input.tempo_bpm,
         model.kind(),
         model.name(),
         suggestions.len(),
-        args.options * model.candidates_per_option(),
+        options * model.candidates_per_option(),
         elapsed.as_secs_f64() * 1000.0
     );
     for ((i, suggestion), path) in suggestions.iter().enumerate().zip(&written) {
@@ -557,17 +626,7 @@ fn jam(args: JamArgs) -> anyhow::Result<()> {
         time_signature: melody.time_signature,
         ..JamSettings::default()
     };
-    let intro = match args.intro_weights {
-        Some(dir) if dir.as_os_str() == "none" => None,
-        Some(dir) => Some(
-            LoadedOffline::load(&dir)
-                .with_context(|| format!("loading the intro model from {}", dir.display()))?,
-        ),
-        None => Some(shipped_dir(DEFAULT_OFFLINE_NAME))
-            .filter(|dir| dir.exists())
-            .and_then(|dir| LoadedOffline::load(&dir).ok())
-            .filter(|offline| offline.vocabulary == model.vocabulary),
-    };
+    let intro = load_companion_offline(args.intro_weights, &model)?;
     let model = Arc::new(model);
     let models = LiveModels {
         online: Arc::clone(&model),
@@ -606,6 +665,64 @@ fn jam(args: JamArgs) -> anyhow::Result<()> {
         summary.late_frames,
     );
     println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// The offline model that goes with an online one (ReaLJam's intro; /suggest): the named folder,
+/// `none`, or the shipped offline model when it exists and shares the online model's chord names.
+fn load_companion_offline(
+    named: Option<PathBuf>,
+    online: &LoadedModel,
+) -> anyhow::Result<Option<LoadedOffline>> {
+    Ok(match named {
+        Some(dir) if dir.as_os_str() == "none" => None,
+        Some(dir) => Some(
+            LoadedOffline::load(&dir)
+                .with_context(|| format!("loading the offline model from {}", dir.display()))?,
+        ),
+        None => Some(shipped_dir(DEFAULT_OFFLINE_NAME))
+            .filter(|dir| dir.exists())
+            .and_then(|dir| LoadedOffline::load(&dir).ok())
+            .filter(|offline| offline.vocabulary == online.vocabulary),
+    })
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    use comper::serve::{ServeConfig, ServeModels, Server};
+
+    let online = load_model(args.weights)?;
+    let offline = load_companion_offline(args.offline, &online)?;
+    let models = ServeModels {
+        online: Arc::new(online),
+        offline: offline.map(Arc::new),
+    };
+    let defaults = ServeConfig::default();
+    let config = ServeConfig {
+        addr: std::net::SocketAddr::new(args.host, args.port),
+        workers: args.workers.unwrap_or(defaults.workers).max(1),
+        frontend: args.frontend,
+        max_body_bytes: args.max_body,
+        log: true,
+    };
+    let workers = config.workers;
+    let server = Server::start(models.clone(), config)?;
+    let stopper = server.stopper();
+    ctrlc::set_handler(move || stopper.stop()).context("installing the Ctrl-C handler")?;
+    eprintln!(
+        "comper serve: listening on http://{} ({workers} workers; live model {}, suggest model {}); \
+         Ctrl-C stops",
+        server.addr(),
+        models.online.config.name,
+        models
+            .offline
+            .as_ref()
+            .map_or(models.online.config.name.as_str(), |m| m.config.base.name.as_str()),
+    );
+    if !args.host.is_loopback() {
+        eprintln!("comper serve: warning: {} is reachable from other machines", args.host);
+    }
+    server.join();
+    eprintln!("comper serve: stopped");
     Ok(())
 }
 

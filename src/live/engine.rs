@@ -300,6 +300,125 @@ impl<'m> LiveEngine<'m> {
     }
 }
 
+/// One request of a client that keeps the session itself and sends all of it every time
+/// (ReaLJam's web page and its `/play` protocol): the engine keeps nothing between such requests
+/// but its sampler and decoder cache. Lengths are in frames.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTurn<'a> {
+    /// What the player played, frames `0 .. frame` where `frame` is the first one to plan.
+    pub melody: &'a [MelodyFrame],
+    /// The client's chord track: its context for the heard frames, then its latest plan.
+    pub chords: &'a [ChordFrame],
+    /// Frames to plan from `frame` on.
+    pub lookahead: usize,
+    /// Frames of the client's latest plan that stay as they are (ReaLJam's `commitahead`).
+    pub commitahead: usize,
+    /// Frames listened to before Comper plays (ReaLJam's `silenceTill`).
+    pub listen: usize,
+    /// Whether the client already holds chords for the listening period (else they are sampled,
+    /// ReaLJam's intro, and sent back).
+    pub intro_set: bool,
+    pub temperature: f32,
+}
+
+/// The answer to a [`ClientTurn`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientPlan {
+    /// `lookahead` chords from the turn's frame on, the still-committed ones first.
+    pub chords: Vec<ChordFrame>,
+    /// Chords for frames `0 .. frame` when the turn asked for the intro.
+    pub intro: Option<Vec<ChordFrame>>,
+}
+
+impl LiveEngine<'_> {
+    /// Plans for a stateless client with ReaLJam's semantics: nothing before `listen − min(lookahead,
+    /// 4)` frames (`None`), the intro sampled when the client has none, the chords the client
+    /// planned for the next `commitahead − (frames since that plan)` frames kept, the rest of the
+    /// lookahead sampled, guided by the melody heard as in a session of this engine's own.
+    pub fn plan_for_client(&mut self, turn: &ClientTurn) -> Result<Option<ClientPlan>, LiveError> {
+        let frame = turn.melody.len();
+        let lookahead = turn.lookahead;
+        let max = self.decoder.config().max_frames();
+        if lookahead == 0 || turn.commitahead > lookahead {
+            return Err(LiveError::BadConfig(format!(
+                "commitahead {} must be at most lookahead {lookahead}, which must be at least 1",
+                turn.commitahead
+            )));
+        }
+        if lookahead >= max {
+            return Err(LiveError::LookaheadTooLong { lookahead, max });
+        }
+        if frame == 0 || frame < turn.listen.saturating_sub(lookahead.min(FRAMES_PER_BEAT as usize)) {
+            return Ok(None);
+        }
+        let mut session = Session {
+            phrase: 0,
+            first_frame: 0,
+            time_signature: TimeSignature::default(),
+            melody: turn.melody.to_vec(),
+            chords: Vec::new(),
+            voicings: Vec::new(),
+            committed_until: 0,
+            planned_for: None,
+            intro_done: false,
+        };
+        let intro = if turn.intro_set {
+            None
+        } else {
+            let models = IntroModels {
+                decoder: self.decoder,
+                offline: self.intro_model,
+                vocab: self.vocab,
+                table: &self.table,
+                guide: &self.config.guide,
+            };
+            fill_intro(&mut session, models, IntroMode::Sampled, 0, &mut self.rng)?;
+            Some(std::mem::take(&mut session.chords))
+        };
+        let mut chords = intro.clone().unwrap_or_default();
+        chords.extend(turn.chords.iter().skip(chords.len()).copied());
+        if chords.len() < frame {
+            chords.resize(frame, ChordFrame::Silence);
+        }
+        // ReaLJam's step 7: the previous plan ended `chords.len()`; of it, the frames up to
+        // `commitahead` after that plan's start stay.
+        let commit = (chords.len() + turn.commitahead).saturating_sub(lookahead + frame);
+        if commit >= lookahead {
+            return Ok(Some(ClientPlan {
+                chords: chords[frame..frame + lookahead].to_vec(),
+                intro,
+            }));
+        }
+        let guide = session_guide(
+            &session,
+            frame..frame + lookahead,
+            self.vocab,
+            &self.table,
+            &self.config.guide,
+            ONLINE_MODEL_SCALE,
+        );
+        let params = SamplingParams {
+            temperature: turn.temperature,
+            ..self.params
+        };
+        let request = LiveRequest {
+            melody: turn.melody,
+            chords: &chords[..frame],
+            committed: &chords[frame..frame + commit],
+            lookahead,
+            beat_phase: 0,
+            guide: guide.as_ref(),
+        };
+        let plan = self
+            .planner
+            .plan(self.decoder, self.vocab, &request, &params, &mut self.rng)?;
+        Ok(Some(ClientPlan {
+            chords: plan.chords,
+            intro,
+        }))
+    }
+}
+
 /// Periods (in bars) a tune is checked for repeating at.
 const REPEAT_BARS: [usize; 3] = [1, 2, 4];
 /// Share of the last period's sounding frames that must repeat the period before it (same pitch

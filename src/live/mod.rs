@@ -45,7 +45,7 @@ pub mod engine;
 pub mod simulate;
 pub mod thread;
 
-pub use engine::LiveEngine;
+pub use engine::{ClientPlan, ClientTurn, LiveEngine};
 pub use simulate::{simulate_jam, JamReport, JamSettings, JamSummary, PlayedNote, ReplanTime};
 pub use thread::{spawn_engine, EngineInput, EngineReport, EngineThread, ReplanPolicy};
 
