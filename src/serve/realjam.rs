@@ -350,7 +350,7 @@ mod tests {
             on(&body("").replace("\"commitahead\": 16", "\"commitahead\": 17")),
             "commitahead"
         );
-        assert_eq!(on(&body("").replace("\"chordTokens\": []", "\"chordTokens\": [3]")), "chordTokens[0]");
+        assert_eq!(on(&body("").replace("\"chordTokens\": []", "\"chordTokens\": [5]")), "chordTokens[0]");
         assert_eq!(on(&body("").replace("\"introSet\": false", "\"introSet\": \"no\"")), "introSet");
         assert_eq!(on(&body("").replace("\"model\": \"m\"", "\"model\": null")), "model");
     }
