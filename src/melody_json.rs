@@ -78,8 +78,7 @@ pub fn parse_suggest_request(body: &[u8], max_frames: usize) -> Result<SuggestRe
         notes,
         tempo_bpm: optional_number(&object, "bpm", BPM_RANGE)?.unwrap_or(120.0),
         time_signature,
-        options: optional_integer(&object, "options", 1, MAX_OPTIONS as u64)?
-            .map(|n| n as usize),
+        options: optional_integer(&object, "options", 1, MAX_OPTIONS as u64)?.map(|n| n as usize),
         temperature: optional_number(&object, "temperature", 0.0..=MAX_TEMPERATURE)?
             .map(|t| t as f32),
         seed: optional_integer(&object, "seed", 0, u64::MAX)?,
@@ -125,7 +124,10 @@ fn parse_notes(
         let start = required_number(note, "start_beat", &field("start_beat"))?;
         let end = required_number(note, "end_beat", &field("end_beat"))?;
         if start < 0.0 {
-            return Err(FieldError::new(field("start_beat"), format!("{start} is negative")));
+            return Err(FieldError::new(
+                field("start_beat"),
+                format!("{start} is negative"),
+            ));
         }
         if end <= start {
             return Err(FieldError::new(
@@ -199,9 +201,10 @@ pub fn integer(value: &Value, path: &str, min: u64, max: u64) -> Result<u64, Fie
     }
     match number.as_f64() {
         Some(f) if f.fract() == 0.0 && f >= min as f64 && f <= max as f64 => Ok(f as u64),
-        Some(f) if f.fract() != 0.0 => {
-            Err(FieldError::new(path, format!("expected an integer, got {f}")))
-        }
+        Some(f) if f.fract() != 0.0 => Err(FieldError::new(
+            path,
+            format!("expected an integer, got {f}"),
+        )),
         _ => Err(out_of_range()),
     }
 }
@@ -374,11 +377,26 @@ mod tests {
             ("[]", "body"),
             (r#"{}"#, "notes"),
             (r#"{"notes": 3}"#, "notes"),
-            (r#"{"notes": [{"pitch": 200, "start_beat": 0, "end_beat": 1}]}"#, "notes[0].pitch"),
-            (r#"{"notes": [{"pitch": "C4", "start_beat": 0, "end_beat": 1}]}"#, "notes[0].pitch"),
-            (r#"{"notes": [{"pitch": 60, "start_beat": -1, "end_beat": 1}]}"#, "notes[0].start_beat"),
-            (r#"{"notes": [{"pitch": 60, "start_beat": 2, "end_beat": 1}]}"#, "notes[0].end_beat"),
-            (r#"{"notes": [{"pitch": 60, "start_beat": 0, "end_beat": 1e9}]}"#, "notes[0].end_beat"),
+            (
+                r#"{"notes": [{"pitch": 200, "start_beat": 0, "end_beat": 1}]}"#,
+                "notes[0].pitch",
+            ),
+            (
+                r#"{"notes": [{"pitch": "C4", "start_beat": 0, "end_beat": 1}]}"#,
+                "notes[0].pitch",
+            ),
+            (
+                r#"{"notes": [{"pitch": 60, "start_beat": -1, "end_beat": 1}]}"#,
+                "notes[0].start_beat",
+            ),
+            (
+                r#"{"notes": [{"pitch": 60, "start_beat": 2, "end_beat": 1}]}"#,
+                "notes[0].end_beat",
+            ),
+            (
+                r#"{"notes": [{"pitch": 60, "start_beat": 0, "end_beat": 1e9}]}"#,
+                "notes[0].end_beat",
+            ),
             (r#"{"notes": [], "bpm": "fast"}"#, "bpm"),
             (r#"{"notes": [], "options": 0}"#, "options"),
             (r#"{"notes": [], "options": 2.5}"#, "options"),
@@ -395,7 +413,13 @@ mod tests {
     #[test]
     fn refuses_more_notes_than_a_phrase_holds() {
         let notes: Vec<String> = (0..300)
-            .map(|i| format!(r#"{{"pitch": 60, "start_beat": {}, "end_beat": {}}}"#, i as f64 * 0.1, i as f64 * 0.1 + 0.05))
+            .map(|i| {
+                format!(
+                    r#"{{"pitch": 60, "start_beat": {}, "end_beat": {}}}"#,
+                    i as f64 * 0.1,
+                    i as f64 * 0.1 + 0.05
+                )
+            })
             .collect();
         let json = format!(r#"{{"notes": [{}]}}"#, notes.join(","));
         assert_eq!(parse(&json).unwrap_err().field, "notes");

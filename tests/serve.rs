@@ -77,7 +77,10 @@ fn post_json(server: &Server, path: &str, body: &Value) -> (u16, Value) {
         ureq::post(&url(server, path)).set("Content-Type", "application/json"),
         Some(body.to_string().as_bytes()),
     );
-    (status, serde_json::from_slice(&bytes).expect("a JSON reply"))
+    (
+        status,
+        serde_json::from_slice(&bytes).expect("a JSON reply"),
+    )
 }
 
 fn get(server: &Server, path: &str) -> (u16, Vec<u8>) {
@@ -87,8 +90,8 @@ fn get(server: &Server, path: &str) -> (u16, Vec<u8>) {
 /// Ode to Joy's first phrase as a JSON melody, 8 bars.
 fn melody(seed: u64) -> Value {
     let pitches = [
-        64, 64, 65, 67, 67, 65, 64, 62, 60, 60, 62, 64, 64, 62, 62, 62, 64, 64, 65, 67, 67, 65,
-        64, 62, 60, 60, 62, 64, 62, 60, 60, 60,
+        64, 64, 65, 67, 67, 65, 64, 62, 60, 60, 62, 64, 64, 62, 62, 62, 64, 64, 65, 67, 67, 65, 64,
+        62, 60, 60, 62, 64, 62, 60, 60, 60,
     ];
     let notes: Vec<Value> = pitches
         .iter()
@@ -110,7 +113,9 @@ fn assert_options(reply: &Value, count: usize) {
         }
         assert!(option["log_likelihood"].as_f64().is_some());
         assert!(option["melody_fit"].as_f64().is_some());
-        assert!(option["description"].as_str().is_some_and(|s| !s.is_empty()));
+        assert!(option["description"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()));
     }
 }
 
@@ -145,9 +150,16 @@ fn suggest_answers_exactly_what_the_command_line_prints() {
         .current_dir(root())
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(printed, reply, "the server and `comper suggest melody.json --json` agree");
+    assert_eq!(
+        printed, reply,
+        "the server and `comper suggest melody.json --json` agree"
+    );
     server.shutdown();
 }
 
@@ -186,7 +198,10 @@ fn suggest_midi_returns_a_file_per_option() {
         let song = parse_midi(&bytes).expect("a MIDI file");
         assert_eq!(song.parts.len(), 1, "chords only");
         let chords = option["chords"].as_array().unwrap().len();
-        assert!(song.parts[0].notes.len() >= 3 * chords, "each chord has its notes");
+        assert!(
+            song.parts[0].notes.len() >= 3 * chords,
+            "each chord has its notes"
+        );
     }
     server.shutdown();
 }
@@ -200,40 +215,93 @@ fn bad_input_gets_a_4xx_naming_the_field_and_the_server_keeps_serving() {
         log: false,
         ..ServeConfig::default()
     });
-    let note = |pitch: Value, start: Value, end: Value| {
-        json!({"notes": [{"pitch": pitch, "start_beat": start, "end_beat": end}]})
-    };
+    let note = |pitch: Value, start: Value, end: Value| json!({"notes": [{"pitch": pitch, "start_beat": start, "end_beat": end}]});
     let many: Vec<Value> = (0..400)
         .map(|i| json!({"pitch": 60, "start_beat": i as f64 * 0.1, "end_beat": i as f64 * 0.1 + 0.05}))
         .collect();
     let json_cases: Vec<(&str, Value, &str)> = vec![
         ("/suggest", json!([1, 2]), "body"),
         ("/suggest", json!({"notes": "C D E"}), "notes"),
-        ("/suggest", note(json!(128), json!(0), json!(1)), "notes[0].pitch"),
-        ("/suggest", note(json!("C4"), json!(0), json!(1)), "notes[0].pitch"),
-        ("/suggest", note(json!(60), json!(-2), json!(1)), "notes[0].start_beat"),
-        ("/suggest", note(json!(60), json!(0), json!(1e12)), "notes[0].end_beat"),
-        ("/suggest", note(json!(60), json!(3), json!(2)), "notes[0].end_beat"),
+        (
+            "/suggest",
+            note(json!(128), json!(0), json!(1)),
+            "notes[0].pitch",
+        ),
+        (
+            "/suggest",
+            note(json!("C4"), json!(0), json!(1)),
+            "notes[0].pitch",
+        ),
+        (
+            "/suggest",
+            note(json!(60), json!(-2), json!(1)),
+            "notes[0].start_beat",
+        ),
+        (
+            "/suggest",
+            note(json!(60), json!(0), json!(1e12)),
+            "notes[0].end_beat",
+        ),
+        (
+            "/suggest",
+            note(json!(60), json!(3), json!(2)),
+            "notes[0].end_beat",
+        ),
         ("/suggest", json!({"notes": many}), "notes"),
         ("/suggest", json!({"notes": [], "model": "gpt"}), "model"),
         ("/suggest", json!({"notes": [], "options": 500}), "options"),
         ("/suggest", json!({"notes": [], "bpm": "fast"}), "bpm"),
         ("/play", json!({"notes": []}), "frame"),
-        ("/play", play_request(json!("nobody"), 40, &[], false), "model"),
+        (
+            "/play",
+            play_request(json!("nobody"), 40, &[], false),
+            "model",
+        ),
         ("/play", play_request(json!(7), 40, &[], false), "model"),
-        ("/play", play_request_with(|r| r["frame"] = json!(-1)), "frame"),
-        ("/play", play_request_with(|r| r["frame"] = json!(1e15)), "frame"),
-        ("/play", play_request_with(|r| r["notes"][0]["pitch"] = json!(200)), "notes[0].pitch"),
-        ("/play", play_request_with(|r| r["notes"][0]["on"] = json!("yes")), "notes[0].on"),
-        ("/play", play_request_with(|r| r["commitahead"] = json!(99)), "commitahead"),
-        ("/play", play_request_with(|r| r["chordTokens"] = json!([5])), "chordTokens[0]"),
-        ("/play", play_request_with(|r| r["temperature"] = json!("hot")), "temperature"),
+        (
+            "/play",
+            play_request_with(|r| r["frame"] = json!(-1)),
+            "frame",
+        ),
+        (
+            "/play",
+            play_request_with(|r| r["frame"] = json!(1e15)),
+            "frame",
+        ),
+        (
+            "/play",
+            play_request_with(|r| r["notes"][0]["pitch"] = json!(200)),
+            "notes[0].pitch",
+        ),
+        (
+            "/play",
+            play_request_with(|r| r["notes"][0]["on"] = json!("yes")),
+            "notes[0].on",
+        ),
+        (
+            "/play",
+            play_request_with(|r| r["commitahead"] = json!(99)),
+            "commitahead",
+        ),
+        (
+            "/play",
+            play_request_with(|r| r["chordTokens"] = json!([5])),
+            "chordTokens[0]",
+        ),
+        (
+            "/play",
+            play_request_with(|r| r["temperature"] = json!("hot")),
+            "temperature",
+        ),
     ];
     for (path, body, field) in json_cases {
         let (status, reply) = post_json(&server, path, &body);
         assert_eq!(status, 400, "{path} {body}: {reply}");
         assert_eq!(reply["field"], field, "{path} {body}: {reply}");
-        assert!(reply["error"].as_str().unwrap().starts_with(field), "{reply}");
+        assert!(
+            reply["error"].as_str().unwrap().starts_with(field),
+            "{reply}"
+        );
     }
     let raw_cases: Vec<(&str, &[u8], u16, &str)> = vec![
         ("/suggest", b"{\"notes\": [", 400, "body"),
@@ -246,7 +314,11 @@ fn bad_input_gets_a_4xx_naming_the_field_and_the_server_keeps_serving() {
     for (path, body, expected, field) in raw_cases {
         let (status, bytes) = send(ureq::post(&url(&server, path)), Some(body));
         let reply: Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!((status, reply["field"].as_str().unwrap()), (expected, field), "{path}: {reply}");
+        assert_eq!(
+            (status, reply["field"].as_str().unwrap()),
+            (expected, field),
+            "{path}: {reply}"
+        );
     }
     let (status, _) = get(&server, "/play");
     assert_eq!(status, 405);
@@ -295,10 +367,21 @@ fn forty_parallel_suggestions_are_all_answered() {
 fn serves_the_frontend_folder_and_nothing_outside_it() {
     let server = start();
     let (status, body) = get(&server, "/");
-    assert_eq!((status, body.as_slice()), (200, b"<html>jam</html>".as_slice()));
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, b"<html>jam</html>".as_slice())
+    );
     let (status, body) = get(&server, "/js/main.js");
-    assert_eq!((status, body.as_slice()), (200, b"console.log(1)".as_slice()));
-    for path in ["/../Cargo.toml", "/js/../../Cargo.toml", "/%2e%2e/Cargo.toml", "/missing.js"] {
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, b"console.log(1)".as_slice())
+    );
+    for path in [
+        "/../Cargo.toml",
+        "/js/../../Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "/missing.js",
+    ] {
         assert_eq!(get(&server, path).0, 404, "{path}");
     }
     server.shutdown();
@@ -354,7 +437,11 @@ fn play_follows_realjams_protocol() {
     let server = start();
     let model = json!(models().online.config.name);
     // Too early: nothing until min(lookahead, 4) frames before the listening ends.
-    let (status, reply) = post_json(&server, "/play", &play_request(model.clone(), 20, &[], false));
+    let (status, reply) = post_json(
+        &server,
+        "/play",
+        &play_request(model.clone(), 20, &[], false),
+    );
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["newChords"], json!([]));
     assert_eq!(reply["introChordTokens"], Value::Null);
@@ -362,7 +449,11 @@ fn play_follows_realjams_protocol() {
 
     // The first plan brings the intro (one token per heard frame) and 16 planned frames.
     let mut tokens = Vec::new();
-    let (status, first) = post_json(&server, "/play", &play_request(model.clone(), 28, &[], false));
+    let (status, first) = post_json(
+        &server,
+        "/play",
+        &play_request(model.clone(), 28, &[], false),
+    );
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["introChordTokens"].as_array().unwrap().len(), 28);
     assert_eq!(first["newChords"].as_array().unwrap().len(), 16);
@@ -373,15 +464,22 @@ fn play_follows_realjams_protocol() {
         };
         assert!(onset.is_boolean());
         let pitches = pitches.as_array().unwrap();
-        assert_eq!(symbol.as_str().unwrap().is_empty(), pitches.is_empty(), "{chord}");
+        assert_eq!(
+            symbol.as_str().unwrap().is_empty(),
+            pitches.is_empty(),
+            "{chord}"
+        );
     }
     apply(&mut tokens, &first);
     assert_eq!(tokens.len(), 28 + 16);
 
     // Two frames later: of the 8 frames committed ahead of the last plan, the 6 still ahead
     // are kept; the rest is planned again.
-    let (status, second) =
-        post_json(&server, "/play", &play_request(model.clone(), 30, &tokens, true));
+    let (status, second) = post_json(
+        &server,
+        "/play",
+        &play_request(model.clone(), 30, &tokens, true),
+    );
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["introChordTokens"], Value::Null);
     let planned: Vec<i64> = serde_json::from_value(second["newChordTokens"].clone()).unwrap();

@@ -455,7 +455,10 @@ struct SuggestInput {
 
 /// Whether `path` names a JSON melody (`.json`, or `-` for stdin) rather than a MIDI file.
 fn is_json_melody(path: &std::path::Path) -> bool {
-    path.as_os_str() == "-" || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    path.as_os_str() == "-"
+        || path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
 }
 
 fn read_json_melody(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
@@ -493,7 +496,10 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("reading the JSON melody {}", args.melody.display()))?;
             if let Some(name) = request.model.as_deref() {
                 if !["offline", "online", model.name()].contains(&name) {
-                    bail!("model: unknown model {name:?} (offline, online or {})", model.name());
+                    bail!(
+                        "model: unknown model {name:?} (offline, online or {})",
+                        model.name()
+                    );
                 }
             }
             SuggestInput {
@@ -529,7 +535,9 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
         );
     }
     let params = SamplingParams {
-        temperature: request.and_then(|r| r.temperature).unwrap_or(args.temperature),
+        temperature: request
+            .and_then(|r| r.temperature)
+            .unwrap_or(args.temperature),
         top_p: args.top_p,
         change_grid: args.change_grid,
         ..SamplingParams::default()
@@ -719,7 +727,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map_or(models.online.config.name.as_str(), |m| m.config.base.name.as_str()),
     );
     if !args.host.is_loopback() {
-        eprintln!("comper serve: warning: {} is reachable from other machines", args.host);
+        eprintln!(
+            "comper serve: warning: {} is reachable from other machines",
+            args.host
+        );
     }
     server.join();
     eprintln!("comper serve: stopped");

@@ -348,7 +348,12 @@ impl LiveEngine<'_> {
         if lookahead >= max {
             return Err(LiveError::LookaheadTooLong { lookahead, max });
         }
-        if frame == 0 || frame < turn.listen.saturating_sub(lookahead.min(FRAMES_PER_BEAT as usize)) {
+        if frame == 0
+            || frame
+                < turn
+                    .listen
+                    .saturating_sub(lookahead.min(FRAMES_PER_BEAT as usize))
+        {
             return Ok(None);
         }
         let mut session = Session {

@@ -33,8 +33,8 @@ use crate::chord::ChordTable;
 use crate::harmony::GuideSettings;
 use crate::live::{LiveConfig, LiveEngine};
 use crate::melody_json::{
-    integer, option_midi, parse_suggest_request, FieldError, OptionFile, SuggestReply,
-    MAX_OPTIONS, MAX_TEMPERATURE,
+    integer, option_midi, parse_suggest_request, FieldError, OptionFile, SuggestReply, MAX_OPTIONS,
+    MAX_TEMPERATURE,
 };
 use crate::midi_file::{parse_midi, MelodyChoice};
 use crate::model::{LoadedModel, LoadedOffline};
@@ -86,7 +86,10 @@ impl ServeModels {
                 }
                 Err(FieldError {
                     field: "model".into(),
-                    problem: format!("unknown model {name:?}; this server has {}", known.join(", ")),
+                    problem: format!(
+                        "unknown model {name:?}; this server has {}",
+                        known.join(", ")
+                    ),
                 })
             }
         }
@@ -160,10 +163,7 @@ impl Server {
             addr: config.addr,
             message: e.to_string(),
         })?;
-        let addr = http
-            .server_addr()
-            .to_ip()
-            .unwrap_or(config.addr);
+        let addr = http.server_addr().to_ip().unwrap_or(config.addr);
         let http = Arc::new(http);
         let stopping = Arc::new(AtomicBool::new(false));
         let config = Arc::new(config);
@@ -212,7 +212,12 @@ impl Server {
 }
 
 /// One worker: takes requests until the server stops.
-fn work(http: &tiny_http::Server, stopping: &AtomicBool, models: &ServeModels, config: &ServeConfig) {
+fn work(
+    http: &tiny_http::Server,
+    stopping: &AtomicBool,
+    models: &ServeModels,
+    config: &ServeConfig,
+) {
     let mut handler = Handler::new(models, config);
     while !stopping.load(Ordering::SeqCst) {
         match http.recv_timeout(POLL) {
@@ -344,11 +349,9 @@ impl<'m> Handler<'m> {
             (Method::Post, "/play") => self.play(body),
             (Method::Post, "/suggest") => self.suggest_json(body),
             (Method::Post, "/suggest/midi") => self.suggest_midi(query, body),
-            (_, "/models" | "/play" | "/suggest" | "/suggest/midi") => Reply::error(
-                405,
-                "method",
-                &format!("{method} is not allowed on {path}"),
-            ),
+            (_, "/models" | "/play" | "/suggest" | "/suggest/midi") => {
+                Reply::error(405, "method", &format!("{method} is not allowed on {path}"))
+            }
             (Method::Get | Method::Head, _) => self.static_file(path),
             _ => Reply::error(404, "path", &format!("no endpoint {method} {path}")),
         }
@@ -379,7 +382,9 @@ impl<'m> Handler<'m> {
             Ok(None) => Ok(realjam::PlayReply::waiting(request.frame)),
             Ok(Some(plan)) => realjam::PlayReply::planned(&plan, request.frame, vocab, &self.table)
                 .map_err(|e| Reply::error(500, "plan", &e.to_string())),
-            Err(crate::live::LiveError::Sample(e)) => Err(Reply::error(500, "model", &e.to_string())),
+            Err(crate::live::LiveError::Sample(e)) => {
+                Err(Reply::error(500, "model", &e.to_string()))
+            }
             Err(e) => Err(Reply::error(400, "lookahead", &e.to_string())),
         };
         match reply {
@@ -402,7 +407,9 @@ impl<'m> Handler<'m> {
         let settings = SuggestSettings {
             options: request.options.unwrap_or(DEFAULT_OPTIONS),
             temperature: request.temperature.unwrap_or(DEFAULT_TEMPERATURE),
-            fit: request.fit.unwrap_or(crate::harmony::guide::DEFAULT_STRENGTH),
+            fit: request
+                .fit
+                .unwrap_or(crate::harmony::guide::DEFAULT_STRENGTH),
             seed: request.seed,
         };
         let phrase = Phrase::from_notes(&request.notes, request.time_signature, model.max_frames());
@@ -442,7 +449,8 @@ impl<'m> Handler<'m> {
         for (option, suggestion) in reply.options.iter_mut().zip(&suggestions) {
             match option_midi(suggestion, &table, file) {
                 Ok(bytes) => {
-                    option.midi_base64 = Some(base64::engine::general_purpose::STANDARD.encode(bytes))
+                    option.midi_base64 =
+                        Some(base64::engine::general_purpose::STANDARD.encode(bytes))
                 }
                 Err(e) => return Reply::error(500, "midi", &e.to_string()),
             }
@@ -503,7 +511,16 @@ fn run_suggest(
         None => StdRng::from_os_rng(),
     };
     let guide = GuideSettings::with_strength(settings.fit);
-    suggest(model, phrase, &[], settings.options, &params, &guide, &mut rng).map_err(|e| e.to_string())
+    suggest(
+        model,
+        phrase,
+        &[],
+        settings.options,
+        &params,
+        &guide,
+        &mut rng,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The `model` field of a JSON body, if it is a string (the full check comes later).

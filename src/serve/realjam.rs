@@ -160,9 +160,10 @@ fn parse_melody(object: &Map<String, Value>, frame: usize) -> Result<Vec<MelodyF
                 format!("expected an object, got {}", kind(event)),
             ));
         };
-        let pitch = crate::melody_json::required_integer(event, "pitch", &path("pitch"), 0, 127)?
-            as usize;
-        let at = crate::melody_json::required_integer(event, "frame", &path("frame"), 0, MAX_FRAME)?;
+        let pitch =
+            crate::melody_json::required_integer(event, "pitch", &path("pitch"), 0, 127)? as usize;
+        let at =
+            crate::melody_json::required_integer(event, "frame", &path("frame"), 0, MAX_FRAME)?;
         let on = match event.get("on") {
             Some(Value::Bool(on)) => *on,
             Some(other) => {
@@ -334,7 +335,11 @@ mod tests {
         assert_eq!(request.melody[0], MelodyFrame::Onset(60));
         assert_eq!(request.melody[3], MelodyFrame::Hold(60));
         assert_eq!(request.melody[4], MelodyFrame::Silence);
-        assert_eq!(request.melody[6], MelodyFrame::Onset(67), "a held note runs on");
+        assert_eq!(
+            request.melody[6],
+            MelodyFrame::Onset(67),
+            "a held note runs on"
+        );
         assert_eq!(request.melody[7], MelodyFrame::Hold(67));
     }
 
@@ -343,24 +348,48 @@ mod tests {
         let v = vocab();
         let on = |s: &str| parse_play(s.as_bytes(), &v).unwrap_err().field;
         assert_eq!(on("nope"), "body");
-        assert_eq!(on(&body("").replace("\"frame\": 8", "\"frame\": -3")), "frame");
-        assert_eq!(on(&body("").replace("\"pitch\": 67", "\"pitch\": 128")), "notes[2].pitch");
-        assert_eq!(on(&body("").replace("\"on\": true", "\"on\": 1")), "notes[0].on");
+        assert_eq!(
+            on(&body("").replace("\"frame\": 8", "\"frame\": -3")),
+            "frame"
+        );
+        assert_eq!(
+            on(&body("").replace("\"pitch\": 67", "\"pitch\": 128")),
+            "notes[2].pitch"
+        );
+        assert_eq!(
+            on(&body("").replace("\"on\": true", "\"on\": 1")),
+            "notes[0].on"
+        );
         assert_eq!(
             on(&body("").replace("\"commitahead\": 16", "\"commitahead\": 17")),
             "commitahead"
         );
-        assert_eq!(on(&body("").replace("\"chordTokens\": []", "\"chordTokens\": [5]")), "chordTokens[0]");
-        assert_eq!(on(&body("").replace("\"introSet\": false", "\"introSet\": \"no\"")), "introSet");
-        assert_eq!(on(&body("").replace("\"model\": \"m\"", "\"model\": null")), "model");
+        assert_eq!(
+            on(&body("").replace("\"chordTokens\": []", "\"chordTokens\": [5]")),
+            "chordTokens[0]"
+        );
+        assert_eq!(
+            on(&body("").replace("\"introSet\": false", "\"introSet\": \"no\"")),
+            "introSet"
+        );
+        assert_eq!(
+            on(&body("").replace("\"model\": \"m\"", "\"model\": null")),
+            "model"
+        );
     }
 
     #[test]
     fn gaps_in_the_chord_track_are_silence() {
         let v = vocab();
         let on = v.id(crate::tokens::Token::ChordOn(1)).unwrap();
-        let json = body("").replace("\"chordTokens\": []", &format!("\"chordTokens\": [-1, {on}]"));
+        let json = body("").replace(
+            "\"chordTokens\": []",
+            &format!("\"chordTokens\": [-1, {on}]"),
+        );
         let request = parse_play(json.as_bytes(), &v).unwrap();
-        assert_eq!(request.chords, vec![ChordFrame::Silence, ChordFrame::Onset(1)]);
+        assert_eq!(
+            request.chords,
+            vec![ChordFrame::Silence, ChordFrame::Onset(1)]
+        );
     }
 }
