@@ -9,6 +9,7 @@
 pub mod audio;
 pub mod capture;
 pub mod clock;
+pub mod demo;
 pub mod export;
 pub mod link;
 pub mod models;
@@ -55,13 +56,15 @@ pub struct Comper {
     /// Channels (bit mask) on which each melody key was passed through and is still down, so its
     /// release is passed too even if "Melody thru" was switched off meanwhile.
     thru_down: [u16; 128],
+    /// A melody file played into the input ([`demo::PLAY_ENV`]).
+    demo: Option<demo::DemoPlayer>,
 }
 
 impl Default for Comper {
     fn default() -> Self {
         let (commands, command_inbox) = link::command_channel();
         Self {
-            params: Arc::new(ComperParams::default()),
+            params: Arc::new(ComperParams::from_env()),
             shared: Arc::new(Shared::default()),
             audio: None,
             worker: None,
@@ -70,6 +73,7 @@ impl Default for Comper {
             editor_state: panel::default_state(),
             keys: Vec::with_capacity(MAX_KEYS),
             thru_down: [0; 128],
+            demo: demo::DemoPlayer::from_env(),
         }
     }
 }
@@ -301,6 +305,12 @@ impl Plugin for Comper {
         let thru = self.params.melody_thru.value() || settings.bypass;
         self.read_keys(context, thru);
         let block = block_of(context.transport(), buffer.samples());
+        if let Some(demo) = &self.demo {
+            demo.play(&block, &mut self.keys);
+            // Releases before presses at the same sample, as the quantizer expects of a host.
+            self.keys
+                .sort_unstable_by_key(|e| (e.offset, e.kind == quantize::NoteEventKind::On));
+        }
         for channel in buffer.as_slice().iter_mut() {
             channel.fill(0.0);
         }

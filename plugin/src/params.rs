@@ -166,7 +166,23 @@ impl Default for ComperParams {
     }
 }
 
+/// Environment variable choosing the mode a new instance starts in (`live`; anything else is
+/// Suggest): for the standalone app, which has no host to set parameters, and its screenshots.
+pub const MODE_ENV: &str = "COMPER_MODE";
+
 impl ComperParams {
+    /// The default parameters, starting in the mode [`MODE_ENV`] names.
+    pub fn from_env() -> Self {
+        let mode = match std::env::var(MODE_ENV).as_deref() {
+            Ok("live") => Mode::Live,
+            _ => Mode::Suggest,
+        };
+        Self {
+            mode: EnumParam::new("Mode", mode),
+            ..Self::default()
+        }
+    }
+
     /// Sampling settings for Suggest mode.
     pub fn sampling(&self) -> SamplingParams {
         let top_p = self.top_p.value();

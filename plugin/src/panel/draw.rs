@@ -170,6 +170,20 @@ pub fn option_lane(
     (response, grid)
 }
 
+/// An empty area with a hint in it: what the panel waits for.
+pub fn waiting(ui: &mut Ui, hint: &str, height: f32) {
+    let (rect, _) = ui.allocate_exact_size(Vec2::new(ui.available_width(), height), Sense::hover());
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, CornerRadius::same(4), BACKGROUND);
+    painter.text(
+        rect.center(),
+        Align2::CENTER_CENTER,
+        hint,
+        FontId::proportional(14.0),
+        TEXT,
+    );
+}
+
 /// The live timeline: committed chords solid, planned ones translucent, the playhead at `now`
 /// (absolute frames), `before` frames of history and `after` of future visible.
 pub fn live_timeline(

@@ -70,12 +70,15 @@ impl Panel {
         ui.horizontal(|ui| {
             ui.heading("Comper");
             ui.separator();
-            if let Some(gui) = &self.gui {
-                let setter = gui.param_setter();
-                ui.add(ParamSlider::for_param(&self.params.mode, &setter).with_width(90.0));
-            }
+            self.mode_switch(ui);
             ui.separator();
-            ui.label(format!("model: {}", self.shared.model_name()));
+            ui.label(format!("model: {}", self.shared.model_name()))
+                .on_hover_text("The models in use; change them with the model folder below");
+            ui.separator();
+            let key = self.key_name();
+            ui.label(format!("key: {key}")).on_hover_text(
+                "The key Comper hears in the captured melody; the chords lean toward it",
+            );
             ui.separator();
             let status = self.shared.status();
             let text = status_text(&status);
@@ -101,6 +104,46 @@ impl Panel {
         });
     }
 
+    /// Suggest / Live as two labelled buttons (the host sees the same "Mode" parameter).
+    fn mode_switch(&self, ui: &mut egui::Ui) {
+        let Some(gui) = &self.gui else { return };
+        let setter = gui.param_setter();
+        let current = self.params.mode.value();
+        let choices = [
+            (
+                Mode::Suggest,
+                "Suggest",
+                "Capture a phrase, get five progressions to choose from",
+            ),
+            (
+                Mode::Live,
+                "Live",
+                "Comper listens, then plays chords along with you as you play",
+            ),
+        ];
+        for (mode, label, hint) in choices {
+            if ui
+                .selectable_label(current == mode, label)
+                .on_hover_text(hint)
+                .clicked()
+                && current != mode
+            {
+                setter.begin_set_parameter(&self.params.mode);
+                setter.set_parameter(&self.params.mode, mode);
+                setter.end_set_parameter(&self.params.mode);
+            }
+        }
+    }
+
+    /// The captured melody's key, or a dash before anything was played.
+    fn key_name(&self) -> String {
+        let session = self.params.session.lock();
+        if session.melody.iter().all(|f| f.pitch().is_none()) {
+            return "–".into();
+        }
+        comper::harmony::melody_key(&session.melody).name()
+    }
+
     fn bar_beats(&self) -> f64 {
         self.params.session.lock().time_signature.beats_per_bar()
     }
@@ -109,7 +152,20 @@ impl Panel {
         let session = self.params.session.lock().clone();
         let bar = frames_per_bar(session.time_signature);
         ui.label("Melody");
-        draw::melody_roll(ui, &session.melody, bar, 70.0);
+        if session.melody.iter().all(|f| f.pitch().is_none()) {
+            let bars = self.params.phrase_bars.value();
+            draw::waiting(
+                ui,
+                &format!(
+                    "Waiting for you to play: start the host's transport and play a phrase of {} \
+                     (the Phrase control); five options follow",
+                    bars_text(bars)
+                ),
+                70.0,
+            );
+        } else {
+            draw::melody_roll(ui, &session.melody, bar, 70.0);
+        }
         ui.add_space(6.0);
         let mut select = None;
         let mut regenerate_one = None;
@@ -195,13 +251,19 @@ impl Panel {
             {
                 self.send(Command::Regenerate);
             }
-            if ui.button("Capture again").clicked() {
+            if ui
+                .button("Capture again")
+                .on_hover_text("Forget this phrase and listen for a new one")
+                .clicked()
+            {
                 self.send(Command::Recapture);
             }
             ui.separator();
-            ui.checkbox(&mut self.with_melody, "with melody");
+            ui.checkbox(&mut self.with_melody, "with melody")
+                .on_hover_text("Include the captured melody on its own track in the saved clip");
             if ui
                 .add_enabled(has, egui::Button::new("Save MIDI"))
+                .on_hover_text("Write the playing option as a .mid file to the export folder")
                 .clicked()
             {
                 self.export(ui, false);
@@ -269,7 +331,9 @@ impl Panel {
     /// Choosing the model: a weights folder (e.g. one made by `comper import`) or the built-in one.
     fn model_picker(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            ui.label("Model folder");
+            ui.label("Model folder").on_hover_text(
+                "A weights folder, e.g. an official ReaLchords checkpoint converted by `comper import`",
+            );
             ui.add(
                 egui::TextEdit::singleline(&mut self.weights_field)
                     .hint_text("built-in models, or a weights folder (`comper import`)")
@@ -278,11 +342,16 @@ impl Panel {
             let path = self.weights_field.trim();
             if ui
                 .add_enabled(!path.is_empty(), egui::Button::new("Use"))
+                .on_hover_text("Load the weights folder typed here")
                 .clicked()
             {
                 self.send(Command::LoadWeights(Some(path.into())));
             }
-            if ui.button("Built-in").clicked() {
+            if ui
+                .button("Built-in")
+                .on_hover_text("Go back to the models shipped with Comper")
+                .clicked()
+            {
                 self.weights_field.clear();
                 self.send(Command::LoadWeights(None));
             }
@@ -293,33 +362,34 @@ impl Panel {
         let Some(gui) = &self.gui else { return };
         let setter = gui.param_setter();
         let p = &self.params;
+        let live = p.mode.value() == Mode::Live;
         egui::Grid::new("controls")
             .num_columns(6)
             .spacing([12.0, 6.0])
             .show(ui, |ui| {
-                ui.label("Variety");
-                ui.add(ParamSlider::for_param(&p.temperature, &setter).with_width(110.0));
-                ui.label("Voicing");
-                ui.add(ParamSlider::for_param(&p.voicing, &setter).with_width(110.0));
-                ui.label("Octave");
-                ui.add(ParamSlider::for_param(&p.chord_octave, &setter).with_width(110.0));
+                control(ui, "Variety", "Low: chords that fit the melody closely; high: more surprising ones", ParamSlider::for_param(&p.temperature, &setter).with_width(SLIDER_WIDTH));
+                control(ui, "Voicing", "Voice-led: smooth moves between chords; plain: root position", ParamSlider::for_param(&p.voicing, &setter).with_width(SLIDER_WIDTH));
+                control(ui, "Octave", "Moves the chords up or down by octaves", ParamSlider::for_param(&p.chord_octave, &setter).with_width(SLIDER_WIDTH));
                 ui.end_row();
-                ui.label("Phrase");
-                ui.add(ParamSlider::for_param(&p.phrase_bars, &setter).with_width(110.0));
-                ui.label("Synth");
-                ui.add(ParamSlider::for_param(&p.synth_on, &setter).with_width(110.0));
-                ui.label("Level");
-                ui.add(ParamSlider::for_param(&p.synth_level, &setter).with_width(110.0));
+                if live {
+                    control(ui, "Listen", "Beats Comper listens before it joins in", ParamSlider::for_param(&p.listen_beats, &setter).with_width(SLIDER_WIDTH));
+                    control(ui, "Lookahead", "Beats of chords planned ahead of you (shown faint)", ParamSlider::for_param(&p.lookahead_beats, &setter).with_width(SLIDER_WIDTH));
+                    control(ui, "Commit", "Beats ahead at which a planned chord is fixed; fewer hear more of your bar", ParamSlider::for_param(&p.commit_beats, &setter).with_width(SLIDER_WIDTH));
+                } else {
+                    control(ui, "Phrase", "How many bars Suggest captures before it offers options", ParamSlider::for_param(&p.phrase_bars, &setter).with_width(SLIDER_WIDTH));
+                    control(ui, "Changes", "How often a chord may change: any 16th, 8th notes or beats", ParamSlider::for_param(&p.chord_changes, &setter).with_width(SLIDER_WIDTH));
+                    control(ui, "Velocity", "Velocity of the chord notes (MIDI out and synth)", ParamSlider::for_param(&p.velocity, &setter).with_width(SLIDER_WIDTH));
+                }
                 ui.end_row();
-                ui.label("Velocity");
-                ui.add(ParamSlider::for_param(&p.velocity, &setter).with_width(110.0));
-                ui.label("MIDI ch.");
-                ui.add(ParamSlider::for_param(&p.midi_channel, &setter).with_width(110.0));
-                ui.label("Melody thru");
-                ui.add(ParamSlider::for_param(&p.melody_thru, &setter).with_width(110.0));
+                control(ui, "Synth", "The built-in synth plays the chords on Comper's audio output (for hosts without MIDI out)", ParamSlider::for_param(&p.synth_on, &setter).with_width(SLIDER_WIDTH));
+                control(ui, "Level", "Volume of the built-in synth", ParamSlider::for_param(&p.synth_level, &setter).with_width(SLIDER_WIDTH));
+                control(ui, "MIDI ch.", "Channel of the chords on Comper's MIDI output", ParamSlider::for_param(&p.midi_channel, &setter).with_width(SLIDER_WIDTH));
                 ui.end_row();
-                ui.label("Changes");
-                ui.add(ParamSlider::for_param(&p.chord_changes, &setter).with_width(110.0));
+                control(ui, "Melody thru", "Pass your melody on to the MIDI output as well", ParamSlider::for_param(&p.melody_thru, &setter).with_width(SLIDER_WIDTH));
+                if live {
+                    control(ui, "Changes", "How often a chord may change: any 16th, 8th notes or beats", ParamSlider::for_param(&p.chord_changes, &setter).with_width(SLIDER_WIDTH));
+                    control(ui, "Velocity", "Velocity of the chord notes (MIDI out and synth)", ParamSlider::for_param(&p.velocity, &setter).with_width(SLIDER_WIDTH));
+                }
                 ui.end_row();
             });
     }
@@ -387,11 +457,29 @@ pub fn default_state() -> Arc<EguiEditorState> {
     )
 }
 
+/// Width of the sliders of the controls grid.
+const SLIDER_WIDTH: f32 = 110.0;
+
+/// One labelled control of the grid, its hint on both the label and the slider.
+fn control(ui: &mut egui::Ui, label: &str, hint: &str, slider: impl egui::Widget) {
+    ui.label(label).on_hover_text(hint);
+    ui.add(slider).on_hover_text(hint);
+}
+
+fn bars_text(bars: crate::params::PhraseBars) -> String {
+    let count = bars.bars();
+    if count == 1 {
+        "1 bar".into()
+    } else {
+        format!("{count} bars")
+    }
+}
+
 fn status_text(status: &WorkerStatus) -> String {
     match status {
         WorkerStatus::Idle => "inactive".into(),
         WorkerStatus::LoadingModel => "loading the model…".into(),
-        WorkerStatus::Listening => "listening: play a phrase".into(),
+        WorkerStatus::Listening => "waiting for you to play".into(),
         WorkerStatus::Capturing { bar, of } => format!("capturing bar {bar} of {of}"),
         WorkerStatus::Generating => "generating options…".into(),
         WorkerStatus::Ready => "ready: pick an option".into(),
