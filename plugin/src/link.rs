@@ -131,6 +131,8 @@ pub struct LiveFrame {
 pub struct Shared {
     status: Mutex<WorkerStatus>,
     live: Mutex<Vec<LiveFrame>>,
+    /// What the player played in the live session, `(absolute frame, frame)`, recent ones only.
+    live_melody: Mutex<Vec<(i64, comper::frames::MelodyFrame)>>,
     model_name: Mutex<String>,
     /// Host position (beats, as f64 bits), tempo (f64 bits) and whether it plays.
     position_beats: AtomicU64,
@@ -174,6 +176,23 @@ impl Shared {
     pub fn set_live_frames(&self, frames: Vec<LiveFrame>) {
         *lock(&self.live) = frames;
         self.revision.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The melody heard in the live session, recent frames in order (panel).
+    pub fn live_melody(&self) -> Vec<(i64, comper::frames::MelodyFrame)> {
+        lock(&self.live_melody).clone()
+    }
+
+    /// Worker only: a frame heard in the live session; frames more than `keep` before it go.
+    pub fn push_live_melody(&self, index: i64, frame: comper::frames::MelodyFrame, keep: i64) {
+        let mut melody = lock(&self.live_melody);
+        melody.retain(|&(i, _)| i > index - keep && i < index);
+        melody.push((index, frame));
+    }
+
+    /// Worker only: a new live session starts.
+    pub fn clear_live_melody(&self) {
+        lock(&self.live_melody).clear();
     }
 
     /// Name of the model in use.

@@ -45,6 +45,8 @@ use crate::session::{chords_by_name, chords_in_vocabulary, Session, SessionOptio
 pub const OPTION_COUNT: usize = 5;
 /// Frames of live history the panel's timeline keeps (two bars).
 const LIVE_HISTORY_FRAMES: i64 = 32;
+/// Frames of the heard melody kept for the panel's live timeline (and its key): eight bars of 4/4.
+const LIVE_MELODY_FRAMES: i64 = 128;
 /// How often the worker looks at parameters and saved-state loads when nothing arrives.
 const TICK: Duration = Duration::from_millis(20);
 /// Quantizer outputs waiting beyond which a real-time worker plans once for all of them.
@@ -228,9 +230,17 @@ impl Worker {
                 if mode != Mode::Live {
                     continue;
                 }
-                if matches!(output, QuantizerOutput::PhraseStart { .. }) {
-                    live = self.start_live(models, live.take());
-                    self.shared.set_live_frames(Vec::new());
+                match *output {
+                    QuantizerOutput::PhraseStart { .. } => {
+                        live = self.start_live(models, live.take());
+                        self.shared.set_live_frames(Vec::new());
+                        self.shared.clear_live_melody();
+                    }
+                    QuantizerOutput::Frame { index, frame, .. } => {
+                        self.shared
+                            .push_live_melody(index, frame, LIVE_MELODY_FRAMES);
+                    }
+                    QuantizerOutput::PhraseEnd { .. } => {}
                 }
                 if let Some((engine, _)) = live.as_mut() {
                     engine.push(output);

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Screenshot test of the real editor: runs the standalone build under Xvfb with a scripted melody
-# (COMPER_MELODY: the melody of a .mid file is used as the captured phrase), waits for the five
-# options, grabs the window with xwd and checks that it rendered: the expected size and a real
-# picture (many colours), not pixel equality. The PNG is kept at target/screenshots/panel.png.
+# Screenshot test of the real editor, in both modes: runs the standalone build under Xvfb and
+# grabs its window with xwd, checking that it rendered (the expected size and a real picture with
+# many colours, not pixel equality) and did not panic.
+#   - Suggest: the melody of a .mid file is used as the captured phrase (COMPER_MELODY); the shot
+#     is taken once the five options are there → target/screenshots/panel.png.
+#   - Live: the same melody is played into the input while the transport runs (COMPER_PLAY,
+#     COMPER_MODE=live); the shot shows the timeline after Comper joined in
+#     → target/screenshots/panel-live.png.
+# The committed copies are assets/panel.png and assets/panel-live.png.
 #
 # Needs: xvfb xauth x11-apps imagemagick, and `cargo build --release -p comper-plugin
 # --features standalone --bin comper-standalone`.
@@ -13,31 +18,51 @@ binary=${COMPER_STANDALONE:-target/release/comper-standalone}
 out=target/screenshots
 mkdir -p "$out"
 display=:${COMPER_XVFB_DISPLAY:-97}
+melody=assets/ode_to_joy.mid
 
 Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >"$out/xvfb.log" 2>&1 &
 xvfb=$!
-trap 'kill "$app" "$xvfb" 2>/dev/null || true' EXIT
+app=""
+trap 'kill $app "$xvfb" 2>/dev/null || true' EXIT
 sleep 2
 
-COMPER_MELODY=assets/ode_to_joy.mid DISPLAY=$display "$binary" --backend dummy \
-    >"$out/standalone.log" 2>&1 &
-app=$!
-# Loading the model and sampling the options takes a few seconds; give it plenty.
-sleep "${COMPER_SCREENSHOT_WAIT:-20}"
-if ! kill -0 "$app" 2>/dev/null; then
-    echo "the standalone exited early:"; cat "$out/standalone.log"; exit 1
-fi
+# shoot NAME WAIT_SECONDS ENV…: runs the standalone with the given environment, waits, grabs.
+shoot() {
+    local name=$1 wait=$2
+    shift 2
+    env "$@" DISPLAY="$display" "$binary" --backend dummy >"$out/$name.log" 2>&1 &
+    app=$!
+    sleep "$wait"
+    if ! kill -0 "$app" 2>/dev/null; then
+        echo "the standalone exited early:"; cat "$out/$name.log"; exit 1
+    fi
+    local window
+    window=$(xwininfo -display "$display" -root -tree | awk '/"Comper"/ {print $1; exit}')
+    if [ -z "$window" ]; then
+        echo "no Comper window on $display"; xwininfo -display "$display" -root -tree; exit 1
+    fi
+    xwd -display "$display" -id "$window" -silent | /usr/bin/convert xwd:- "$out/$name.png"
+    kill "$app"
+    wait "$app" 2>/dev/null || true
+    app=""
+    local size colours width height
+    size=$(/usr/bin/identify -format '%w %h' "$out/$name.png")
+    colours=$(/usr/bin/identify -format '%k' "$out/$name.png")
+    echo "$name.png: $size, $colours colours"
+    read -r width height <<<"$size"
+    [ "$width" -eq 960 ] && [ "$height" -eq 640 ] || { echo "unexpected size $size"; exit 1; }
+    [ "$colours" -gt 50 ] || { echo "the window looks empty ($colours colours)"; exit 1; }
+    if grep -qi "panic" "$out/$name.log"; then
+        echo "the standalone panicked:"; cat "$out/$name.log"; exit 1
+    fi
+    echo "screenshot ok: $out/$name.png"
+}
 
-window=$(xwininfo -display "$display" -root -tree | awk '/"Comper"/ {print $1; exit}')
-if [ -z "$window" ]; then
-    echo "no Comper window on $display"; xwininfo -display "$display" -root -tree; exit 1
-fi
-xwd -display "$display" -id "$window" -silent | /usr/bin/convert xwd:- "$out/panel.png"
-size=$(/usr/bin/identify -format '%w %h' "$out/panel.png")
-colours=$(/usr/bin/identify -format '%k' "$out/panel.png")
-echo "panel.png: $size, $colours colours"
-read -r width height <<<"$size"
-[ "$width" -eq 960 ] && [ "$height" -eq 640 ] || { echo "unexpected size $size"; exit 1; }
-[ "$colours" -gt 50 ] || { echo "the window looks empty ($colours colours)"; exit 1; }
-grep -qi "panic" "$out/standalone.log" && { echo "the standalone panicked"; exit 1; }
-echo "screenshot ok: $out/panel.png"
+# Loading the model and sampling the options takes a few seconds; give it plenty. Live listens
+# for 8 beats (4 s at the standalone's 120 BPM) and then plays; 24 s shows several bars of chords.
+shoot panel "${COMPER_SCREENSHOT_WAIT:-20}" COMPER_MELODY="$melody"
+rm -f "$out/panel-live.chords"
+shoot panel-live "${COMPER_LIVE_SCREENSHOT_WAIT:-24}" COMPER_MODE=live COMPER_PLAY="$melody" \
+    COMPER_CHORD_LOG="$out/panel-live.chords"
+grep -q '"live"' "$out/panel-live.chords" || { echo "Live mode planned no chords"; exit 1; }
+echo "live plans sent: $(grep -c '"live"' "$out/panel-live.chords")"

@@ -189,6 +189,7 @@ pub fn waiting(ui: &mut Ui, hint: &str, height: f32) {
 pub fn live_timeline(
     ui: &mut Ui,
     frames: &[LiveFrame],
+    melody: &[(i64, MelodyFrame)],
     now: f64,
     frames_per_bar: usize,
     height: f32,
@@ -210,6 +211,15 @@ pub fn live_timeline(
         );
         line += bar;
     }
+    // The player's notes in the top part, the chords under them.
+    let split = rect.top() + rect.height() * 0.45;
+    draw_heard_melody(
+        &painter,
+        melody,
+        Rect::from_min_max(rect.min, Pos2::new(rect.right(), split)),
+        &x,
+    );
+    let rect = Rect::from_min_max(Pos2::new(rect.left(), split), rect.max);
     if frames.is_empty() {
         painter.text(
             rect.center(),
@@ -244,7 +254,9 @@ pub fn live_timeline(
             .intersect(rect);
             if block.width() > 0.0 {
                 painter.rect_filled(block, CornerRadius::same(3), fill);
-                if frame.onset {
+                // Every block is named: a new chord, the first one in view, or where a
+                // committed chord's planned continuation begins.
+                {
                     painter.with_clip_rect(block).text(
                         block.left_center() + Vec2::new(4.0, 0.0),
                         Align2::LEFT_CENTER,
@@ -262,6 +274,47 @@ pub fn live_timeline(
         [Pos2::new(px, rect.top()), Pos2::new(px, rect.bottom())],
         Stroke::new(2.0, PLAYHEAD),
     );
+}
+
+/// Notes of the heard melody as bars in `rect`, placed by `x` (absolute frame → pixel).
+fn draw_heard_melody(
+    painter: &egui::Painter,
+    melody: &[(i64, MelodyFrame)],
+    rect: Rect,
+    x: &dyn Fn(f64) -> f32,
+) {
+    let pitches = melody.iter().filter_map(|(_, f)| f.pitch());
+    let (low, high) = pitches.fold((u8::MAX, 0), |(lo, hi), p| (lo.min(p), hi.max(p)));
+    if low > high {
+        return;
+    }
+    let (low, high) = (low.saturating_sub(2), high.saturating_add(2));
+    let rows = f32::from(high - low).max(1.0);
+    let mut i = 0;
+    while i < melody.len() {
+        let (start, MelodyFrame::Onset(pitch)) = melody[i] else {
+            i += 1;
+            continue;
+        };
+        let mut j = i + 1;
+        while j < melody.len()
+            && melody[j].1 == MelodyFrame::Hold(pitch)
+            && melody[j].0 == melody[j - 1].0 + 1
+        {
+            j += 1;
+        }
+        let end = melody[j - 1].0 + 1;
+        let y = rect.bottom() - rect.height() * f32::from(pitch - low) / rows;
+        let note = Rect::from_min_max(
+            Pos2::new(x(start as f64) + 1.0, y - 3.0),
+            Pos2::new(x(end as f64) - 1.0, y + 3.0),
+        )
+        .intersect(rect);
+        if note.width() > 0.0 {
+            painter.rect_filled(note, CornerRadius::same(2), NOTE);
+        }
+        i = j;
+    }
 }
 
 /// `(start, end, name)` of each chord of an option (silences skipped).

@@ -135,13 +135,22 @@ impl Panel {
         }
     }
 
-    /// The captured melody's key, or a dash before anything was played.
+    /// The key of the captured melody (Suggest) or of the melody heard (Live), or a dash before
+    /// anything was played.
     fn key_name(&self) -> String {
-        let session = self.params.session.lock();
-        if session.melody.iter().all(|f| f.pitch().is_none()) {
+        let melody: Vec<_> = match self.params.mode.value() {
+            Mode::Suggest => self.params.session.lock().melody.clone(),
+            Mode::Live => self
+                .shared
+                .live_melody()
+                .into_iter()
+                .map(|(_, f)| f)
+                .collect(),
+        };
+        if melody.iter().all(|f| f.pitch().is_none()) {
             return "–".into();
         }
-        comper::harmony::melody_key(&session.melody).name()
+        comper::harmony::melody_key(&melody).name()
     }
 
     fn bar_beats(&self) -> f64 {
@@ -150,98 +159,54 @@ impl Panel {
 
     fn suggest_view(&mut self, ui: &mut egui::Ui) {
         let session = self.params.session.lock().clone();
-        let bar = frames_per_bar(session.time_signature);
-        ui.label("Melody");
-        if session.melody.iter().all(|f| f.pitch().is_none()) {
-            let bars = self.params.phrase_bars.value();
-            draw::waiting(
-                ui,
-                &format!(
-                    "Waiting for you to play: start the host's transport and play a phrase of {} \
-                     (the Phrase control); five options follow",
-                    bars_text(bars)
-                ),
-                70.0,
-            );
-        } else {
-            draw::melody_roll(ui, &session.melody, bar, 70.0);
-        }
+        self.melody_or_waiting(ui, &session);
         ui.add_space(6.0);
-        let mut select = None;
-        let mut regenerate_one = None;
-        let mut lock = None;
+        let mut clicks = LaneClicks::default();
         for index in 0..OPTION_COUNT {
             ui.horizontal(|ui| {
-                ui.allocate_ui(egui::Vec2::new(150.0, 44.0), |ui| {
-                    ui.vertical(|ui| {
-                        let option = session.options.get(index);
-                        let label = format!("Option {}", index + 1);
-                        if ui
-                            .add_enabled(
-                                option.is_some(),
-                                egui::Button::new(label)
-                                    .selected(index == session.selected && option.is_some()),
-                            )
-                            .on_hover_text("Play this option (key 1–5)")
-                            .clicked()
-                        {
-                            select = Some(index);
-                        }
-                        if let Some(option) = option {
-                            ui.small(option.description.as_str());
-                            ui.horizontal(|ui| {
-                                ui.small(format!("fit {:.0}%", 100.0 * option.melody_fit))
-                                    .on_hover_text(format!(
-                                        "{}\nmelody notes inside the chord; log-likelihood {:.1}",
-                                        option.description, option.log_likelihood
-                                    ));
-                                if ui.small_button("new").on_hover_text("New chords for this lane").clicked() {
-                                    regenerate_one = Some(index);
-                                }
-                            });
-                        }
-                    });
-                });
-                match session.options.get(index) {
-                    Some(option) => {
-                        let selected = index == session.selected;
-                        let locked: &[Option<(String, bool)>] =
-                            if selected { &session.locked } else { &[] };
-                        let (response, grid) =
-                            draw::option_lane(ui, option, locked, bar, selected, 44.0);
-                        if response.clicked() {
-                            select = Some(index);
-                        }
-                        if response.secondary_clicked() && selected {
-                            if let Some(pos) = response.interact_pointer_pos() {
-                                lock = Some(grid.frame_at(pos.x));
-                            }
-                        }
-                        response.on_hover_text(format!(
-                            "log-likelihood {:.1} · right-click a chord of the playing option to lock it",
-                            option.log_likelihood
-                        ));
-                    }
-                    None => {
-                        let (rect, _) = ui.allocate_exact_size(
-                            egui::Vec2::new(ui.available_width(), 44.0),
-                            egui::Sense::hover(),
-                        );
-                        ui.painter().rect_filled(rect, 4.0, draw::BACKGROUND);
-                    }
-                }
+                option_header(ui, &session, index, &mut clicks);
+                option_chords(ui, &session, index, &mut clicks);
             });
         }
-        if let Some(index) = select {
+        self.apply(clicks);
+        ui.add_space(6.0);
+        self.session_buttons(ui, &session);
+        if let Some(message) = &self.message {
+            ui.small(message);
+        }
+    }
+
+    /// The captured melody, or what the panel waits for.
+    fn melody_or_waiting(&self, ui: &mut egui::Ui, session: &crate::session::Session) {
+        ui.label("Melody");
+        if session.melody.iter().all(|f| f.pitch().is_none()) {
+            let hint = format!(
+                "Waiting for you to play: start the host's transport and play a phrase of {} \
+                 (the Phrase control); five options follow",
+                bars_text(self.params.phrase_bars.value())
+            );
+            draw::waiting(ui, &hint, MELODY_HEIGHT);
+        } else {
+            let bar = frames_per_bar(session.time_signature);
+            draw::melody_roll(ui, &session.melody, bar, MELODY_HEIGHT);
+        }
+    }
+
+    /// Sends what was clicked in the option lanes.
+    fn apply(&self, clicks: LaneClicks) {
+        if let Some(index) = clicks.select {
             self.send(Command::Select(index));
         }
-        if let Some(index) = regenerate_one {
+        if let Some(index) = clicks.regenerate {
             self.send(Command::RegenerateOne(index));
         }
-        if let Some(frame) = lock {
+        if let Some(frame) = clicks.lock {
             self.send(Command::ToggleLock { frame });
         }
-        ui.add_space(6.0);
+    }
+
+    /// Regenerate, capture again, and the export buttons.
+    fn session_buttons(&mut self, ui: &mut egui::Ui, session: &crate::session::Session) {
         ui.horizontal(|ui| {
             let has = session.has_options();
             if ui
@@ -281,9 +246,6 @@ impl Panel {
                 self.export(ui, true);
             }
         });
-        if let Some(message) = &self.message {
-            ui.small(message);
-        }
     }
 
     fn export(&mut self, ui: &egui::Ui, copy_path: bool) {
@@ -311,21 +273,37 @@ impl Panel {
     }
 
     fn live_view(&self, ui: &mut egui::Ui) {
-        let (beats, _, _) = self.shared.transport();
+        let (beats, _, playing) = self.shared.transport();
         let bar = frames_per_bar(self.params.session.lock().time_signature);
-        ui.label("Live: committed chords solid, planned ones faint");
+        let frames = self.shared.live_frames();
+        let listen = self.params.listen_beats.value();
+        let state = if !playing {
+            "start the host's transport and play".to_string()
+        } else if frames.is_empty() {
+            format!("listening: Comper joins in after {listen} beats of your playing")
+        } else {
+            "playing along: committed chords solid, planned ones faint".to_string()
+        };
+        ui.label(format!("Live · {state}"));
+        // The timeline takes the room Suggest's lanes take, so the panel has no empty band.
+        let height = (ui.available_height() - LIVE_RESERVED_HEIGHT).max(120.0);
         draw::live_timeline(
             ui,
-            &self.shared.live_frames(),
+            &frames,
+            &self.shared.live_melody(),
             beats * f64::from(comper::frames::FRAMES_PER_BEAT),
             bar,
-            120.0,
+            height,
         );
         ui.small(format!(
             "late frames: {} · dropped frames: {}",
             self.shared.late_frames.load(Ordering::Relaxed),
             self.shared.dropped_frames.load(Ordering::Relaxed)
-        ));
+        ))
+        .on_hover_text(
+            "Late: a chord was not planned in time and the previous one held. Dropped: the \
+             inference thread was too busy to hear a frame.",
+        );
     }
 
     /// Choosing the model: a weights folder (e.g. one made by `comper import`) or the built-in one.
@@ -455,6 +433,92 @@ pub fn default_state() -> Arc<EguiEditorState> {
         nice_plug::editor::dpi::LogicalSize::new(SIZE.0 as f64, SIZE.1 as f64),
         1.0,
     )
+}
+
+/// Room below the live timeline for its status line, the controls and the model folder.
+const LIVE_RESERVED_HEIGHT: f32 = 205.0;
+
+/// Height of the melody roll and of each option lane.
+const MELODY_HEIGHT: f32 = 70.0;
+const LANE_HEIGHT: f32 = 44.0;
+
+/// What the user clicked in the option lanes this frame.
+#[derive(Default)]
+struct LaneClicks {
+    select: Option<usize>,
+    regenerate: Option<usize>,
+    /// A frame of the playing option whose chord to lock or unlock.
+    lock: Option<usize>,
+}
+
+/// An option's button, description, fit and "new" button.
+fn option_header(
+    ui: &mut egui::Ui,
+    session: &crate::session::Session,
+    index: usize,
+    clicks: &mut LaneClicks,
+) {
+    ui.allocate_ui(egui::Vec2::new(150.0, LANE_HEIGHT), |ui| {
+        ui.vertical(|ui| {
+            let option = session.options.get(index);
+            let button = egui::Button::new(format!("Option {}", index + 1))
+                .selected(index == session.selected && option.is_some());
+            if ui
+                .add_enabled(option.is_some(), button)
+                .on_hover_text("Play this option (key 1–5)")
+                .clicked()
+            {
+                clicks.select = Some(index);
+            }
+            let Some(option) = option else { return };
+            ui.small(option.description.as_str());
+            ui.horizontal(|ui| {
+                ui.small(format!("fit {:.0}%", 100.0 * option.melody_fit))
+                    .on_hover_text(format!(
+                        "{}\nmelody notes inside the chord; log-likelihood {:.1}",
+                        option.description, option.log_likelihood
+                    ));
+                if ui
+                    .small_button("new")
+                    .on_hover_text("New chords for this lane")
+                    .clicked()
+                {
+                    clicks.regenerate = Some(index);
+                }
+            });
+        });
+    });
+}
+
+/// An option's chords on the bar grid (clicking selects, right-clicking the playing one locks).
+fn option_chords(
+    ui: &mut egui::Ui,
+    session: &crate::session::Session,
+    index: usize,
+    clicks: &mut LaneClicks,
+) {
+    let Some(option) = session.options.get(index) else {
+        let size = egui::Vec2::new(ui.available_width(), LANE_HEIGHT);
+        let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+        ui.painter().rect_filled(rect, 4.0, draw::BACKGROUND);
+        return;
+    };
+    let bar = frames_per_bar(session.time_signature);
+    let selected = index == session.selected;
+    let locked: &[Option<(String, bool)>] = if selected { &session.locked } else { &[] };
+    let (response, grid) = draw::option_lane(ui, option, locked, bar, selected, LANE_HEIGHT);
+    if response.clicked() {
+        clicks.select = Some(index);
+    }
+    if response.secondary_clicked() && selected {
+        if let Some(pos) = response.interact_pointer_pos() {
+            clicks.lock = Some(grid.frame_at(pos.x));
+        }
+    }
+    response.on_hover_text(format!(
+        "log-likelihood {:.1} · right-click a chord of the playing option to lock it",
+        option.log_likelihood
+    ));
 }
 
 /// Width of the sliders of the controls grid.
