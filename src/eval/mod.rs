@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Serialize;
 
@@ -182,13 +183,68 @@ pub fn evaluate(
     let vocab = read_chord_names(&names_path)?;
     let table = ChordTable::new(&vocab);
     let masks = chord_masks(&table);
+    let (model, offline) = load_models(options, &vocab, &names_path)?;
+    let subset = TestSubset::read(&options.data_dir, options.max_examples, &vocab)?;
+    progress(&format!("evaluating {}", subset.description));
+
+    let evaluation = Evaluation {
+        options,
+        vocab: &vocab,
+        table: &table,
+        masks: &masks,
+        subset: &subset,
+        params: SamplingParams {
+            temperature: options.temperature,
+            change_grid: options.change_grid,
+            ..SamplingParams::default()
+        },
+        settings: sampling_settings(options),
+    };
+    let mut systems = vec![evaluation.ground_truth_row()];
+    // One random stream runs through the model rows, in this order.
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    if let Some(model) = &model {
+        systems.push(evaluation.online_row(model, &mut rng, &mut progress)?);
+    }
+    if let Some(offline) = &offline {
+        systems.push(evaluation.offline_row(offline, &mut rng, &mut progress)?);
+    }
+    if let Some(harmonizer) = suggest_harmonizer(options, model.as_ref(), offline.as_ref()) {
+        systems.push(evaluation.suggest_row(harmonizer, &mut rng, &mut progress)?);
+    }
+    systems.push(evaluation.training_distribution_row(&mut progress)?);
+    systems.push(evaluation.diatonic_row());
+
+    Ok(EvalReport {
+        data_dir: options.data_dir.clone(),
+        weights: options.weights.clone(),
+        model_name: model.as_ref().map(|m| m.config.name.clone()),
+        offline: options.offline.clone(),
+        offline_name: offline.as_ref().map(|m| m.config.base.name.clone()),
+        examples_total: subset.total,
+        examples_used: subset.examples.len(),
+        subset: subset.description,
+        samples: options.samples,
+        temperature: options.temperature,
+        seed: options.seed,
+        systems,
+    })
+}
+
+/// Loads the online and offline models the options name, refusing one whose chord vocabulary is
+/// not the data's (its chord ids would mean other chords).
+fn load_models(
+    options: &EvalOptions,
+    vocab: &Vocabulary,
+    names_path: &Path,
+) -> Result<(Option<LoadedModel>, Option<LoadedOffline>), EvalError> {
     let check = |vocabulary: &Vocabulary, dir: &Path| -> Result<(), EvalError> {
-        if *vocabulary != vocab {
+        if vocabulary != vocab {
             return Err(EvalError::VocabularyMismatch {
                 model: vocabulary.num_chords(),
                 weights: dir.to_owned(),
                 data: vocab.num_chords(),
-                names: names_path.clone(),
+                names: names_path.to_owned(),
             });
         }
         Ok(())
@@ -209,190 +265,283 @@ pub fn evaluate(
         }
         None => None,
     };
+    Ok((model, offline))
+}
 
-    let test = Split::read(&options.data_dir.join(TEST_FILE))?;
-    let total = test.len();
-    let indices = evenly_spaced(total, options.max_examples.unwrap_or(total));
-    let examples = indices
-        .iter()
-        .map(|&i| test.example(i, &vocab))
-        .collect::<Result<Vec<_>, _>>()?;
-    let datasets = read_datasets(&options.data_dir.join(TEST_META_FILE), total)?;
-    let dataset_of = |n: usize| -> Option<&str> {
-        let index = indices.get(n)?;
-        datasets.as_ref()?.get(*index).map(String::as_str)
-    };
-    let subset = if indices.len() == total {
-        format!("all {total} test examples")
-    } else {
-        format!(
-            "{} of {total} test examples, evenly spaced (index i·{total}/{} for i < {})",
-            indices.len(),
-            indices.len(),
-            indices.len()
-        )
-    };
-    progress(&format!("evaluating {subset}"));
+/// The test examples an evaluation runs on: evenly spaced over the split, so a short run still
+/// samples all of it.
+struct TestSubset {
+    examples: Vec<Example>,
+    /// Each example's index in the split.
+    indices: Vec<usize>,
+    /// The source dataset of every example of the split, when `test_meta.jsonl` names them.
+    datasets: Option<Vec<String>>,
+    /// Examples in the whole split.
+    total: usize,
+    /// Which examples these are, in words.
+    description: String,
+}
 
-    let mut systems = Vec::new();
-    let timer = Instant::now();
-    let mut truth = SystemTotals::default();
-    for (n, example) in examples.iter().enumerate() {
-        truth.add(dataset_of(n), example, &example.chords, &masks);
+impl TestSubset {
+    /// Reads `max_examples` (all without it) evenly spaced examples of the test split.
+    fn read(
+        data_dir: &Path,
+        max_examples: Option<usize>,
+        vocab: &Vocabulary,
+    ) -> Result<Self, EvalError> {
+        let test = Split::read(&data_dir.join(TEST_FILE))?;
+        let total = test.len();
+        let indices = evenly_spaced(total, max_examples.unwrap_or(total));
+        let examples = indices
+            .iter()
+            .map(|&i| test.example(i, vocab))
+            .collect::<Result<Vec<_>, _>>()?;
+        let datasets = read_datasets(&data_dir.join(TEST_META_FILE), total)?;
+        let description = if indices.len() == total {
+            format!("all {total} test examples")
+        } else {
+            format!(
+                "{} of {total} test examples, evenly spaced (index i·{total}/{} for i < {})",
+                indices.len(),
+                indices.len(),
+                indices.len()
+            )
+        };
+        Ok(Self {
+            examples,
+            indices,
+            datasets,
+            total,
+            description,
+        })
     }
-    systems.push(row("ground truth", &truth, None, timer));
 
-    let params = SamplingParams {
-        temperature: options.temperature,
-        change_grid: options.change_grid,
-        ..SamplingParams::default()
-    };
-    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
+    /// The source dataset of the `n`th example of the subset, if known.
+    fn dataset_of(&self, n: usize) -> Option<&str> {
+        let index = self.indices.get(n)?;
+        self.datasets.as_ref()?.get(*index).map(String::as_str)
+    }
+}
+
+/// The sampling settings every model row's name repeats: temperature and change grid.
+fn sampling_settings(options: &EvalOptions) -> String {
     let grid = match options.change_grid {
         1 => String::new(),
         4 => ", changes on beats".to_string(),
         frames => format!(", changes every {frames} frames"),
     };
-    let plural = if options.samples == 1 { "" } else { "s" };
-    if let Some(model) = &model {
-        let mut nll = NllTotals::default();
-        let name = format!(
-            "model ({} sample{plural}, T={}{grid})",
-            options.samples, options.temperature
-        );
-        let mut result = sampled_row(
-            &name,
-            &examples,
-            &indices,
-            &dataset_of,
-            &masks,
-            &mut progress,
-            |example| {
-                let ids = vocab.online_sequence(&example.chords, &example.melody)?;
-                nll.add_sequence(&model.decoder, &ids)?;
-                let options = generate_options(
-                    &model.decoder,
-                    &vocab,
-                    &sampled(example, options.samples),
-                    &params,
-                    &mut rng,
-                )?;
-                Ok(options.into_iter().map(|o| o.chords).collect())
-            },
-        )?;
-        result.nll = nll.finish();
-        systems.push(result);
-    }
-    if let Some(offline) = &offline {
-        let mut nll = NllTotals::default();
-        let name = format!(
-            "offline model ({} sample{plural}, T={}{grid})",
-            options.samples, options.temperature
-        );
-        let mut result = sampled_row(
-            &name,
-            &examples,
-            &indices,
-            &dataset_of,
-            &masks,
-            &mut progress,
-            |example| {
-                let (melody, chords) = vocab.offline_sequences(&example.chords, &example.melody)?;
-                nll.add_offline(&offline.model, &melody, &chords)?;
-                let options = generate_offline_options(
-                    &offline.model,
-                    &vocab,
-                    &sampled(example, options.samples),
-                    &params,
-                    &mut rng,
-                )?;
-                Ok(options.into_iter().map(|o| o.chords).collect())
-            },
-        )?;
-        result.nll = nll.finish();
-        systems.push(result);
-    }
-    // What `comper suggest` and the plugin offer: the offline model when there is one.
-    let harmonizer = match (&offline, &model) {
+    format!("T={}{grid}", options.temperature)
+}
+
+/// What `comper suggest` and the plugin would offer with: the offline model when there is one.
+fn suggest_harmonizer<'m>(
+    options: &EvalOptions,
+    model: Option<&'m LoadedModel>,
+    offline: Option<&'m LoadedOffline>,
+) -> Option<Harmonizer<'m>> {
+    match (offline, model) {
         _ if !options.suggest => None,
         (Some(offline), _) => Some(Harmonizer::Offline(offline)),
         (None, Some(model)) => Some(Harmonizer::Online(model)),
         (None, None) => None,
-    };
-    if let Some(harmonizer) = harmonizer {
+    }
+}
+
+/// What every row of one evaluation shares: the examples, the chord vocabulary and the settings.
+struct Evaluation<'a> {
+    options: &'a EvalOptions,
+    vocab: &'a Vocabulary,
+    table: &'a ChordTable,
+    masks: &'a [u16],
+    subset: &'a TestSubset,
+    params: SamplingParams,
+    /// [`sampling_settings`], for the model rows' names.
+    settings: String,
+}
+
+impl Evaluation<'_> {
+    /// The test split's own chords: the reference every other row is read against.
+    fn ground_truth_row(&self) -> SystemResult {
+        let timer = Instant::now();
+        let mut truth = SystemTotals::default();
+        for (n, example) in self.subset.examples.iter().enumerate() {
+            truth.add(
+                self.subset.dataset_of(n),
+                example,
+                &example.chords,
+                self.masks,
+            );
+        }
+        row("ground truth", &truth, None, timer)
+    }
+
+    /// "N sample(s)", for the model rows' names.
+    fn samples_in_words(&self) -> String {
+        let plural = if self.options.samples == 1 { "" } else { "s" };
+        format!("{} sample{plural}", self.options.samples)
+    }
+
+    /// The online decoder's samples, with the teacher-forced NLL of the ground truth.
+    fn online_row(
+        &self,
+        model: &LoadedModel,
+        rng: &mut StdRng,
+        progress: &mut impl FnMut(&str),
+    ) -> Result<SystemResult, EvalError> {
+        let mut nll = NllTotals::default();
+        let name = format!("model ({}, {})", self.samples_in_words(), self.settings);
+        let mut result = self.sampled_row(&name, progress, |example| {
+            let ids = self
+                .vocab
+                .online_sequence(&example.chords, &example.melody)?;
+            nll.add_sequence(&model.decoder, &ids)?;
+            let options = generate_options(
+                &model.decoder,
+                self.vocab,
+                &sampled(example, self.options.samples),
+                &self.params,
+                rng,
+            )?;
+            Ok(options.into_iter().map(|o| o.chords).collect())
+        })?;
+        result.nll = nll.finish();
+        Ok(result)
+    }
+
+    /// The offline encoder–decoder's samples, with the teacher-forced NLL of the ground truth.
+    fn offline_row(
+        &self,
+        offline: &LoadedOffline,
+        rng: &mut StdRng,
+        progress: &mut impl FnMut(&str),
+    ) -> Result<SystemResult, EvalError> {
+        let mut nll = NllTotals::default();
         let name = format!(
-            "suggest{} ({} of {} candidates, T={}{grid})",
-            if offline.is_some() { ", offline" } else { "" },
-            options.samples,
-            options.samples * harmonizer.candidates_per_option(),
-            options.temperature
+            "offline model ({}, {})",
+            self.samples_in_words(),
+            self.settings
         );
-        systems.push(sampled_row(
-            &name,
-            &examples,
-            &indices,
-            &dataset_of,
-            &masks,
-            &mut progress,
-            |example| {
-                let bar = example.bars.windows(2).next().map_or(16, |w| w[1] - w[0]);
-                let phrase = Phrase {
-                    melody: example.melody.clone(),
-                    time_signature: TimeSignature {
-                        numerator: (bar / 4).clamp(1, 32) as u8,
-                        denominator: 4,
-                    },
-                    truncated_bars: 0,
-                };
-                let offered = suggest(
-                    harmonizer,
-                    &phrase,
-                    &[],
-                    options.samples,
-                    &params,
-                    &options.guide,
-                    &mut rng,
-                )?;
-                Ok(offered.into_iter().map(|s| s.frames).collect())
+        let mut result = self.sampled_row(&name, progress, |example| {
+            let (melody, chords) = self
+                .vocab
+                .offline_sequences(&example.chords, &example.melody)?;
+            nll.add_offline(&offline.model, &melody, &chords)?;
+            let options = generate_offline_options(
+                &offline.model,
+                self.vocab,
+                &sampled(example, self.options.samples),
+                &self.params,
+                rng,
+            )?;
+            Ok(options.into_iter().map(|o| o.chords).collect())
+        })?;
+        result.nll = nll.finish();
+        Ok(result)
+    }
+
+    /// What `comper suggest` offers for each melody: the best of several candidates by melody fit.
+    fn suggest_row(
+        &self,
+        harmonizer: Harmonizer<'_>,
+        rng: &mut StdRng,
+        progress: &mut impl FnMut(&str),
+    ) -> Result<SystemResult, EvalError> {
+        let name = format!(
+            "suggest{} ({} of {} candidates, {})",
+            if matches!(harmonizer, Harmonizer::Offline(_)) {
+                ", offline"
+            } else {
+                ""
             },
-        )?);
+            self.options.samples,
+            self.options.samples * harmonizer.candidates_per_option(),
+            self.settings
+        );
+        self.sampled_row(&name, progress, |example| {
+            let offered = suggest(
+                harmonizer,
+                &example_phrase(example),
+                &[],
+                self.options.samples,
+                &self.params,
+                &self.options.guide,
+                rng,
+            )?;
+            Ok(offered.into_iter().map(|s| s.frames).collect())
+        })
     }
 
-    let timer = Instant::now();
-    let train_path = options.data_dir.join(TRAIN_FILE);
-    progress(&format!("counting chords in {}", train_path.display()));
-    let statistics = training_statistics(&train_path, &vocab)?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed ^ 0x5eed);
-    let mut random = SystemTotals::default();
-    for (n, example) in examples.iter().enumerate() {
-        let track = statistics.sample_track(example.len(), &mut rng);
-        random.add(dataset_of(n), example, &track, &masks);
+    /// Random chords and lengths as often as in the training split: what chance alone scores.
+    fn training_distribution_row(
+        &self,
+        progress: &mut impl FnMut(&str),
+    ) -> Result<SystemResult, EvalError> {
+        let timer = Instant::now();
+        let train_path = self.options.data_dir.join(TRAIN_FILE);
+        progress(&format!("counting chords in {}", train_path.display()));
+        let statistics = training_statistics(&train_path, self.vocab)?;
+        let mut rng = StdRng::seed_from_u64(self.options.seed ^ 0x5eed);
+        let mut random = SystemTotals::default();
+        for (n, example) in self.subset.examples.iter().enumerate() {
+            let track = statistics.sample_track(example.len(), &mut rng);
+            random.add(self.subset.dataset_of(n), example, &track, self.masks);
+        }
+        Ok(row("training distribution", &random, None, timer))
     }
-    systems.push(row("training distribution", &random, None, timer));
 
-    let timer = Instant::now();
-    let lookup = TriadLookup::new(&vocab, &table);
-    let mut diatonic = SystemTotals::default();
-    for (n, example) in examples.iter().enumerate() {
-        let track = diatonic_track(&example.melody, &example.bars, &lookup);
-        diatonic.add(dataset_of(n), example, &track, &masks);
+    /// Key finding plus the best-covering diatonic triad per bar: what a simple rule scores.
+    fn diatonic_row(&self) -> SystemResult {
+        let timer = Instant::now();
+        let lookup = TriadLookup::new(self.vocab, self.table);
+        let mut diatonic = SystemTotals::default();
+        for (n, example) in self.subset.examples.iter().enumerate() {
+            let track = diatonic_track(&example.melody, &example.bars, &lookup);
+            diatonic.add(self.subset.dataset_of(n), example, &track, self.masks);
+        }
+        row("diatonic heuristic", &diatonic, None, timer)
     }
-    systems.push(row("diatonic heuristic", &diatonic, None, timer));
 
-    Ok(EvalReport {
-        data_dir: options.data_dir.clone(),
-        weights: options.weights.clone(),
-        model_name: model.as_ref().map(|m| m.config.name.clone()),
-        offline: options.offline.clone(),
-        offline_name: offline.as_ref().map(|m| m.config.base.name.clone()),
-        examples_total: total,
-        examples_used: examples.len(),
-        subset,
-        samples: options.samples,
-        temperature: options.temperature,
-        seed: options.seed,
-        systems,
-    })
+    /// A row of progressions produced per example by `produce` (several per melody are pooled),
+    /// with progress lines every 25 examples.
+    fn sampled_row(
+        &self,
+        name: &str,
+        progress: &mut impl FnMut(&str),
+        mut produce: impl FnMut(&Example) -> Result<Vec<Vec<ChordFrame>>, ExampleError>,
+    ) -> Result<SystemResult, EvalError> {
+        let timer = Instant::now();
+        let examples = &self.subset.examples;
+        let mut totals = SystemTotals::default();
+        for (n, (example, &index)) in examples.iter().zip(&self.subset.indices).enumerate() {
+            let progressions = produce(example).map_err(|e| e.at(index))?;
+            for chords in &progressions {
+                totals.add(self.subset.dataset_of(n), example, chords, self.masks);
+            }
+            let done = n + 1;
+            if done % 25 == 0 || done == examples.len() {
+                let elapsed = timer.elapsed().as_secs_f64();
+                let left = elapsed / done as f64 * (examples.len() - done) as f64;
+                progress(&format!(
+                    "{name}: {done}/{} examples, {elapsed:.0} s, about {left:.0} s left",
+                    examples.len()
+                ));
+            }
+        }
+        Ok(row(name, &totals, None, timer))
+    }
+}
+
+/// The example's melody as the phrase `comper suggest` would get, its metre read off the bars.
+fn example_phrase(example: &Example) -> Phrase {
+    let bar = example.bars.windows(2).next().map_or(16, |w| w[1] - w[0]);
+    Phrase {
+        melody: example.melody.clone(),
+        time_signature: TimeSignature {
+            numerator: (bar / 4).clamp(1, 32) as u8,
+            denominator: 4,
+        },
+        truncated_bars: 0,
+    }
 }
 
 /// `count` progressions for the example's melody, duplicates allowed (a fair sample).
@@ -440,37 +589,6 @@ impl From<TokenError> for ExampleError {
     fn from(e: TokenError) -> Self {
         Self::Token(e)
     }
-}
-
-/// A row of progressions produced per example by `produce` (several per melody are pooled),
-/// with progress lines every 25 examples.
-fn sampled_row<'e>(
-    name: &str,
-    examples: &'e [Example],
-    indices: &[usize],
-    dataset_of: &dyn Fn(usize) -> Option<&'e str>,
-    masks: &[u16],
-    progress: &mut impl FnMut(&str),
-    mut produce: impl FnMut(&Example) -> Result<Vec<Vec<ChordFrame>>, ExampleError>,
-) -> Result<SystemResult, EvalError> {
-    let timer = Instant::now();
-    let mut totals = SystemTotals::default();
-    for (n, (example, &index)) in examples.iter().zip(indices).enumerate() {
-        let progressions = produce(example).map_err(|e| e.at(index))?;
-        for chords in &progressions {
-            totals.add(dataset_of(n), example, chords, masks);
-        }
-        let done = n + 1;
-        if done % 25 == 0 || done == examples.len() {
-            let elapsed = timer.elapsed().as_secs_f64();
-            let left = elapsed / done as f64 * (examples.len() - done) as f64;
-            progress(&format!(
-                "{name}: {done}/{} examples, {elapsed:.0} s, about {left:.0} s left",
-                examples.len()
-            ));
-        }
-    }
-    Ok(row(name, &totals, None, timer))
 }
 
 /// One system's totals, overall and per source dataset.
