@@ -88,6 +88,7 @@ pub(crate) fn run_cached<M: Stepper, R: Rng + Send>(
     team::with_team(|| fill_slots(decoder, vocab, cache, slots, guide, params, rng))
 }
 
+/// The body of [`run_cached`], inside the team: each slot forced, held or sampled in turn.
 fn fill_slots<M: Stepper, R: Rng>(
     decoder: &M,
     vocab: &Vocabulary,
@@ -99,6 +100,29 @@ fn fill_slots<M: Stepper, R: Rng>(
 ) -> Result<Generated, SampleError> {
     let batch = cache.batch();
     let cached = cache.len();
+    check_inputs(decoder, vocab, cached, slots, params)?;
+    let mut filling = Filling::new(decoder, vocab, cache, guide, params, batch, slots.len());
+    for (index, slot) in slots.iter().enumerate() {
+        let chosen: Vec<TokenId> = match (slot.forced, slot.part) {
+            (Some(id), _) => vec![id; batch],
+            (None, None) => {
+                return Err(SampleError::BadParams("a sampled slot needs a part".into()))
+            }
+            (None, Some(part)) => filling.sample(slot, part, rng)?,
+        };
+        filling.record(slot.part, chosen, index >= cached);
+    }
+    filling.finish()
+}
+
+/// Refuses a run the cache or the model cannot serve, before any token is drawn.
+fn check_inputs<M: Stepper>(
+    decoder: &M,
+    vocab: &Vocabulary,
+    cached: usize,
+    slots: &[Slot],
+    params: &SamplingParams,
+) -> Result<(), SampleError> {
     if slots.iter().take(cached).any(|slot| slot.forced.is_none()) || cached > slots.len() {
         return Err(SampleError::BadParams(
             "the cache holds more than the forced prefix".into(),
@@ -111,113 +135,184 @@ fn fill_slots<M: Stepper, R: Rng>(
             model: decoder.num_tokens(),
         });
     }
-    let mut pending: Vec<Vec<TokenId>> = vec![Vec::new(); batch];
-    let mut tokens: Vec<Vec<TokenId>> = vec![Vec::with_capacity(slots.len()); batch];
-    let mut log_likelihood = vec![0.0; batch];
-    // Last token of each part per row: [chord, melody].
-    let mut prev: Vec<[Option<TokenId>; 2]> = vec![[None, None]; batch];
-    let part_index = |part: Part| match part {
+    Ok(())
+}
+
+/// Where `prev` keeps a part's last token: [chord, melody].
+fn part_index(part: Part) -> usize {
+    match part {
         Part::Chord => 0,
         Part::Melody => 1,
-    };
-    // Chord slots the change grid held to their continuation were queued without a step of
-    // their own; each waits for the logits at `pending[at]` to add its log-likelihood term.
-    let mut deferred: Vec<Deferred> = Vec::new();
-    let mut scratch = Scratch::default();
-    let mut only = Vec::new();
-    let mut biased = Vec::new();
-    for (index, slot) in slots.iter().enumerate() {
-        let queued = pending.first().map_or(0, Vec::len);
-        let chosen: Vec<TokenId> = match (slot.forced, slot.part) {
-            (Some(id), _) => vec![id; batch],
-            (None, None) => {
-                return Err(SampleError::BadParams("a sampled slot needs a part".into()))
-            }
-            (None, Some(part)) => {
-                let may_change = part != Part::Chord
-                    || slot
-                        .frame
-                        .is_none_or(|frame| frame % params.change_grid == 0);
-                let held = if may_change || queued == 0 {
-                    None
-                } else {
-                    held_chords(vocab, prev.iter().map(|p| p[part_index(part)]), &mut only)
-                };
-                if let Some(held) = held {
-                    deferred.push(Deferred {
-                        at: queued - 1,
-                        tokens: held.clone(),
-                    });
-                    held
-                } else {
-                    let logits = step_scoring(
-                        decoder,
-                        vocab,
-                        cache,
-                        &mut pending,
-                        &mut deferred,
-                        &mut log_likelihood,
-                    )?;
-                    let mut chosen = Vec::with_capacity(batch);
-                    for (row, row_logits) in logits.iter().enumerate() {
-                        let row_prev = prev.get(row).and_then(|p| p[part_index(part)]);
-                        // The guide leans the choice toward the melody; the log-likelihood
-                        // below stays the model's own.
-                        let guided = match (guide, slot.guided) {
-                            (Some(guide), Some(frame)) if part == Part::Chord => {
-                                guide.apply(frame, row_logits, &mut biased)
-                            }
-                            _ => false,
-                        };
-                        let choice_logits: &[f32] = if guided { &biased } else { row_logits };
-                        let id = choose(
-                            vocab,
-                            choice_logits,
-                            part,
-                            row_prev,
-                            may_change,
-                            params,
-                            rng,
-                            &mut scratch,
-                        );
-                        if part == Part::Chord {
-                            if let Some(ll) = log_likelihood.get_mut(row) {
-                                *ll += part_log_prob(vocab, row_logits, part, id);
-                            }
-                        }
-                        chosen.push(id);
-                    }
-                    chosen
+    }
+}
+
+/// One run of [`fill_slots`]: the model and settings, what every batch row holds so far, and the
+/// buffers reused from slot to slot.
+struct Filling<'a, M: Stepper> {
+    decoder: &'a M,
+    vocab: &'a Vocabulary,
+    cache: &'a mut M::Cache,
+    guide: Option<&'a ChordGuide>,
+    params: &'a SamplingParams,
+    batch: usize,
+    /// Tokens queued per row for the next network step.
+    pending: Vec<Vec<TokenId>>,
+    tokens: Vec<Vec<TokenId>>,
+    log_likelihood: Vec<f64>,
+    /// Last token of each part per row, indexed by [`part_index`].
+    prev: Vec<[Option<TokenId>; 2]>,
+    /// Chord slots the change grid held to their continuation were queued without a step of
+    /// their own; each waits for the logits at `pending[at]` to add its log-likelihood term.
+    deferred: Vec<Deferred>,
+    scratch: Scratch,
+    only: Vec<TokenId>,
+    biased: Vec<f32>,
+}
+
+impl<'a, M: Stepper> Filling<'a, M> {
+    /// An empty run over `batch` rows of `slots` slots.
+    fn new(
+        decoder: &'a M,
+        vocab: &'a Vocabulary,
+        cache: &'a mut M::Cache,
+        guide: Option<&'a ChordGuide>,
+        params: &'a SamplingParams,
+        batch: usize,
+        slots: usize,
+    ) -> Self {
+        Self {
+            decoder,
+            vocab,
+            cache,
+            guide,
+            params,
+            batch,
+            pending: vec![Vec::new(); batch],
+            tokens: vec![Vec::with_capacity(slots); batch],
+            log_likelihood: vec![0.0; batch],
+            prev: vec![[None, None]; batch],
+            deferred: Vec::new(),
+            scratch: Scratch::default(),
+            only: Vec::new(),
+            biased: Vec::new(),
+        }
+    }
+
+    /// Every row's token for a sampled slot: the held chords where the change grid forbids a
+    /// change and each row has a single continuation (no network step), else a choice from the
+    /// logits of a fresh step.
+    fn sample<R: Rng>(
+        &mut self,
+        slot: &Slot,
+        part: Part,
+        rng: &mut R,
+    ) -> Result<Vec<TokenId>, SampleError> {
+        let queued = self.pending.first().map_or(0, Vec::len);
+        let may_change = part != Part::Chord
+            || slot
+                .frame
+                .is_none_or(|frame| frame % self.params.change_grid == 0);
+        let held = if may_change || queued == 0 {
+            None
+        } else {
+            held_chords(
+                self.vocab,
+                self.prev.iter().map(|p| p[part_index(part)]),
+                &mut self.only,
+            )
+        };
+        if let Some(held) = held {
+            self.deferred.push(Deferred {
+                at: queued - 1,
+                tokens: held.clone(),
+            });
+            return Ok(held);
+        }
+        let logits = step_scoring(
+            self.decoder,
+            self.vocab,
+            self.cache,
+            &mut self.pending,
+            &mut self.deferred,
+            &mut self.log_likelihood,
+        )?;
+        Ok(self.choose_rows(&logits, slot, part, may_change, rng))
+    }
+
+    /// Each row's choice from its logits, leaned toward the melody by the guide; a chord's
+    /// log-likelihood term stays the model's own.
+    fn choose_rows<R: Rng>(
+        &mut self,
+        logits: &[Vec<f32>],
+        slot: &Slot,
+        part: Part,
+        may_change: bool,
+        rng: &mut R,
+    ) -> Vec<TokenId> {
+        let mut chosen = Vec::with_capacity(self.batch);
+        for (row, row_logits) in logits.iter().enumerate() {
+            let row_prev = self.prev.get(row).and_then(|p| p[part_index(part)]);
+            let guided = match (self.guide, slot.guided) {
+                (Some(guide), Some(frame)) if part == Part::Chord => {
+                    guide.apply(frame, row_logits, &mut self.biased)
+                }
+                _ => false,
+            };
+            let choice_logits: &[f32] = if guided { &self.biased } else { row_logits };
+            let id = choose(
+                self.vocab,
+                choice_logits,
+                part,
+                row_prev,
+                may_change,
+                self.params,
+                rng,
+                &mut self.scratch,
+            );
+            if part == Part::Chord {
+                if let Some(ll) = self.log_likelihood.get_mut(row) {
+                    *ll += part_log_prob(self.vocab, row_logits, part, id);
                 }
             }
-        };
+            chosen.push(id);
+        }
+        chosen
+    }
+
+    /// Appends each row's token to its output and, unless the cache already holds it
+    /// (`feed` false), queues it for the network.
+    fn record(&mut self, part: Option<Part>, chosen: Vec<TokenId>, feed: bool) {
         for (row, id) in chosen.into_iter().enumerate() {
-            if let (Some(p), Some(part)) = (prev.get_mut(row), slot.part) {
+            if let (Some(p), Some(part)) = (self.prev.get_mut(row), part) {
                 p[part_index(part)] = Some(id);
             }
-            if let (Some(queue), Some(out)) = (pending.get_mut(row), tokens.get_mut(row)) {
-                if index >= cached {
+            if let (Some(queue), Some(out)) = (self.pending.get_mut(row), self.tokens.get_mut(row))
+            {
+                if feed {
                     queue.push(id);
                 }
                 out.push(id);
             }
         }
     }
-    if !deferred.is_empty() {
-        // Held chords at the end still owe their log-likelihood terms.
-        step_scoring(
-            decoder,
-            vocab,
-            cache,
-            &mut pending,
-            &mut deferred,
-            &mut log_likelihood,
-        )?;
+
+    /// The tokens and log-likelihoods, once the chords held at the end are scored too.
+    fn finish(mut self) -> Result<Generated, SampleError> {
+        if !self.deferred.is_empty() {
+            step_scoring(
+                self.decoder,
+                self.vocab,
+                self.cache,
+                &mut self.pending,
+                &mut self.deferred,
+                &mut self.log_likelihood,
+            )?;
+        }
+        Ok(Generated {
+            tokens: self.tokens,
+            log_likelihood: self.log_likelihood,
+        })
     }
-    Ok(Generated {
-        tokens,
-        log_likelihood,
-    })
 }
 
 /// The chord every row must continue with where the grid forbids a change (one per row's
