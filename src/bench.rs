@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Serialize;
 
@@ -376,184 +377,341 @@ pub fn run(
     sizes: &[BenchSize],
     mut progress: impl FnMut(&str),
 ) -> Result<BenchReport, SampleError> {
-    let bandwidth = measure_read_bandwidth();
-    progress(&format!(
-        "memory read bandwidth: {:.1} GB/s",
-        bandwidth / 1e9
-    ));
-    let kernel_rate = measure_product_rate(10, 2048, 256, 200);
-    let threads = rayon::current_num_threads();
-    progress(&format!(
-        "micro-kernel: {:.1} GFLOP/s per core, {threads} threads",
-        kernel_rate / 1e9
-    ));
+    let machine = Machine::measure(&mut progress);
     let mut configs = Vec::with_capacity(sizes.len());
     for size in sizes {
-        let config = &size.config;
-        let decoder = random_decoder(config)?;
-        let vocab = bench_vocabulary(config)?;
-        let melody = bench_melody(BENCH_FRAMES);
-        let params = SamplingParams::default();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        configs.push(bench_size(size, &machine, &mut progress)?);
+    }
+    Ok(BenchReport {
+        configs,
+        read_bandwidth_gb_s: machine.bandwidth / 1e9,
+        kernel_gflop_s_per_core: machine.kernel_rate / 1e9,
+        threads: machine.threads,
+    })
+}
 
-        let request = OptionsRequest {
-            melody: &melody,
-            locked: &[],
-            count: BENCH_OPTIONS,
-            max_retries: 3,
-            guide: None,
-        };
-        let mut option_ms = time_runs(size.option_runs, || {
-            generate_options(&decoder, &vocab, &request, &params, &mut rng).map(|_| ())
-        })?;
-        let five_options_ms = percentile(&mut option_ms, 0.5);
-        let on_grid = SamplingParams {
-            change_grid: BENCH_CHANGE_GRID,
-            ..params
-        };
-        let mut option_grid_ms = time_runs(size.option_runs, || {
-            generate_options(&decoder, &vocab, &request, &on_grid, &mut rng).map(|_| ())
-        })?;
-        let five_options_grid_ms = percentile(&mut option_grid_ms, 0.5);
+/// What the machine allows, measured once: the floors of every size are computed from it.
+struct Machine {
+    /// Memory read bandwidth, bytes per second.
+    bandwidth: f64,
+    /// Micro-kernel multiply-add throughput of one core, FLOP per second.
+    kernel_rate: f64,
+    /// Threads a generation runs on.
+    threads: usize,
+}
+
+impl Machine {
+    /// Measures the read bandwidth and the micro-kernel's throughput.
+    fn measure(progress: &mut impl FnMut(&str)) -> Self {
+        let bandwidth = measure_read_bandwidth();
         progress(&format!(
-            "{}: five options × {BENCH_FRAMES} frames: {five_options_ms:.1} ms, on 8th notes {five_options_grid_ms:.1} ms",
-            config.name
+            "memory read bandwidth: {:.1} GB/s",
+            bandwidth / 1e9
         ));
-
-        let offline = random_offline(&size.offline)?;
-        let mut offline_ms = time_runs(size.option_runs, || {
-            generate_offline_options(&offline, &vocab, &request, &params, &mut rng).map(|_| ())
-        })?;
-        let offline_five_options_ms = percentile(&mut offline_ms, 0.5);
-        let mut offline_grid_ms = time_runs(size.option_runs, || {
-            generate_offline_options(&offline, &vocab, &request, &on_grid, &mut rng).map(|_| ())
-        })?;
-        let offline_five_options_grid_ms = percentile(&mut offline_grid_ms, 0.5);
+        let kernel_rate = measure_product_rate(10, 2048, 256, 200);
+        let threads = rayon::current_num_threads();
         progress(&format!(
-            "{}: offline five options × {BENCH_FRAMES} frames: {offline_five_options_ms:.1} ms, on 8th notes {offline_five_options_grid_ms:.1} ms",
-            config.name
+            "micro-kernel: {:.1} GFLOP/s per core, {threads} threads",
+            kernel_rate / 1e9
         ));
+        Self {
+            bandwidth,
+            kernel_rate,
+            threads,
+        }
+    }
 
-        let decoder_f16 = random_decoder_stored(config, DType::F16)?;
-        let mut option_f16_ms = time_runs(size.option_runs, || {
-            generate_options(&decoder_f16, &vocab, &request, &params, &mut rng).map(|_| ())
-        })?;
-        let five_options_f16_ms = percentile(&mut option_f16_ms, 0.5);
-        let mut option_f16_grid_ms = time_runs(size.option_runs, || {
-            generate_options(&decoder_f16, &vocab, &request, &on_grid, &mut rng).map(|_| ())
-        })?;
-        let five_options_f16_grid_ms = percentile(&mut option_f16_grid_ms, 0.5);
-        let offline_f16 = random_offline_stored(&size.offline, DType::F16)?;
-        let mut offline_f16_ms = time_runs(size.option_runs, || {
-            generate_offline_options(&offline_f16, &vocab, &request, &params, &mut rng).map(|_| ())
-        })?;
-        let offline_five_options_f16_ms = percentile(&mut offline_f16_ms, 0.5);
-        progress(&format!(
-            "{}: five options with f16 weights: {five_options_f16_ms:.1} ms, on 8th notes {five_options_f16_grid_ms:.1} ms, offline {offline_five_options_f16_ms:.1} ms",
-            config.name
-        ));
+    /// Milliseconds to stream `bytes` of weights `calls` times at the measured bandwidth.
+    fn streaming_floor_ms(&self, bytes: usize, calls: usize) -> f64 {
+        bytes as f64 * calls as f64 / self.bandwidth * 1e3
+    }
+}
 
-        let chords = bench_chords(BENCH_FRAMES);
+/// Median five-options times of one model.
+struct OptionTimes {
+    /// Chords free to change on any frame.
+    any_frame_ms: f64,
+    /// Chords changing only on 8th notes.
+    on_grid_ms: f64,
+}
+
+/// Median and 99th percentile of one re-plan scenario, in milliseconds.
+type Spread = (f64, f64);
+
+/// Everything timed for one size.
+struct SizeTimes {
+    online: OptionTimes,
+    offline: OptionTimes,
+    online_f16: OptionTimes,
+    offline_f16_ms: f64,
+    live_replan: Spread,
+    live_replan_f16_grid: Spread,
+    growing: Spread,
+    sliding: Spread,
+    hopping: Spread,
+}
+
+/// Bytes each timed model streams per decoder call, for the floors.
+struct WeightBytes {
+    online: usize,
+    offline: usize,
+    online_f16: usize,
+    offline_f16: usize,
+}
+
+/// Times every job of one size on random weights (each model built just before its jobs).
+fn bench_size(
+    size: &BenchSize,
+    machine: &Machine,
+    progress: &mut impl FnMut(&str),
+) -> Result<BenchResult, SampleError> {
+    let config = &size.config;
+    let decoder = random_decoder(config)?;
+    let mut jobs = SizeJobs::new(size)?;
+    let online = jobs.online_options(&decoder)?;
+    progress(&format!(
+        "{}: five options × {BENCH_FRAMES} frames: {:.1} ms, on 8th notes {:.1} ms",
+        config.name, online.any_frame_ms, online.on_grid_ms
+    ));
+
+    let offline = random_offline(&size.offline)?;
+    let offline_times = jobs.offline_options(&offline)?;
+    progress(&format!(
+        "{}: offline five options × {BENCH_FRAMES} frames: {:.1} ms, on 8th notes {:.1} ms",
+        config.name, offline_times.any_frame_ms, offline_times.on_grid_ms
+    ));
+
+    let decoder_f16 = random_decoder_stored(config, DType::F16)?;
+    let online_f16 = jobs.online_options(&decoder_f16)?;
+    let offline_f16 = random_offline_stored(&size.offline, DType::F16)?;
+    let offline_f16_ms = jobs.offline_options_median(&offline_f16, &SamplingParams::default())?;
+    progress(&format!(
+        "{}: five options with f16 weights: {:.1} ms, on 8th notes {:.1} ms, offline {offline_f16_ms:.1} ms",
+        config.name, online_f16.any_frame_ms, online_f16.on_grid_ms
+    ));
+
+    let (p50, p99) = jobs.live_replan(&decoder, &SamplingParams::default())?;
+    let (f16_p50, f16_p99) = jobs.live_replan(&decoder_f16, &on_eighth_notes())?;
+    progress(&format!(
+        "{}: live re-plan: p50 {p50:.1} ms, p99 {p99:.1} ms; f16 weights on 8th notes p50 {f16_p50:.1} ms, p99 {f16_p99:.1} ms",
+        config.name
+    ));
+
+    let growing = jobs.live_session(&decoder, LivePlanner::new(), GROWING_START)?;
+    let sliding = jobs.live_session(&decoder, LivePlanner::new(), SLIDING_START)?;
+    let hopping = jobs.live_session(
+        &decoder,
+        LivePlanner::with_window_hop(WINDOW_HOP),
+        SLIDING_START,
+    )?;
+    progress(&format!(
+        "{}: per-frame re-plan reusing the context: p50 {:.1} ms, p99 {:.1} ms; window sliding: p50 {:.1} ms, p99 {:.1} ms; hopping: p50 {:.1} ms, p99 {:.1} ms",
+        config.name, growing.0, growing.1, sliding.0, sliding.1, hopping.0, hopping.1
+    ));
+
+    let times = SizeTimes {
+        online,
+        offline: offline_times,
+        online_f16,
+        offline_f16_ms,
+        live_replan: (p50, p99),
+        live_replan_f16_grid: (f16_p50, f16_p99),
+        growing,
+        sliding,
+        hopping,
+    };
+    let bytes = WeightBytes {
+        online: decoder.streamed_weight_bytes(),
+        offline: offline.streamed_weight_bytes(),
+        online_f16: decoder_f16.streamed_weight_bytes(),
+        offline_f16: offline_f16.streamed_weight_bytes(),
+    };
+    Ok(bench_result(size, machine, &times, &bytes))
+}
+
+/// The jobs of one size: a melody and a vocabulary to run them on, and the one random stream
+/// every run draws from, in turn.
+struct SizeJobs<'a> {
+    size: &'a BenchSize,
+    vocab: Vocabulary,
+    melody: Vec<MelodyFrame>,
+    /// What a live session played before the re-plan from scratch.
+    chords: Vec<ChordFrame>,
+    /// The melody of the per-frame re-plan sessions.
+    session_melody: Vec<MelodyFrame>,
+    rng: StdRng,
+}
+
+impl<'a> SizeJobs<'a> {
+    /// The inputs of every job of `size`.
+    fn new(size: &'a BenchSize) -> Result<Self, SampleError> {
+        Ok(Self {
+            size,
+            vocab: bench_vocabulary(&size.config)?,
+            melody: bench_melody(BENCH_FRAMES),
+            chords: bench_chords(BENCH_FRAMES),
+            session_melody: bench_melody(SLIDING_START + size.session_replans + 1),
+            rng: StdRng::seed_from_u64(0),
+        })
+    }
+
+    /// Median times of five options from the online decoder, on any frame and on the grid.
+    fn online_options(&mut self, decoder: &Decoder) -> Result<OptionTimes, SampleError> {
+        Ok(OptionTimes {
+            any_frame_ms: self.online_options_median(decoder, &SamplingParams::default())?,
+            on_grid_ms: self.online_options_median(decoder, &on_eighth_notes())?,
+        })
+    }
+
+    /// Median times of five options from the offline model, on any frame and on the grid.
+    fn offline_options(&mut self, model: &OfflineModel) -> Result<OptionTimes, SampleError> {
+        Ok(OptionTimes {
+            any_frame_ms: self.offline_options_median(model, &SamplingParams::default())?,
+            on_grid_ms: self.offline_options_median(model, &on_eighth_notes())?,
+        })
+    }
+
+    /// Median time of five options from the online decoder.
+    fn online_options_median(
+        &mut self,
+        decoder: &Decoder,
+        params: &SamplingParams,
+    ) -> Result<f64, SampleError> {
+        let request = five_options_request(&self.melody);
+        let (vocab, rng) = (&self.vocab, &mut self.rng);
+        let mut times = time_runs(self.size.option_runs, || {
+            generate_options(decoder, vocab, &request, params, rng).map(|_| ())
+        })?;
+        Ok(percentile(&mut times, 0.5))
+    }
+
+    /// Median time of five options from the offline model.
+    fn offline_options_median(
+        &mut self,
+        model: &OfflineModel,
+        params: &SamplingParams,
+    ) -> Result<f64, SampleError> {
+        let request = five_options_request(&self.melody);
+        let (vocab, rng) = (&self.vocab, &mut self.rng);
+        let mut times = time_runs(self.size.option_runs, || {
+            generate_offline_options(model, vocab, &request, params, rng).map(|_| ())
+        })?;
+        Ok(percentile(&mut times, 0.5))
+    }
+
+    /// Median and 99th percentile of one live re-plan from scratch.
+    fn live_replan(
+        &mut self,
+        decoder: &Decoder,
+        params: &SamplingParams,
+    ) -> Result<Spread, SampleError> {
         let live = LiveRequest {
             beat_phase: 0,
-            melody: &melody,
-            chords: &chords,
+            melody: &self.melody,
+            chords: &self.chords,
             committed: &[],
             lookahead: BENCH_LOOKAHEAD,
             guide: None,
         };
-        let (p50, p99) = median_and_p99(time_runs(size.live_runs, || {
-            plan_live(&decoder, &vocab, &live, &params, &mut rng).map(|_| ())
-        })?);
-        let (f16_p50, f16_p99) = median_and_p99(time_runs(size.live_runs, || {
-            plan_live(&decoder_f16, &vocab, &live, &on_grid, &mut rng).map(|_| ())
-        })?);
-        progress(&format!(
-            "{}: live re-plan: p50 {p50:.1} ms, p99 {p99:.1} ms; f16 weights on 8th notes p50 {f16_p50:.1} ms, p99 {f16_p99:.1} ms",
-            config.name
-        ));
-
-        let session_melody = bench_melody(SLIDING_START + size.session_replans + 1);
-        let mut session = |planner, start| {
-            let times = time_session(
-                &decoder,
-                &vocab,
-                planner,
-                &session_melody,
-                start,
-                size.session_replans,
-                &params,
-                &mut rng,
-            );
-            times.map(median_and_p99)
-        };
-        let incremental = session(LivePlanner::new(), GROWING_START)?;
-        let slide = session(LivePlanner::new(), SLIDING_START)?;
-        let hopping = session(LivePlanner::with_window_hop(WINDOW_HOP), SLIDING_START)?;
-        progress(&format!(
-            "{}: per-frame re-plan reusing the context: p50 {:.1} ms, p99 {:.1} ms; window sliding: p50 {:.1} ms, p99 {:.1} ms; hopping: p50 {:.1} ms, p99 {:.1} ms",
-            config.name, incremental.0, incremental.1, slide.0, slide.1, hopping.0, hopping.1
-        ));
-
-        let weight_bytes = decoder.streamed_weight_bytes();
-        let floor_ms = |calls: usize| weight_bytes as f64 * calls as f64 / bandwidth * 1e3;
-        let stream_ms = |bytes: usize| bytes as f64 * BENCH_FRAMES as f64 / bandwidth * 1e3;
-        configs.push(BenchResult {
-            name: config.name.clone(),
-            dim: config.dim,
-            depth: config.depth,
-            heads: config.heads,
-            num_tokens: config.num_tokens,
-            five_options_ms,
-            five_options_grid_ms,
-            live_replan_ms_p50: p50,
-            live_replan_ms_p99: p99,
-            live_replan_incremental_ms_p50: incremental.0,
-            live_replan_incremental_ms_p99: incremental.1,
-            live_replan_sliding_ms_p50: slide.0,
-            live_replan_sliding_ms_p99: slide.1,
-            live_replan_hopping_ms_p50: hopping.0,
-            live_replan_hopping_ms_p99: hopping.1,
-            weight_bytes,
-            five_options_floor_ms: floor_ms(BENCH_FRAMES),
-            offline_five_options_ms,
-            offline_five_options_grid_ms,
-            offline_enc_depth: size.offline.enc_depth,
-            offline_dec_depth: size.offline.base.depth,
-            offline_weight_bytes: offline.streamed_weight_bytes(),
-            offline_five_options_floor_ms: offline.streamed_weight_bytes() as f64
-                * BENCH_FRAMES as f64
-                / bandwidth
-                * 1e3,
-            five_options_f16_ms,
-            five_options_f16_floor_ms: stream_ms(decoder_f16.streamed_weight_bytes()),
-            five_options_f16_grid_ms,
-            offline_five_options_f16_ms,
-            offline_five_options_f16_floor_ms: stream_ms(offline_f16.streamed_weight_bytes()),
-            live_replan_f16_grid_ms_p50: f16_p50,
-            live_replan_f16_grid_ms_p99: f16_p99,
-            live_replan_f16_floor_ms: decoder_f16.streamed_weight_bytes() as f64
-                * (2 * BENCH_LOOKAHEAD - 1) as f64
-                / bandwidth
-                * 1e3,
-            live_replan_floor_ms: floor_ms(2 * BENCH_LOOKAHEAD - 1),
-            live_replan_incremental_floor_ms: floor_ms(BENCH_LOOKAHEAD),
-            five_options_compute_floor_ms: five_options_flops(weight_bytes)
-                / (threads as f64 * kernel_rate)
-                * 1e3,
-            five_options_with_cache_floor_ms: (weight_bytes * BENCH_FRAMES
-                + five_options_cache_bytes(config))
-                as f64
-                / bandwidth
-                * 1e3,
-        });
+        let (vocab, rng) = (&self.vocab, &mut self.rng);
+        Ok(median_and_p99(time_runs(self.size.live_runs, || {
+            plan_live(decoder, vocab, &live, params, rng).map(|_| ())
+        })?))
     }
-    Ok(BenchReport {
-        configs,
-        read_bandwidth_gb_s: bandwidth / 1e9,
-        kernel_gflop_s_per_core: kernel_rate / 1e9,
-        threads,
-    })
+
+    /// Median and 99th percentile of a live session's per-frame re-plans from frame `start` on.
+    fn live_session(
+        &mut self,
+        decoder: &Decoder,
+        planner: LivePlanner,
+        start: usize,
+    ) -> Result<Spread, SampleError> {
+        let times = time_session(
+            decoder,
+            &self.vocab,
+            planner,
+            &self.session_melody,
+            start,
+            self.size.session_replans,
+            &SamplingParams::default(),
+            &mut self.rng,
+        );
+        times.map(median_and_p99)
+    }
+}
+
+/// The five-options request: the melody teacher-forced, nothing locked.
+fn five_options_request(melody: &[MelodyFrame]) -> OptionsRequest<'_> {
+    OptionsRequest {
+        melody,
+        locked: &[],
+        count: BENCH_OPTIONS,
+        max_retries: 3,
+        guide: None,
+    }
+}
+
+/// Chords changing only on the bench's grid (8th notes), as the plugin samples.
+fn on_eighth_notes() -> SamplingParams {
+    SamplingParams {
+        change_grid: BENCH_CHANGE_GRID,
+        ..SamplingParams::default()
+    }
+}
+
+/// One size's row of the report: the times, with the floors they are read against.
+fn bench_result(
+    size: &BenchSize,
+    machine: &Machine,
+    times: &SizeTimes,
+    bytes: &WeightBytes,
+) -> BenchResult {
+    let config = &size.config;
+    let calls_floor_ms = |calls: usize| machine.streaming_floor_ms(bytes.online, calls);
+    BenchResult {
+        name: config.name.clone(),
+        dim: config.dim,
+        depth: config.depth,
+        heads: config.heads,
+        num_tokens: config.num_tokens,
+        five_options_ms: times.online.any_frame_ms,
+        five_options_grid_ms: times.online.on_grid_ms,
+        live_replan_ms_p50: times.live_replan.0,
+        live_replan_ms_p99: times.live_replan.1,
+        live_replan_incremental_ms_p50: times.growing.0,
+        live_replan_incremental_ms_p99: times.growing.1,
+        live_replan_sliding_ms_p50: times.sliding.0,
+        live_replan_sliding_ms_p99: times.sliding.1,
+        live_replan_hopping_ms_p50: times.hopping.0,
+        live_replan_hopping_ms_p99: times.hopping.1,
+        weight_bytes: bytes.online,
+        five_options_floor_ms: calls_floor_ms(BENCH_FRAMES),
+        offline_five_options_ms: times.offline.any_frame_ms,
+        offline_five_options_grid_ms: times.offline.on_grid_ms,
+        offline_enc_depth: size.offline.enc_depth,
+        offline_dec_depth: size.offline.base.depth,
+        offline_weight_bytes: bytes.offline,
+        offline_five_options_floor_ms: machine.streaming_floor_ms(bytes.offline, BENCH_FRAMES),
+        five_options_f16_ms: times.online_f16.any_frame_ms,
+        five_options_f16_floor_ms: machine.streaming_floor_ms(bytes.online_f16, BENCH_FRAMES),
+        five_options_f16_grid_ms: times.online_f16.on_grid_ms,
+        offline_five_options_f16_ms: times.offline_f16_ms,
+        offline_five_options_f16_floor_ms: machine
+            .streaming_floor_ms(bytes.offline_f16, BENCH_FRAMES),
+        live_replan_f16_grid_ms_p50: times.live_replan_f16_grid.0,
+        live_replan_f16_grid_ms_p99: times.live_replan_f16_grid.1,
+        live_replan_f16_floor_ms: machine
+            .streaming_floor_ms(bytes.online_f16, 2 * BENCH_LOOKAHEAD - 1),
+        live_replan_floor_ms: calls_floor_ms(2 * BENCH_LOOKAHEAD - 1),
+        live_replan_incremental_floor_ms: calls_floor_ms(BENCH_LOOKAHEAD),
+        five_options_compute_floor_ms: five_options_flops(bytes.online)
+            / (machine.threads as f64 * machine.kernel_rate)
+            * 1e3,
+        five_options_with_cache_floor_ms: (bytes.online * BENCH_FRAMES
+            + five_options_cache_bytes(config)) as f64
+            / machine.bandwidth
+            * 1e3,
+    }
 }
 
 /// Weight FLOPs of five options with an f32 decoder of `weight_bytes`: every weight multiplies
