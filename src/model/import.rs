@@ -194,34 +194,87 @@ pub fn infer_config(
     args: &TrainingArgs,
     path: &Path,
 ) -> Result<ImportedConfig, ImportError> {
-    let shape_err = |message: String| ImportError::Shape {
-        path: path.to_owned(),
-        message,
-    };
+    let shapes = CheckpointShapes { tensors, path };
     let offline = tensors.keys().any(|k| k.starts_with("encoder."));
     let stack = if offline {
-        "decoder.decoder"
+        OFFLINE_DECODER
     } else {
-        "decoder"
+        ONLINE_DECODER
     };
-    let dims = |key: &str| -> Result<Vec<usize>, ImportError> {
-        tensors
+    let width = shapes.width(stack)?;
+    check_args(args, path, &[("dim_head", width.dim_head)])?;
+    if offline {
+        offline_config(name, &shapes, args, width)
+    } else {
+        online_config(name, &shapes, args, width)
+    }
+}
+
+/// Where the online decoder's tensors live.
+const ONLINE_DECODER: &str = "decoder";
+/// Where the offline model's chord decoder's tensors live.
+const OFFLINE_DECODER: &str = "decoder.decoder";
+
+/// A checkpoint's tensors, read for their shapes; errors name the checkpoint.
+struct CheckpointShapes<'a> {
+    tensors: &'a HashMap<String, Tensor>,
+    path: &'a Path,
+}
+
+/// The widths every block of a checkpoint shares.
+#[derive(Clone, Copy)]
+struct Width {
+    num_tokens: usize,
+    dim: usize,
+    heads: usize,
+    dim_head: usize,
+}
+
+impl CheckpointShapes<'_> {
+    /// A shape error naming the checkpoint.
+    fn error(&self, message: String) -> ImportError {
+        ImportError::Shape {
+            path: self.path.to_owned(),
+            message,
+        }
+    }
+
+    /// The shape of tensor `key`, which must be there.
+    fn dims(&self, key: &str) -> Result<Vec<usize>, ImportError> {
+        self.tensors
             .get(key)
             .map(|t| t.dims().to_vec())
-            .ok_or_else(|| shape_err(format!("missing {key}")))
-    };
-    let (num_tokens, dim) = match dims(&format!("{stack}.token_emb.emb.weight"))?.as_slice() {
-        [v, d] => (*v, *d),
-        other => return Err(shape_err(format!("token embedding has shape {other:?}"))),
-    };
-    let (heads, dim_head) =
-        match dims(&format!("{stack}.attn_layers.layers.0.1.qk_norm_q_scale"))?.as_slice() {
-            [h, 1, dh] => (*h, *dh),
-            other => return Err(shape_err(format!("qk_norm_q_scale has shape {other:?}"))),
+            .ok_or_else(|| self.error(format!("missing {key}")))
+    }
+
+    /// Vocabulary and width from the token embedding of `stack`, heads from its first q scale.
+    fn width(&self, stack: &str) -> Result<Width, ImportError> {
+        let (num_tokens, dim) = match self
+            .dims(&format!("{stack}.token_emb.emb.weight"))?
+            .as_slice()
+        {
+            [v, d] => (*v, *d),
+            other => return Err(self.error(format!("token embedding has shape {other:?}"))),
         };
-    let blocks = |stack: &str, per_block: usize| -> Result<usize, ImportError> {
+        let (heads, dim_head) = match self
+            .dims(&format!("{stack}.attn_layers.layers.0.1.qk_norm_q_scale"))?
+            .as_slice()
+        {
+            [h, 1, dh] => (*h, *dh),
+            other => return Err(self.error(format!("qk_norm_q_scale has shape {other:?}"))),
+        };
+        Ok(Width {
+            num_tokens,
+            dim,
+            heads,
+            dim_head,
+        })
+    }
+
+    /// Blocks of `stack`, from its highest layer entry (`per_block` entries per block).
+    fn blocks(&self, stack: &str, per_block: usize) -> Result<usize, ImportError> {
         let prefix = format!("{stack}.attn_layers.layers.");
-        tensors
+        self.tensors
             .keys()
             .filter_map(|k| {
                 k.strip_prefix(&prefix)?
@@ -232,69 +285,103 @@ pub fn infer_config(
             })
             .max()
             .map(|max_entry| max_entry / per_block + 1)
-            .ok_or_else(|| shape_err(format!("no attention layers under {stack}")))
-    };
-    let check = |field: &str, value: usize| -> Result<(), ImportError> {
+            .ok_or_else(|| self.error(format!("no attention layers under {stack}")))
+    }
+}
+
+/// Refuses the first field `args.yml` sets to another value than the tensors show.
+fn check_args(
+    args: &TrainingArgs,
+    path: &Path,
+    fields: &[(&str, usize)],
+) -> Result<(), ImportError> {
+    for &(field, value) in fields {
         match args.get(field) {
-            Some(from_args) if from_args != value => Err(ImportError::ArgsMismatch {
-                path: path.to_owned(),
-                key: field.into(),
-                from_args,
-                from_shapes: value,
-            }),
-            _ => Ok(()),
+            Some(from_args) if from_args != value => {
+                return Err(ImportError::ArgsMismatch {
+                    path: path.to_owned(),
+                    key: field.into(),
+                    from_args,
+                    from_shapes: value,
+                })
+            }
+            _ => {}
         }
-    };
-    check("dim_head", dim_head)?;
-    if offline {
-        let (depth, enc_depth) = (blocks(stack, 3)?, blocks("encoder", 2)?);
-        for (field, value) in [
-            ("enc_dim", dim),
-            ("dim", dim),
-            ("enc_heads", heads),
-            ("heads", heads),
+    }
+    Ok(())
+}
+
+/// The offline encoder–decoder's shape: decoder blocks of three entries, encoder blocks of two,
+/// and no rotary positions.
+fn offline_config(
+    name: &str,
+    shapes: &CheckpointShapes<'_>,
+    args: &TrainingArgs,
+    width: Width,
+) -> Result<ImportedConfig, ImportError> {
+    let (depth, enc_depth) = (
+        shapes.blocks(OFFLINE_DECODER, 3)?,
+        shapes.blocks("encoder", 2)?,
+    );
+    check_args(
+        args,
+        shapes.path,
+        &[
+            ("enc_dim", width.dim),
+            ("dim", width.dim),
+            ("enc_heads", width.heads),
+            ("heads", width.heads),
             ("enc_depth", enc_depth),
             ("dec_depth", depth),
-        ] {
-            check(field, value)?;
-        }
-        if tensors.contains_key(INV_FREQ_KEY) {
-            return Err(shape_err(
-                "an encoder–decoder with rotary positions is not a ReaLchords offline model".into(),
-            ));
-        }
-        return Ok(ImportedConfig::Offline(OfflineConfig {
-            kind: ModelKind::Offline,
-            base: ModelConfig {
-                name: name.to_string(),
-                dim,
-                depth,
-                heads,
-                dim_head,
-                num_tokens,
-                max_seq_len: args
-                    .get("dec_max_seq_len")
-                    .unwrap_or(DEFAULT_OFFLINE_MAX_SEQ_LEN),
-            },
-            enc_depth,
-        }));
-    }
-    let depth = blocks(stack, 2)?;
-    for (field, value) in [("dim", dim), ("depth", depth), ("heads", heads)] {
-        check(field, value)?;
-    }
-    if !tensors.contains_key(INV_FREQ_KEY) {
-        return Err(shape_err(
-            "no rotary inv_freq: not a ReaLchords online (RoPE) decoder".into(),
+        ],
+    )?;
+    if shapes.tensors.contains_key(INV_FREQ_KEY) {
+        return Err(shapes.error(
+            "an encoder–decoder with rotary positions is not a ReaLchords offline model".into(),
         ));
+    }
+    Ok(ImportedConfig::Offline(OfflineConfig {
+        kind: ModelKind::Offline,
+        base: ModelConfig {
+            name: name.to_string(),
+            dim: width.dim,
+            depth,
+            heads: width.heads,
+            dim_head: width.dim_head,
+            num_tokens: width.num_tokens,
+            max_seq_len: args
+                .get("dec_max_seq_len")
+                .unwrap_or(DEFAULT_OFFLINE_MAX_SEQ_LEN),
+        },
+        enc_depth,
+    }))
+}
+
+/// The online decoder's shape: blocks of two entries and rotary positions.
+fn online_config(
+    name: &str,
+    shapes: &CheckpointShapes<'_>,
+    args: &TrainingArgs,
+    width: Width,
+) -> Result<ImportedConfig, ImportError> {
+    let depth = shapes.blocks(ONLINE_DECODER, 2)?;
+    check_args(
+        args,
+        shapes.path,
+        &[("dim", width.dim), ("depth", depth), ("heads", width.heads)],
+    )?;
+    if !shapes.tensors.contains_key(INV_FREQ_KEY) {
+        return Err(
+            shapes.error("no rotary inv_freq: not a ReaLchords online (RoPE) decoder".into())
+        );
     }
     Ok(ImportedConfig::Online(ModelConfig {
         name: name.to_string(),
-        dim,
+        dim: width.dim,
         depth,
-        heads,
-        dim_head,
-        num_tokens,
+        heads: width.heads,
+        dim_head: width.dim_head,
+        num_tokens: width.num_tokens,
         max_seq_len: args.get("max_seq_len").unwrap_or(DEFAULT_MAX_SEQ_LEN),
     }))
 }
