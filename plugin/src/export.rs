@@ -56,6 +56,81 @@ pub fn save_selected(
     settings: ExportSettings,
     dir: &Path,
 ) -> Result<PathBuf, ExportError> {
+    let export = selected_export(session, settings)?;
+    create_dir(dir)?;
+    let stem = format!("comper-option-{}", session.selected + 1);
+    let path = (1..)
+        .map(|k| dir.join(format!("{stem}-{k}.mid")))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| dir.join(format!("{stem}.mid")));
+    write_progression_to_path(&export, &path)?;
+    Ok(path)
+}
+
+/// The folder of clips written for dragging: a temporary one, emptied of day-old clips.
+pub fn drag_dir() -> PathBuf {
+    std::env::temp_dir().join("comper-drag")
+}
+
+/// How long a dragged clip is kept (the DAW copies or reads it on the drop).
+const DRAG_CLIP_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Writes the selected option for a drag: `Comper option N - bars A-B.mid` (bars of the host's
+/// song where the phrase was captured) in `dir`, replacing an earlier drag of the same clip, and
+/// removes clips older than a day.
+pub fn drag_clip(
+    session: &Session,
+    settings: ExportSettings,
+    dir: &Path,
+) -> Result<PathBuf, ExportError> {
+    let export = selected_export(session, settings)?;
+    create_dir(dir)?;
+    remove_old_clips(dir);
+    let bar = comper::suggest::frames_per_bar(session.time_signature) as i64;
+    let first = session.first_frame.div_euclid(bar) + 1;
+    let bars = (session.melody.len() as i64 + bar - 1) / bar;
+    let bars = bars.max(1);
+    let name = format!(
+        "Comper option {} - bars {first}-{}.mid",
+        session.selected + 1,
+        first + bars - 1
+    );
+    let path = dir.join(name);
+    write_progression_to_path(&export, &path)?;
+    Ok(path)
+}
+
+fn remove_old_clips(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > DRAG_CLIP_LIFETIME);
+        let is_clip = entry.path().extension().is_some_and(|e| e == "mid");
+        if old && is_clip {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), ExportError> {
+    std::fs::create_dir_all(dir).map_err(|source| ExportError::Folder {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// The selected option (and the melody when asked) voiced as the loop plays it, at the host's
+/// tempo and the phrase's time signature.
+fn selected_export(
+    session: &Session,
+    settings: ExportSettings,
+) -> Result<ProgressionExport, ExportError> {
     let option = session
         .options
         .get(session.selected)
@@ -82,7 +157,7 @@ pub fn save_selected(
     for chord in &mut chords {
         chord.pitches = transposed(&chord.pitches, settings.voicing.octave);
     }
-    let export = ProgressionExport {
+    Ok(ProgressionExport {
         chords,
         melody: settings
             .with_melody
@@ -94,16 +169,5 @@ pub fn save_selected(
         },
         time_signature: session.time_signature,
         ..ProgressionExport::default()
-    };
-    std::fs::create_dir_all(dir).map_err(|source| ExportError::Folder {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let stem = format!("comper-option-{}", session.selected + 1);
-    let path = (1..)
-        .map(|k| dir.join(format!("{stem}-{k}.mid")))
-        .find(|p| !p.exists())
-        .unwrap_or_else(|| dir.join(format!("{stem}.mid")));
-    write_progression_to_path(&export, &path)?;
-    Ok(path)
+    })
 }

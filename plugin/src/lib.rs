@@ -10,6 +10,7 @@ pub mod audio;
 pub mod capture;
 pub mod clock;
 pub mod demo;
+pub mod drag;
 pub mod export;
 pub mod link;
 pub mod models;

@@ -9,6 +9,8 @@
 #     → target/screenshots/panel-live.png.
 # The committed copies are assets/panel.png and assets/panel-live.png.
 #
+# The screen is larger than the window and the pointer starts at its centre, off the window, so
+# no hover tooltip covers the panel.
 # Needs: xvfb xauth x11-apps imagemagick, and `cargo build --release -p comper-plugin
 # --features standalone --bin comper-standalone`.
 set -euo pipefail
@@ -20,7 +22,7 @@ mkdir -p "$out"
 display=:${COMPER_XVFB_DISPLAY:-97}
 melody=assets/ode_to_joy.mid
 
-Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >"$out/xvfb.log" 2>&1 &
+Xvfb "$display" -screen 0 1920x1080x24 -nolisten tcp >"$out/xvfb.log" 2>&1 &
 xvfb=$!
 app=""
 trap 'kill $app "$xvfb" 2>/dev/null || true' EXIT

@@ -4,9 +4,11 @@
 //! and atomics) and sends [`Command`]s; it never waits on the model. Keyboard: `1`–`5` select an
 //! option, `R` regenerates. Right-click a chord to lock it (regeneration keeps it).
 //!
-//! Export: "Save MIDI" writes the selected option into [`export_dir`]. The drag handle would
-//! start an OS drag-and-drop, but the windowing layer (baseview) has no drag *source* support on
-//! any platform, so it writes the file there too and copies its path to the clipboard.
+//! Export: "Save MIDI" writes the selected option into [`export_dir`]. Dragging the "Drag clip"
+//! handle writes it as `Comper option N - bars A-B.mid` into a temporary folder and drags that
+//! file out with the window system's own drag-and-drop ([`crate::drag`]); where that is not
+//! available, or nothing took the drop, the clip stays there and its path is copied to the
+//! clipboard. The status line under the buttons says which happened.
 
 mod draw;
 
@@ -19,7 +21,8 @@ use nice_plug::context::gui::GuiContext;
 use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{EguiEditorState, NiceEguiApp};
 
-use crate::export::{export_dir, save_selected, ExportSettings};
+use crate::drag::{Drag, DragOutcome};
+use crate::export::{drag_clip, drag_dir, export_dir, save_selected, ExportSettings};
 use crate::link::{Command, Shared, WorkerStatus};
 use crate::params::{ComperParams, Mode};
 use crate::plan::VoicingChoice;
@@ -39,6 +42,8 @@ pub struct Panel {
     weights_field: String,
     /// The last export's result, shown under the buttons.
     message: Option<String>,
+    /// A drag-out in progress.
+    drag: Option<Drag>,
 }
 
 impl Panel {
@@ -58,6 +63,7 @@ impl Panel {
             with_melody: true,
             weights_field,
             message: None,
+            drag: None,
         }
     }
 
@@ -239,25 +245,72 @@ impl Panel {
                     egui::Button::new("Drag clip").sense(egui::Sense::click_and_drag()),
                 )
                 .on_hover_text(
-                    "Drag-out is not available in this window system: the clip is written to \
-                     the export folder and its path copied to the clipboard",
+                    "Drag onto a track of your DAW (or a folder) to drop the playing option as a \
+                     .mid clip; a click saves it and copies its path instead",
                 );
-            if handle.drag_started() || handle.clicked() {
+            if handle.drag_started() && self.drag.is_none() {
+                self.start_drag();
+            } else if handle.clicked() {
                 self.export(ui, true);
             }
         });
     }
 
-    fn export(&mut self, ui: &egui::Ui, copy_path: bool) {
-        let session = self.params.session.lock().clone();
+    fn export_settings(&self) -> ExportSettings {
         let (style, octave) = self.params.voicing();
         let (_, tempo, _) = self.shared.transport();
-        let settings = ExportSettings {
+        ExportSettings {
             voicing: VoicingChoice { style, octave },
             with_melody: self.with_melody,
             tempo_bpm: tempo,
             velocity: self.params.velocity.value().clamp(1, 127) as u8,
+        }
+    }
+
+    /// Writes the clip for a drag and starts dragging it.
+    fn start_drag(&mut self) {
+        let session = self.params.session.lock().clone();
+        match drag_clip(&session, self.export_settings(), &drag_dir()) {
+            Ok(path) => {
+                self.message = Some(format!("dragging {}…", file_name(&path)));
+                self.drag = Some(Drag::start(path));
+            }
+            Err(e) => self.message = Some(format!("not saved: {e}")),
+        }
+    }
+
+    /// While dragging: the grabbing cursor; once over: what happened, with the fallback.
+    fn follow_drag(&mut self, ui: &egui::Ui) {
+        let Some(drag) = &self.drag else { return };
+        let Some(result) = drag.finished() else {
+            ui.ctx().set_cursor_icon(egui::CursorIcon::Grabbing);
+            ui.ctx().request_repaint();
+            return;
         };
+        let path = drag.path().display().to_string();
+        let name = file_name(drag.path());
+        self.message = Some(match result {
+            Ok(DragOutcome::Dropped) => format!("dropped {name}"),
+            Ok(DragOutcome::Cancelled) => format!("drag cancelled; {path} is kept"),
+            Ok(outcome) => {
+                ui.ctx().copy_text(path.clone());
+                let why = match outcome {
+                    DragOutcome::Refused => "the window did not take it",
+                    _ => "no window takes drops there",
+                };
+                format!("not dropped ({why}): saved {path} (path copied)")
+            }
+            Err(e) => {
+                ui.ctx().copy_text(path.clone());
+                format!("{e}: saved {path} (path copied)")
+            }
+        });
+        self.drag = None;
+    }
+
+    fn export(&mut self, ui: &egui::Ui, copy_path: bool) {
+        let session = self.params.session.lock().clone();
+        let settings = self.export_settings();
         self.message = Some(match save_selected(&session, settings, &export_dir()) {
             Ok(path) => {
                 let shown = path.display().to_string();
@@ -407,6 +460,7 @@ impl NiceEguiApp for Panel {
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut nice_plug_egui::Frame) {
         self.shortcuts(ui);
+        self.follow_drag(ui);
         egui::Frame::default()
             .inner_margin(egui::Margin::same(10))
             .show(ui, |ui| {
@@ -441,6 +495,8 @@ const LIVE_RESERVED_HEIGHT: f32 = 205.0;
 /// Height of the melody roll and of each option lane.
 const MELODY_HEIGHT: f32 = 70.0;
 const LANE_HEIGHT: f32 = 44.0;
+/// Width of each option's header (button, description, fit) left of its lane.
+const HEADER_WIDTH: f32 = 112.0;
 
 /// What the user clicked in the option lanes this frame.
 #[derive(Default)]
@@ -458,7 +514,9 @@ fn option_header(
     index: usize,
     clicks: &mut LaneClicks,
 ) {
-    ui.allocate_ui(egui::Vec2::new(150.0, LANE_HEIGHT), |ui| {
+    ui.allocate_ui(egui::Vec2::new(HEADER_WIDTH, LANE_HEIGHT), |ui| {
+        // A fixed width lines the five lanes up.
+        ui.set_width(HEADER_WIDTH);
         ui.vertical(|ui| {
             let option = session.options.get(index);
             let button = egui::Button::new(format!("Option {}", index + 1))
@@ -471,7 +529,12 @@ fn option_header(
                 clicks.select = Some(index);
             }
             let Some(option) = option else { return };
-            ui.small(option.description.as_str());
+            // One line, so every lane (and the buttons under them) keeps its place.
+            ui.add(
+                egui::Label::new(egui::RichText::new(option.description.as_str()).small())
+                    .truncate(),
+            )
+            .on_hover_text(option.description.as_str());
             ui.horizontal(|ui| {
                 ui.small(format!("fit {:.0}%", 100.0 * option.melody_fit))
                     .on_hover_text(format!(
@@ -519,6 +582,13 @@ fn option_chords(
         "log-likelihood {:.1} · right-click a chord of the playing option to lock it",
         option.log_likelihood
     ));
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Width of the sliders of the controls grid.
