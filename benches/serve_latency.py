@@ -43,12 +43,14 @@ def play_session(url, model, calls, listen=32, lookahead=16, commitahead=16):
     notes, tokens, times = [], [], []
     pitches = [60, 64, 67, 64, 65, 69, 72, 69]
     intro_set = False
-    for frame in range(listen - 4, listen - 4 + calls):
-        beat, offset = divmod(frame, 4)
+    for now in range(listen - 5, listen - 5 + calls):
+        beat, offset = divmod(now, 4)
         if offset == 0:
-            notes.append({"pitch": pitches[beat % 8], "frame": frame, "on": True})
+            notes.append({"pitch": pitches[beat % 8], "frame": now, "on": True})
         if offset == 3:
-            notes.append({"pitch": pitches[beat % 8], "frame": frame, "on": False})
+            notes.append({"pitch": pitches[beat % 8], "frame": now, "on": False})
+        # As the page does: chords are asked for from the next frame on.
+        frame = now + 1
         body = {
             "model": model, "notes": notes, "chordTokens": tokens, "frame": frame,
             "lookahead": lookahead, "commitahead": commitahead, "silenceTill": listen,
