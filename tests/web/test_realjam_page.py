@@ -50,8 +50,13 @@ def npm_file(name: str, version: str, member: str) -> bytes:
         VENDOR.mkdir(parents=True, exist_ok=True)
         short = name.split("/")[-1]
         url = f"https://registry.npmjs.org/{name}/-/{short}-{version}.tgz"
-        with urllib.request.urlopen(url, timeout=60) as response:
-            tarball.write_bytes(response.read())
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                tarball.write_bytes(response.read())
+        except OSError as error:
+            # Without the page's libraries it cannot load; tests/serve.rs still replays the
+            # page's /play requests against the server.
+            pytest.skip(f"the npm registry is not reachable ({error}); the page cannot load")
     with tarfile.open(tarball) as archive:
         return archive.extractfile(member).read()
 
