@@ -2,13 +2,17 @@
 //! manager), by the window system's own protocol, on a thread of its own so the panel keeps
 //! drawing. baseview, under the editor, has no drag source on any platform.
 //!
-//! - X11 (Linux, BSD): an XDND source ([`x11`]).
-//! - macOS and Windows: not wired yet (NSDraggingSource / OLE `DoDragDrop` need the window's
-//!   native handle and, on macOS, the main thread's current mouse event); [`Drag::start`] reports
-//!   [`DragError::Unsupported`] and the panel falls back to saving the clip and copying its path.
+//! - X11 (Linux, BSD): an XDND source ([`x11`]) on a thread of its own.
+//! - macOS and Windows: the `drag` crate (NSDraggingSource; OLE `DoDragDrop` with `CF_HDROP`),
+//!   started from the panel's window on the panel's thread, as both systems require ([`native`]).
+//!   Built and run only on those systems; CI covers the X11 source.
 
+#[cfg(any(target_os = "macos", target_os = "windows"))]
+mod native;
 #[cfg(all(unix, not(target_os = "macos")))]
 mod x11;
+
+use nice_plug_egui::baseview::WindowContext;
 
 use std::path::{Path, PathBuf};
 
@@ -43,19 +47,17 @@ pub struct Drag {
 }
 
 impl Drag {
-    /// Starts dragging `path` (an existing file) while the mouse button is held.
-    pub fn start(path: PathBuf) -> Self {
+    /// Starts dragging `path` (an existing file) out of `window` (the panel's) while the mouse
+    /// button is held. Call it from the panel's event handling (macOS needs the mouse event
+    /// that is being handled).
+    pub fn start(path: PathBuf, window: &WindowContext) -> Self {
         let (tx, done) = crossbeam_channel::bounded(1);
-        let dragged = path.clone();
-        let spawned = std::thread::Builder::new()
-            .name("comper-drag".into())
-            .spawn(move || {
-                let _ = tx.send(drag_file(&dragged));
-            });
-        if let Err(e) = spawned {
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            let _ = tx.send(Err(DragError::Platform(e.to_string())));
-            return Self { path, done: rx };
+        #[cfg(any(target_os = "macos", target_os = "windows"))]
+        native::start(path.clone(), window, tx);
+        #[cfg(not(any(target_os = "macos", target_os = "windows")))]
+        {
+            let _ = window;
+            spawn_drag(path.clone(), tx);
         }
         Self { path, done }
     }
@@ -77,12 +79,27 @@ impl Drag {
     }
 }
 
+/// Runs the drag on a thread of its own (X11: it follows the pointer until the button goes up).
+#[cfg(not(any(target_os = "macos", target_os = "windows")))]
+fn spawn_drag(path: PathBuf, done: crossbeam_channel::Sender<Result<DragOutcome, DragError>>) {
+    let reply = done.clone();
+    let spawned = std::thread::Builder::new()
+        .name("comper-drag".into())
+        .spawn(move || {
+            let _ = reply.send(drag_file(&path));
+        });
+    if let Err(e) = spawned {
+        let _ = done.send(Err(DragError::Platform(e.to_string())));
+    }
+}
+
 #[cfg(all(unix, not(target_os = "macos")))]
 fn drag_file(path: &Path) -> Result<DragOutcome, DragError> {
     x11::drag_file(path)
 }
 
-#[cfg(not(all(unix, not(target_os = "macos"))))]
+/// Neither X11, macOS nor Windows: no drag source.
+#[cfg(not(any(unix, target_os = "windows")))]
 fn drag_file(_path: &Path) -> Result<DragOutcome, DragError> {
     Err(DragError::Unsupported)
 }

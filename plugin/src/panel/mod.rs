@@ -18,6 +18,7 @@ use std::sync::Arc;
 use comper::suggest::frames_per_bar;
 use crossbeam_channel::Sender;
 use nice_plug::context::gui::GuiContext;
+use nice_plug_egui::baseview::WindowContext;
 use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{EguiEditorState, NiceEguiApp};
 
@@ -163,7 +164,7 @@ impl Panel {
         self.params.session.lock().time_signature.beats_per_bar()
     }
 
-    fn suggest_view(&mut self, ui: &mut egui::Ui) {
+    fn suggest_view(&mut self, ui: &mut egui::Ui, window: &WindowContext) {
         let session = self.params.session.lock().clone();
         self.melody_or_waiting(ui, &session);
         ui.add_space(6.0);
@@ -176,7 +177,7 @@ impl Panel {
         }
         self.apply(clicks);
         ui.add_space(6.0);
-        self.session_buttons(ui, &session);
+        self.session_buttons(ui, &session, window);
         if let Some(message) = &self.message {
             ui.small(message);
         }
@@ -212,7 +213,12 @@ impl Panel {
     }
 
     /// Regenerate, capture again, and the export buttons.
-    fn session_buttons(&mut self, ui: &mut egui::Ui, session: &crate::session::Session) {
+    fn session_buttons(
+        &mut self,
+        ui: &mut egui::Ui,
+        session: &crate::session::Session,
+        window: &WindowContext,
+    ) {
         ui.horizontal(|ui| {
             let has = session.has_options();
             if ui
@@ -249,7 +255,7 @@ impl Panel {
                      .mid clip; a click saves it and copies its path instead",
                 );
             if handle.drag_started() && self.drag.is_none() {
-                self.start_drag();
+                self.start_drag(window);
             } else if handle.clicked() {
                 self.export(ui, true);
             }
@@ -268,12 +274,12 @@ impl Panel {
     }
 
     /// Writes the clip for a drag and starts dragging it.
-    fn start_drag(&mut self) {
+    fn start_drag(&mut self, window: &WindowContext) {
         let session = self.params.session.lock().clone();
         match drag_clip(&session, self.export_settings(), &drag_dir()) {
             Ok(path) => {
                 self.message = Some(format!("dragging {}…", file_name(&path)));
-                self.drag = Some(Drag::start(path));
+                self.drag = Some(Drag::start(path, window));
             }
             Err(e) => self.message = Some(format!("not saved: {e}")),
         }
@@ -458,7 +464,7 @@ impl NiceEguiApp for Panel {
         Ok(())
     }
 
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut nice_plug_egui::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut nice_plug_egui::Frame) {
         self.shortcuts(ui);
         self.follow_drag(ui);
         egui::Frame::default()
@@ -467,7 +473,7 @@ impl NiceEguiApp for Panel {
                 self.top_bar(ui);
                 ui.separator();
                 match self.params.mode.value() {
-                    Mode::Suggest => self.suggest_view(ui),
+                    Mode::Suggest => self.suggest_view(ui, frame.baseview_window()),
                     Mode::Live => self.live_view(ui),
                 }
                 ui.separator();
