@@ -87,6 +87,17 @@ pub fn parse_suggest_request(body: &[u8], max_frames: usize) -> Result<SuggestRe
     })
 }
 
+/// The `model` a JSON request names, if it names one as a string: read before the whole request,
+/// because the chosen model's length bounds the melody (the full check is in
+/// [`parse_suggest_request`]).
+pub fn requested_model(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Model {
+        model: Option<String>,
+    }
+    serde_json::from_slice::<Model>(body).ok()?.model
+}
+
 fn parse_notes(
     object: &Map<String, Value>,
     max_frames: usize,

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use comper::chord::ChordTable;
 use comper::melody_json::{
-    option_midi, parse_suggest_request, OptionFile, SuggestReply, SuggestRequest,
+    option_midi, parse_suggest_request, requested_model, OptionFile, SuggestReply, SuggestRequest,
 };
 use comper::midi_file::{read_melody, write_progression_to_path, MelodyChoice, ProgressionExport};
 use comper::model::import::{import_checkpoint, max_logit_difference, ImportedConfig};
@@ -479,10 +479,7 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
         .then(|| read_json_melody(&args.melody))
         .transpose()?;
     // A JSON melody may name the model kind; a name that is neither kind is checked below.
-    let json_kind = json_bytes
-        .as_deref()
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok())
-        .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned));
+    let json_kind = json_bytes.as_deref().and_then(requested_model);
     let kind = match json_kind.as_deref() {
         Some("offline") => Some(ModelKind::Offline),
         Some("online") => Some(ModelKind::Online),

@@ -33,8 +33,8 @@ use crate::chord::ChordTable;
 use crate::harmony::GuideSettings;
 use crate::live::{LiveConfig, LiveEngine};
 use crate::melody_json::{
-    integer, option_midi, parse_suggest_request, FieldError, OptionFile, SuggestReply, MAX_OPTIONS,
-    MAX_TEMPERATURE,
+    integer, option_midi, parse_suggest_request, requested_model, FieldError, OptionFile,
+    SuggestReply, MAX_OPTIONS, MAX_TEMPERATURE,
 };
 use crate::midi_file::{parse_midi, MelodyChoice};
 use crate::model::{LoadedModel, LoadedOffline};
@@ -397,7 +397,7 @@ impl<'m> Handler<'m> {
         // The longest phrase either model holds bounds the melody; the chosen one is checked below.
         let request = match self
             .models
-            .harmonizer(peek_model(body).as_deref())
+            .harmonizer(requested_model(body).as_deref())
             .and_then(|model| parse_suggest_request(body, model.max_frames()).map(|r| (model, r)))
         {
             Ok(parsed) => parsed,
@@ -521,15 +521,6 @@ fn run_suggest(
         &mut rng,
     )
     .map_err(|e| e.to_string())
-}
-
-/// The `model` field of a JSON body, if it is a string (the full check comes later).
-fn peek_model(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Model {
-        model: Option<String>,
-    }
-    serde_json::from_slice::<Model>(body).ok()?.model
 }
 
 /// `/suggest/midi`'s query settings.
