@@ -5,13 +5,17 @@ use std::path::{Path, PathBuf};
 
 use comper::eval::cases::read_cases;
 use comper::eval::melody_eval::score_case;
+use comper::frames::Note;
 use comper::harmony::critic::ChordSounds;
 use comper::harmony::GuideSettings;
-use comper::model::LoadedOffline;
+use comper::harmony::Triad;
+use comper::live::{simulate_jam, JamSettings, LiveConfig, LiveModels, ReplanTime};
+use comper::model::{LoadedModel, LoadedOffline};
 use comper::sample::SamplingParams;
 use comper::suggest::{frames_per_bar, suggest, Harmonizer, Phrase};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use std::sync::Arc;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -111,6 +115,81 @@ fn the_guide_makes_options_fit_the_melody_and_they_stay_different() {
     assert!(
         guided_agreement >= 0.5,
         "best-of-five agreement {guided_agreement:.3}"
+    );
+}
+
+/// A tune that walks up and down the tones of C–Am–F–G, one chord per bar, four times over:
+/// the notes (quarter notes) and each bar's triad.
+fn looped_arpeggios() -> (Vec<Note>, Vec<Triad>) {
+    let bars = [
+        ([60, 64, 67, 64], Triad::of_symbol("C")),
+        ([57, 60, 64, 60], Triad::of_symbol("Am")),
+        ([65, 69, 72, 69], Triad::of_symbol("F")),
+        ([67, 71, 74, 71], Triad::of_symbol("G")),
+    ];
+    let (mut notes, mut triads) = (Vec::new(), Vec::new());
+    for bar in 0..16 {
+        let (pitches, triad) = bars[bar % 4];
+        for (beat, pitch) in pitches.into_iter().enumerate() {
+            let onset = (bar * 4 + beat) as f64;
+            notes.push(Note {
+                pitch,
+                onset_beat: onset,
+                offset_beat: onset + 0.9,
+            });
+        }
+        triads.push(triad.unwrap());
+    }
+    (notes, triads)
+}
+
+/// Share of the bar lines of the loop's last two passes (bars 9–16) where Live already plays the
+/// bar's chord: a chord chosen a beat before the bar's notes are heard, so only a progression
+/// remembered gets it right.
+fn live_on_a_loop(guide: GuideSettings) -> f64 {
+    let models = LiveModels {
+        online: Arc::new(LoadedModel::load(&root().join("weights/comper-online")).unwrap()),
+        intro: Some(Arc::new(
+            LoadedOffline::load(&root().join("weights/comper-offline")).unwrap(),
+        )),
+    };
+    let sounds = ChordSounds::new(&comper::chord::ChordTable::new(&models.online.vocabulary));
+    let (notes, triads) = looped_arpeggios();
+    let config = LiveConfig {
+        change_grid: 2,
+        guide,
+        ..LiveConfig::default()
+    };
+    let settings = JamSettings {
+        tempo_bpm: 100.0,
+        replan_time: ReplanTime::Fixed(0.0),
+        ..JamSettings::default()
+    };
+    let report = simulate_jam(models.clone(), &notes, &config, &settings).unwrap();
+    let played = sounds.track(&report.played);
+    let bars = 8..16;
+    let agreeing = bars
+        .clone()
+        .filter(|&bar| {
+            let frame = bar * 16;
+            played.get(frame).copied().flatten().map(|(_, t)| t) == Some(triads[bar])
+        })
+        .count();
+    agreeing as f64 / bars.len() as f64
+}
+
+#[test]
+fn live_brings_back_the_chords_of_a_progression_it_has_heard() {
+    let with_repeats = live_on_a_loop(GuideSettings::default());
+    let without = live_on_a_loop(GuideSettings {
+        repeat: 0.0,
+        ..GuideSettings::default()
+    });
+    eprintln!("bar lines right: {with_repeats:.3} with the repeat term, {without:.3} without");
+    assert!(
+        with_repeats >= 0.85 && with_repeats > without,
+        "bar lines of the third and fourth pass on the right chord: {with_repeats:.3} with the \
+         repeat term, {without:.3} without"
     );
 }
 

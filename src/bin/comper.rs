@@ -239,8 +239,11 @@ struct EvalArgs {
     #[arg(long)]
     no_live: bool,
     /// With --melodies: only the reference and the Suggest rows.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["live_only"])]
     suggest_only: bool,
+    /// With --melodies: only the reference and the Live row.
+    #[arg(long, conflicts_with_all = ["no_live"])]
+    live_only: bool,
     /// How strongly Suggest (and Live) lean on the melody: 0 = the model alone, 1 = fit as
     /// closely as possible.
     #[arg(long, default_value_t = comper::harmony::guide::DEFAULT_STRENGTH)]
@@ -793,6 +796,7 @@ fn eval_melodies(args: &EvalArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         seed: args.seed,
         live: !args.no_live,
         suggest_only: args.suggest_only,
+        live_only: args.live_only,
         guide: comper::harmony::GuideSettings::with_strength(args.fit),
     };
     let report =

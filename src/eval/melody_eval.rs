@@ -285,6 +285,8 @@ pub struct MelodyEvalOptions {
     pub guide: GuideSettings,
     /// Only the reference and the Suggest rows (quick comparisons of settings).
     pub suggest_only: bool,
+    /// Only the reference and the Live row (quick comparisons of live settings).
+    pub live_only: bool,
 }
 
 /// Runs every system on every case of `options.dir`.
@@ -398,7 +400,7 @@ pub fn evaluate_melodies(
     run("reference", 1, &whole, &mut |i, _, _| {
         Ok(vec![references[i].clone()])
     })?;
-    let baselines = !options.suggest_only;
+    let baselines = !options.suggest_only && !options.live_only;
     if baselines {
         run(
             "diatonic heuristic (bar by bar)",
@@ -454,12 +456,14 @@ pub fn evaluate_melodies(
         change_grid: SUGGEST_CHANGE_GRID,
         ..SamplingParams::default()
     };
-    for harmonizer in [
+    let suggesters = [
         offline.as_deref().map(Harmonizer::Offline),
         online.as_deref().map(Harmonizer::Online),
-    ]
-    .into_iter()
-    .flatten()
+    ];
+    for harmonizer in suggesters
+        .into_iter()
+        .flatten()
+        .filter(|_| !options.live_only)
     {
         let name = format!("Suggest, {} model", harmonizer.kind());
         run(&name, count, &whole, &mut |i, _, phrase| {
@@ -476,7 +480,7 @@ pub fn evaluate_melodies(
             Ok(tracks(options.into_iter().map(|o| o.frames).collect()))
         })?;
     }
-    if let (true, Some(model)) = (options.live && baselines, &online) {
+    if let (true, Some(model)) = (options.live && !options.suggest_only, &online) {
         let models = LiveModels {
             online: Arc::clone(model),
             intro: offline.clone(),

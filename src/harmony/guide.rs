@@ -23,6 +23,7 @@ use crate::frames::MelodyFrame;
 use crate::tokens::{Vocabulary, CHORD_BASE, SILENCE};
 
 use super::key::Key;
+use super::loops::Expected;
 use super::meter::{Level, Meter};
 use super::triad::Triad;
 
@@ -44,6 +45,9 @@ pub struct GuideSettings {
     pub rhythm: f32,
     /// Nats of bonus for the tonic chord in the last bar; 0 when the phrase end is unknown.
     pub cadence: f32,
+    /// Nats of bonus, at full belief, for the chord a repeating progression brings back (live
+    /// sessions, [`ChordGuide::expect`]).
+    pub repeat: f32,
 }
 
 impl GuideSettings {
@@ -53,6 +57,7 @@ impl GuideSettings {
         key: 0.0,
         rhythm: 0.0,
         cadence: 0.0,
+        repeat: 0.0,
     };
 
     /// The guidance for a `fit_vs_surprise` position in 0..=1 (1 = fit the melody as closely
@@ -65,6 +70,7 @@ impl GuideSettings {
             key: 1.2 * s,
             rhythm: 0.5 * s,
             cadence: 2.0 * s,
+            repeat: 2.0 * s,
         }
     }
 
@@ -75,6 +81,7 @@ impl GuideSettings {
             key: self.key * factor,
             rhythm: self.rhythm * factor,
             cadence: self.cadence * factor,
+            repeat: self.repeat * factor,
         }
     }
 
@@ -146,6 +153,8 @@ pub struct GuideContext<'a> {
 pub struct ChordGuide {
     start: usize,
     num_tokens: usize,
+    /// Token id of the first chord onset (the first chord hold is [`CHORD_BASE`]).
+    on_base: usize,
     bias: Vec<f32>,
 }
 
@@ -207,7 +216,44 @@ impl ChordGuide {
         Self {
             start: frames.start,
             num_tokens,
+            on_base,
             bias,
+        }
+    }
+
+    /// Leans frame `frame` toward the triads a repeating progression expects there:
+    /// `nats × belief` for every chord whose triad is expected (`triads[c]` is chord `c`'s),
+    /// held or started alike.
+    pub fn expect(
+        &mut self,
+        frame: usize,
+        expected: &Expected,
+        triads: &[Option<Triad>],
+        nats: f32,
+    ) {
+        let Some(row) = frame
+            .checked_sub(self.start)
+            .and_then(|row| row.checked_mul(self.num_tokens))
+        else {
+            return;
+        };
+        let Some(row) = self.bias.get_mut(row..row + self.num_tokens) else {
+            return;
+        };
+        for (c, triad) in triads.iter().enumerate() {
+            let Some(belief) = expected
+                .iter()
+                .find(|(t, _)| Some(*t) == *triad)
+                .map(|(_, b)| *b)
+            else {
+                continue;
+            };
+            let bonus = nats * belief as f32;
+            for token in [CHORD_BASE as usize + c, self.on_base + c] {
+                if let Some(value) = row.get_mut(token) {
+                    *value += bonus;
+                }
+            }
         }
     }
 

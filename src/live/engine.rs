@@ -6,9 +6,11 @@ use rand::SeedableRng;
 use super::{IntroMode, LiveConfig, LiveError};
 use crate::chord::{plain_voicing, voice_led, ChordTable, Voicing};
 use crate::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
+use crate::harmony::critic::{critique, ChordSounds, Phrase};
 use crate::harmony::guide::{GuideContext, ONLINE_MODEL_SCALE};
+use crate::harmony::loops::expected_triads;
 use crate::harmony::meter::Meter;
-use crate::harmony::{melody_key, ChordGuide, GuideSettings};
+use crate::harmony::{melody_key, ChordGuide, GuideSettings, Triad};
 use crate::model::{Decoder, LoadedModel, LoadedOffline, OfflineModel};
 use crate::progression::VoicingStyle;
 use crate::quantize::{PhraseId, QuantizerOutput, TimeSignature};
@@ -42,16 +44,56 @@ struct Session {
     /// Melody length the latest plan was made for.
     planned_for: Option<usize>,
     intro_done: bool,
+    /// The triads the heard melody calls for, judged after the fact, up to its last bar line:
+    /// what a repeating progression is expected to bring back ([`crate::harmony::loops`]).
+    hindsight: Vec<Option<Triad>>,
+    /// The chords of that hindsight harmonization, from the phrase's first frame.
+    hindsight_chords: Vec<ChordFrame>,
+}
+
+impl Session {
+    fn new(
+        phrase: PhraseId,
+        first_frame: i64,
+        time_signature: TimeSignature,
+        melody: Vec<MelodyFrame>,
+    ) -> Self {
+        Self {
+            phrase,
+            first_frame,
+            time_signature,
+            melody,
+            chords: Vec::new(),
+            voicings: Vec::new(),
+            committed_until: 0,
+            planned_for: None,
+            intro_done: false,
+            hindsight: Vec::new(),
+            hindsight_chords: Vec::new(),
+        }
+    }
+
+    fn meter(&self) -> Meter {
+        Meter::new(self.time_signature)
+    }
+
+    /// Frames frame 0 lies after a bar line.
+    fn phase(&self) -> usize {
+        self.first_frame.rem_euclid(self.meter().bar as i64) as usize
+    }
+
+    /// The frame of the last bar line at or before the end of the heard melody.
+    fn last_bar_line(&self) -> usize {
+        let bar = self.meter().bar;
+        let phase = self.phase();
+        ((self.melody.len() + phase) / bar * bar).saturating_sub(phase)
+    }
 }
 
 /// Re-plans the chords ahead of the player after every frame; see the module docs of
 /// [`crate::live`] for the loop. Works on borrowed model data; one engine per decoder.
 pub struct LiveEngine<'m> {
-    decoder: &'m Decoder,
-    /// Samples the intro when present (ReaLJam's offline model), else the decoder does.
-    intro_model: Option<&'m OfflineModel>,
-    vocab: &'m Vocabulary,
-    table: ChordTable,
+    models: SessionModels<'m>,
     config: LiveConfig,
     params: SamplingParams,
     rng: StdRng,
@@ -59,6 +101,10 @@ pub struct LiveEngine<'m> {
     session: Option<Session>,
     /// Plan storage handed back by the audio side, reused for the next plans.
     spare: Vec<PlanUpdate>,
+    /// The last client's heard melody up to its last bar line and the hindsight reading of it
+    /// ([`LiveEngine::plan_for_client`] sees the whole session again on every request; the
+    /// reading only changes when a bar line passes).
+    client_hindsight: Option<(Vec<MelodyFrame>, Vec<ChordFrame>)>,
 }
 
 impl<'m> LiveEngine<'m> {
@@ -81,11 +127,25 @@ impl<'m> LiveEngine<'m> {
             change_grid: config.change_grid,
             ..SamplingParams::default()
         };
+        let table = ChordTable::new(vocab);
+        let triads = (0..vocab.num_chords())
+            .map(|c| {
+                u16::try_from(c)
+                    .ok()
+                    .and_then(|index| table.tones(index))
+                    .and_then(Triad::of_tones)
+            })
+            .collect();
         Ok(Self {
-            decoder,
-            intro_model: None,
-            vocab,
-            table: ChordTable::new(vocab),
+            models: SessionModels {
+                decoder,
+                offline: None,
+                vocab,
+                sounds: ChordSounds::new(&table),
+                table,
+                triads,
+                guide: config.guide,
+            },
             config,
             params,
             rng: StdRng::seed_from_u64(config.seed),
@@ -94,6 +154,7 @@ impl<'m> LiveEngine<'m> {
             ),
             session: None,
             spare: Vec::new(),
+            client_hindsight: None,
         })
     }
 
@@ -119,12 +180,12 @@ impl<'m> LiveEngine<'m> {
         model: &'m OfflineModel,
         vocab: &Vocabulary,
     ) -> Result<Self, LiveError> {
-        if vocab != self.vocab {
+        if vocab != self.models.vocab {
             return Err(LiveError::BadConfig(
                 "the offline model's chord names differ from the online model's".into(),
             ));
         }
-        self.intro_model = Some(model);
+        self.models.offline = Some(model);
         Ok(self)
     }
 
@@ -148,17 +209,12 @@ impl<'m> LiveEngine<'m> {
                 ..
             } => {
                 self.rng = StdRng::seed_from_u64(self.config.seed);
-                self.session = Some(Session {
+                self.session = Some(Session::new(
                     phrase,
                     first_frame,
                     time_signature,
-                    melody: Vec::new(),
-                    chords: Vec::new(),
-                    voicings: Vec::new(),
-                    committed_until: 0,
-                    planned_for: None,
-                    intro_done: false,
-                });
+                    Vec::new(),
+                ));
             }
             QuantizerOutput::Frame {
                 phrase,
@@ -217,24 +273,14 @@ impl<'m> LiveEngine<'m> {
         if heard < first_plan_at || session.planned_for == Some(heard) {
             return Ok(None);
         }
+        let models = &self.models;
         if !session.intro_done {
-            let intro = IntroModels {
-                decoder: self.decoder,
-                offline: self.intro_model,
-                vocab: self.vocab,
-                table: &self.table,
-                guide: &self.config.guide,
-            };
-            fill_intro(session, intro, self.config.intro, listen, &mut self.rng)?;
+            models.fill_intro(session, self.config.intro, listen, &mut self.rng)?;
         }
-        let guide = session_guide(
-            session,
-            heard..heard + lookahead,
-            self.vocab,
-            &self.table,
-            &self.config.guide,
-            ONLINE_MODEL_SCALE,
-        );
+        if heard >= listen {
+            models.update_hindsight(session, self.params.change_grid, &mut self.rng)?;
+        }
+        let guide = models.session_guide(session, heard..heard + lookahead, ONLINE_MODEL_SCALE);
         if session.chords.len() < heard {
             session.chords.resize(heard, ChordFrame::Silence);
             session.voicings.resize(heard, Voiced::default());
@@ -244,20 +290,19 @@ impl<'m> LiveEngine<'m> {
             .saturating_sub(heard)
             .min(lookahead)
             .min(session.chords.len() - heard);
+        let context = model_context(&session.hindsight_chords, &session.chords, heard + commit);
+        let (heard_context, committed) = context.split_at(heard);
         let request = LiveRequest {
             beat_phase: session.first_frame.rem_euclid(FRAMES_PER_BEAT as i64) as usize,
             melody: session.melody.get(..heard).unwrap_or_default(),
-            chords: session.chords.get(..heard).unwrap_or_default(),
-            committed: session
-                .chords
-                .get(heard..heard + commit)
-                .unwrap_or_default(),
+            chords: heard_context,
+            committed,
             lookahead,
             guide: guide.as_ref(),
         };
         let plan = self.planner.plan(
-            self.decoder,
-            self.vocab,
+            models.decoder,
+            models.vocab,
             &request,
             &self.params,
             &mut self.rng,
@@ -267,7 +312,7 @@ impl<'m> LiveEngine<'m> {
         session.voicings.truncate(heard + commit);
         for &chord in plan.chords.iter().skip(commit) {
             let voiced = voice_frame(
-                &self.table,
+                &models.table,
                 self.config.voicing,
                 self.config.range,
                 &session.chords,
@@ -338,7 +383,7 @@ impl LiveEngine<'_> {
     pub fn plan_for_client(&mut self, turn: &ClientTurn) -> Result<Option<ClientPlan>, LiveError> {
         let frame = turn.melody.len();
         let lookahead = turn.lookahead;
-        let max = self.decoder.config().max_frames();
+        let max = self.models.decoder.config().max_frames();
         if lookahead == 0 || turn.commitahead > lookahead {
             return Err(LiveError::BadConfig(format!(
                 "commitahead {} must be at most lookahead {lookahead}, which must be at least 1",
@@ -356,28 +401,12 @@ impl LiveEngine<'_> {
         {
             return Ok(None);
         }
-        let mut session = Session {
-            phrase: 0,
-            first_frame: 0,
-            time_signature: TimeSignature::default(),
-            melody: turn.melody.to_vec(),
-            chords: Vec::new(),
-            voicings: Vec::new(),
-            committed_until: 0,
-            planned_for: None,
-            intro_done: false,
-        };
+        let mut session = Session::new(0, 0, TimeSignature::default(), turn.melody.to_vec());
         let intro = if turn.intro_set {
             None
         } else {
-            let models = IntroModels {
-                decoder: self.decoder,
-                offline: self.intro_model,
-                vocab: self.vocab,
-                table: &self.table,
-                guide: &self.config.guide,
-            };
-            fill_intro(&mut session, models, IntroMode::Sampled, 0, &mut self.rng)?;
+            self.models
+                .fill_intro(&mut session, IntroMode::Sampled, 0, &mut self.rng)?;
             Some(std::mem::take(&mut session.chords))
         };
         let mut chords = intro.clone().unwrap_or_default();
@@ -394,34 +423,72 @@ impl LiveEngine<'_> {
                 intro,
             }));
         }
-        let guide = session_guide(
-            &session,
-            frame..frame + lookahead,
-            self.vocab,
-            &self.table,
-            &self.config.guide,
-            ONLINE_MODEL_SCALE,
-        );
+        let models = &self.models;
+        if frame >= turn.listen {
+            let until = session.last_bar_line();
+            match &self.client_hindsight {
+                Some((melody, chords)) if session.melody.get(..until) == Some(melody) => {
+                    models.set_hindsight(&mut session, chords.clone());
+                }
+                _ => {
+                    models.update_hindsight(
+                        &mut session,
+                        self.params.change_grid,
+                        &mut self.rng,
+                    )?;
+                    let heard = session.melody.get(..until).unwrap_or_default().to_vec();
+                    self.client_hindsight = Some((heard, session.hindsight_chords.clone()));
+                }
+            }
+        }
+        let guide = models.session_guide(&session, frame..frame + lookahead, ONLINE_MODEL_SCALE);
         let params = SamplingParams {
             temperature: turn.temperature,
             ..self.params
         };
+        let context = model_context(&session.hindsight_chords, &chords, frame + commit);
+        let (heard_context, committed) = context.split_at(frame);
         let request = LiveRequest {
             melody: turn.melody,
-            chords: &chords[..frame],
-            committed: &chords[frame..frame + commit],
+            chords: heard_context,
+            committed,
             lookahead,
             beat_phase: 0,
             guide: guide.as_ref(),
         };
-        let plan = self
-            .planner
-            .plan(self.decoder, self.vocab, &request, &params, &mut self.rng)?;
+        let plan = self.planner.plan(
+            models.decoder,
+            models.vocab,
+            &request,
+            &params,
+            &mut self.rng,
+        )?;
         Ok(Some(ClientPlan {
             chords: plan.chords,
             intro,
         }))
     }
+}
+
+/// The chords the decoder plans on for the frames `..until` (the heard ones and those already
+/// committed): the hindsight reading where there is one, then the chords played since. The model was trained on songs whose chords fit
+/// their melodies; shown the chords the melody called for rather than the guesses it played
+/// before hearing the notes, it continues the song's progression instead of its own mistakes.
+fn model_context(hindsight: &[ChordFrame], played: &[ChordFrame], until: usize) -> Vec<ChordFrame> {
+    let judged = hindsight.len().min(until);
+    let mut context = hindsight[..judged].to_vec();
+    context.extend_from_slice(played.get(judged..until).unwrap_or_default());
+    context.resize(until, ChordFrame::Silence);
+    // A chord held across the seam starts there in the context.
+    if let (Some(before), Some(ChordFrame::Hold(chord))) = (
+        judged.checked_sub(1).and_then(|t| context.get(t)).copied(),
+        context.get(judged).copied(),
+    ) {
+        if before.chord() != Some(chord) {
+            context[judged] = ChordFrame::Onset(chord);
+        }
+    }
+    context
 }
 
 /// Periods (in bars) a tune is checked for repeating at.
@@ -477,127 +544,210 @@ fn repeat_share(melody: &[MelodyFrame], period: usize) -> f64 {
     }
 }
 
-/// The models an intro can be sampled with, and how it leans on the melody.
-struct IntroModels<'m> {
+/// What a session samples with and how it leans on the melody: the online decoder that plans,
+/// the offline model that hears whole stretches (the intro, hindsight) when there is one, and the
+/// vocabulary's chord tones and triads.
+struct SessionModels<'m> {
     decoder: &'m Decoder,
+    /// Samples the intro and the hindsight when present (ReaLJam's offline model), else the
+    /// decoder does.
     offline: Option<&'m OfflineModel>,
     vocab: &'m Vocabulary,
-    table: &'m ChordTable,
-    guide: &'m GuideSettings,
+    table: ChordTable,
+    /// Each chord's triad, by chord index.
+    triads: Vec<Option<Triad>>,
+    /// Each chord's pitch classes and triad, as the critic hears them.
+    sounds: ChordSounds,
+    guide: GuideSettings,
 }
 
 /// Onsets heard before the melody's key counts as known.
 const KEY_AFTER_ONSETS: usize = 4;
 
-/// The guide for `frames` of a session (numbered from its first frame), built from the melody
-/// heard so far: its key once a few notes are in, the metre from the host's bar lines, and the
-/// melody where the frames have been heard (the intro), at `scale` times `settings` (see
-/// [`ONLINE_MODEL_SCALE`]). `None` when guidance is off.
-fn session_guide(
-    session: &Session,
-    frames: std::ops::Range<usize>,
-    vocab: &Vocabulary,
-    table: &ChordTable,
-    settings: &GuideSettings,
-    scale: f32,
-) -> Option<ChordGuide> {
-    if settings.is_off() {
-        return None;
-    }
-    let onsets = session
-        .melody
-        .iter()
-        .filter(|f| matches!(f, MelodyFrame::Onset(_)))
-        .count();
-    let settings = GuideSettings {
-        key: if onsets >= KEY_AFTER_ONSETS {
-            settings.key
-        } else {
-            0.0
-        },
-        cadence: 0.0,
-        ..settings.scaled(scale)
-    };
-    let meter = Meter::new(session.time_signature);
-    let phase = session.first_frame.rem_euclid(meter.bar as i64) as usize;
-    let melody = with_expected_melody(&session.melody, frames.end, meter.bar);
-    let context = GuideContext {
-        melody: &melody,
-        meter,
-        phase,
-        key: melody_key(&session.melody),
-        heard: Some(session.melody.len()),
-        frames,
-        last_bar: None,
-    };
-    Some(ChordGuide::new(&context, vocab, table, &settings))
-}
+/// Candidates the hindsight harmonization picks the critic's favourite of.
+const HINDSIGHT_CANDIDATES: usize = 8;
 
-/// Fills the chords of the frames heard before the first plan (context only, never played).
-fn fill_intro(
-    session: &mut Session,
-    models: IntroModels,
-    mode: IntroMode,
-    listen: usize,
-    rng: &mut StdRng,
-) -> Result<(), LiveError> {
-    let IntroModels {
-        decoder,
-        offline,
-        vocab,
-        table,
-        guide,
-    } = models;
-    let heard = session.melody.len();
-    session.intro_done = true;
-    match mode {
-        IntroMode::Silence => {
-            // The rest of the listening period stays silent too: committed silence.
-            let until = heard.max(listen);
-            session.chords = vec![ChordFrame::Silence; until];
-            session.voicings = vec![Voiced::default(); until];
-            session.committed_until = until;
+/// Temperature of the hindsight harmonization: the likeliest reading of what was heard, not a
+/// surprise.
+const HINDSIGHT_TEMPERATURE: f32 = 0.5;
+
+impl SessionModels<'_> {
+    /// The guide for `frames` of a session (numbered from its first frame), built from the melody
+    /// heard so far: its key once a few notes are in, the metre from the host's bar lines, the
+    /// melody where the frames have been heard (the intro), and the chords a repeating
+    /// progression brings back, at `scale` times the settings (see [`ONLINE_MODEL_SCALE`]).
+    /// `None` when guidance is off.
+    fn session_guide(
+        &self,
+        session: &Session,
+        frames: std::ops::Range<usize>,
+        scale: f32,
+    ) -> Option<ChordGuide> {
+        if self.guide.is_off() {
+            return None;
         }
-        IntroMode::Sampled => {
-            let max_frames = offline.map_or(decoder.config().max_frames(), |model| {
+        let onsets = session
+            .melody
+            .iter()
+            .filter(|f| matches!(f, MelodyFrame::Onset(_)))
+            .count();
+        let settings = GuideSettings {
+            key: if onsets >= KEY_AFTER_ONSETS {
+                self.guide.key
+            } else {
+                0.0
+            },
+            cadence: 0.0,
+            ..self.guide.scaled(scale)
+        };
+        let meter = session.meter();
+        let phase = session.phase();
+        let melody = with_expected_melody(&session.melody, frames.end, meter.bar);
+        let context = GuideContext {
+            melody: &melody,
+            meter,
+            phase,
+            key: melody_key(&session.melody),
+            heard: Some(session.melody.len()),
+            frames: frames.clone(),
+            last_bar: None,
+        };
+        let mut guide = ChordGuide::new(&context, self.vocab, &self.table, &settings);
+        if settings.repeat > 0.0 && !session.hindsight.is_empty() {
+            let expected = expected_triads(&session.hindsight, meter, phase, frames.clone());
+            for (frame, expected) in frames.zip(&expected) {
+                guide.expect(frame, expected, &self.triads, settings.repeat);
+            }
+        }
+        Some(guide)
+    }
+
+    /// Chords for the heard frames `..until` (at most the model's context, ending at `until`),
+    /// sampled with the guide by the offline model when there is one: of `count` candidates the
+    /// one the critic likes best. Returns the first frame it covers and the chords.
+    fn harmonize_heard(
+        &self,
+        session: &Session,
+        until: usize,
+        count: usize,
+        params: &SamplingParams,
+        rng: &mut StdRng,
+    ) -> Result<(usize, Vec<ChordFrame>), LiveError> {
+        let max_frames = self
+            .offline
+            .map_or(self.decoder.config().max_frames(), |model| {
                 model.config().max_frames()
             });
-            let window = heard.min(max_frames);
-            let start = heard - window;
-            let scale = if offline.is_some() {
-                1.0
-            } else {
-                ONLINE_MODEL_SCALE
-            };
-            let intro_guide = session_guide(session, start..heard, vocab, table, guide, scale);
-            // The request numbers frames from `start`; the guide from the session's first frame.
-            let shifted = intro_guide.map(|g| g.shifted(start));
-            let request = OptionsRequest {
-                melody: session.melody.get(start..).unwrap_or_default(),
-                locked: &[],
-                count: 1,
-                max_retries: 0,
-                guide: shifted.as_ref(),
-            };
-            // ReaLJam samples its intro at temperature 1 whatever the live temperature.
-            let params = SamplingParams::default();
-            let options = match offline {
-                Some(model) => generate_offline_options(model, vocab, &request, &params, rng)?,
-                None => generate_options(decoder, vocab, &request, &params, rng)?,
-            };
-            let sampled = options
-                .into_iter()
-                .next()
-                .map(|o| o.chords)
-                .unwrap_or_default();
-            session.chords = vec![ChordFrame::Silence; start];
-            session.chords.extend(sampled);
-            session.chords.resize(heard, ChordFrame::Silence);
-            session.voicings = vec![Voiced::default(); heard];
-            session.committed_until = heard;
-        }
+        let start = until - until.min(max_frames);
+        let scale = if self.offline.is_some() {
+            1.0
+        } else {
+            ONLINE_MODEL_SCALE
+        };
+        let guide = self.session_guide(session, start..until, scale);
+        // The request numbers frames from `start`; the guide from the session's first frame.
+        let shifted = guide.map(|g| g.shifted(start));
+        let request = OptionsRequest {
+            melody: session.melody.get(start..until).unwrap_or_default(),
+            locked: &[],
+            count,
+            max_retries: 0,
+            guide: shifted.as_ref(),
+        };
+        let options = match self.offline {
+            Some(model) => generate_offline_options(model, self.vocab, &request, params, rng)?,
+            None => generate_options(self.decoder, self.vocab, &request, params, rng)?,
+        };
+        let judged = Phrase {
+            melody: request.melody,
+            meter: session.meter(),
+            key: melody_key(request.melody),
+            last_bar: None,
+        };
+        let score = |chords: &[ChordFrame], log_likelihood: f64| {
+            critique(&judged, chords, log_likelihood, &self.sounds).score
+        };
+        let chords = options
+            .into_iter()
+            .map(|o| (score(&o.chords, o.log_likelihood), o.chords))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, chords)| chords)
+            .unwrap_or_default();
+        Ok((start, chords))
     }
-    Ok(())
+
+    /// Fills the chords of the frames heard before the first plan (context only, never played).
+    fn fill_intro(
+        &self,
+        session: &mut Session,
+        mode: IntroMode,
+        listen: usize,
+        rng: &mut StdRng,
+    ) -> Result<(), LiveError> {
+        let heard = session.melody.len();
+        session.intro_done = true;
+        match mode {
+            IntroMode::Silence => {
+                // The rest of the listening period stays silent too: committed silence.
+                let until = heard.max(listen);
+                session.chords = vec![ChordFrame::Silence; until];
+                session.voicings = vec![Voiced::default(); until];
+                session.committed_until = until;
+            }
+            IntroMode::Sampled => {
+                // ReaLJam samples its intro at temperature 1 whatever the live temperature.
+                let params = SamplingParams::default();
+                let (start, sampled) = self.harmonize_heard(session, heard, 1, &params, rng)?;
+                session.chords = vec![ChordFrame::Silence; start];
+                session.chords.extend(sampled);
+                session.chords.resize(heard, ChordFrame::Silence);
+                session.voicings = vec![Voiced::default(); heard];
+                session.committed_until = heard;
+            }
+        }
+        Ok(())
+    }
+
+    /// Harmonizes the heard melody again, after the fact, each time a bar line passes: the
+    /// triads it calls for are what a repeating progression is expected to bring back. Nothing
+    /// to do between bar lines or when the repeat term is off.
+    fn update_hindsight(
+        &self,
+        session: &mut Session,
+        change_grid: usize,
+        rng: &mut StdRng,
+    ) -> Result<(), LiveError> {
+        let until = session.last_bar_line();
+        if self.guide.repeat <= 0.0 || until <= session.hindsight.len() {
+            return Ok(());
+        }
+        let params = SamplingParams {
+            temperature: HINDSIGHT_TEMPERATURE,
+            change_grid,
+            ..SamplingParams::default()
+        };
+        // The whole heard stretch is read again: what followed a bar often says what it was.
+        let (start, sampled) =
+            self.harmonize_heard(session, until, HINDSIGHT_CANDIDATES, &params, rng)?;
+        let mut chords = vec![ChordFrame::Silence; start];
+        chords.extend(sampled);
+        chords.resize(until, ChordFrame::Silence);
+        self.set_hindsight(session, chords);
+        Ok(())
+    }
+
+    /// Makes `chords` (from the phrase's first frame) the session's hindsight reading.
+    fn set_hindsight(&self, session: &mut Session, chords: Vec<ChordFrame>) {
+        session.hindsight = chords
+            .iter()
+            .map(|frame| {
+                frame
+                    .chord()
+                    .and_then(|c| self.triads.get(usize::from(c)).copied().flatten())
+            })
+            .collect();
+        session.hindsight_chords = chords;
+    }
 }
 
 /// The pitches of `chord` planned right after `chords` (whose pitches are `voicings`): a hold
