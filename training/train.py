@@ -72,6 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--valid-every", type=int, default=250)
     ap.add_argument("--valid-examples", type=int, default=128, help="fixed subset for periodic validation (0 = all)")
     ap.add_argument("--ckpt-every", type=int, default=250)
+    ap.add_argument("--keep-best", action="store_true",
+                    help="also keep RUN/best.pt (weights only, the format export.py reads): the weights with the lowest "
+                         "valid NLL on the fixed subset, checked every --valid-every steps and at the end")
     ap.add_argument("--init-weights", type=Path, help="start from this exported weights folder (model.safetensors) instead of random weights")
     ap.add_argument("--extra", type=Path, nargs="+", help="more training examples (.npz files, e.g. `comper best-of` output) to draw from")
     ap.add_argument("--extra-share", type=float, default=0.5, help="share of each batch drawn from --extra")
@@ -213,6 +216,11 @@ def main(argv=None) -> int:
     if args.valid_examples and args.valid_examples < len(valid):
         valid_subset = sorted(valid_rng.choice(len(valid), args.valid_examples, replace=False).tolist())
 
+    best_path = args.run / "best.pt"
+    best = {"nll": float("inf")}
+    if args.keep_best and args.resume and best_path.exists():
+        best["nll"] = torch.load(best_path, map_location="cpu", weights_only=False)["valid_nll"]
+
     print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters, {config}, on {device}"
           f"{' (bf16 autocast)' if amp else ''}", flush=True)
     print(f"train examples {len(train)}, valid examples {len(valid)}, chords {num_chords}", flush=True)
@@ -234,6 +242,16 @@ def main(argv=None) -> int:
         print(json.dumps(entry), flush=True)
         with open(log_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
+
+    def validate(elapsed: float) -> None:
+        nll = valid_nll(model, args.model, valid, valid_subset, args.batch_size)
+        entry = {"step": step, "valid_nll": rounded(nll)}
+        if args.keep_best and nll is not None and nll < best["nll"]:
+            best["nll"] = nll
+            save_checkpoint(best_path, {"model": model.state_dict(), "config": config, "step": step,
+                                        "elapsed": elapsed, "valid_nll": nll})
+            entry["best"] = True
+        log(entry)
 
     budget = args.minutes * 60
     start = time.time()
@@ -268,11 +286,13 @@ def main(argv=None) -> int:
                  "elapsed_s": round(elapsed_before + time.time() - start, 1)})
             window_loss, window_n = torch.zeros((), device=device), 0
         if step % args.valid_every == 0:
-            log({"step": step, "valid_nll": rounded(valid_nll(model, args.model, valid, valid_subset, args.batch_size))})
+            validate(elapsed_before + time.time() - start)
         if step % args.ckpt_every == 0:
             checkpoint(elapsed_before + time.time() - start)
 
     checkpoint(elapsed_before + time.time() - start)
+    if args.keep_best and step % args.valid_every:
+        validate(elapsed_before + time.time() - start)
     log({"step": step, "valid_nll_full": rounded(valid_nll(model, args.model, valid, list(range(len(valid))), args.batch_size)),
          "event": "end", "elapsed_s": round(elapsed_before + time.time() - start, 1)})
     return 0
