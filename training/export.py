@@ -40,9 +40,9 @@ def last_valid_nll(log_path: Path) -> float | None:
     return value
 
 
-def export(run: Path, name: str, out: Path, dtype: str = "float32") -> Path:
+def export(run: Path, name: str, out: Path, dtype: str = "float32", checkpoint: str = "ckpt.pt") -> Path:
     """Write the weights folder and return its path."""
-    state = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=False)
+    state = torch.load(run / checkpoint, map_location="cpu", weights_only=False)
     config = state["config"]
     names = json.loads((run / "chord_names.json").read_text())
     if config["num_tokens"] != 260 + 2 * len(names):
@@ -78,7 +78,8 @@ def export(run: Path, name: str, out: Path, dtype: str = "float32") -> Path:
         "num_chords": len(names),
         "train_steps": state["step"],
         "train_seconds": round(state["elapsed"]),
-        "valid_nll": last_valid_nll(run / "log.jsonl"),
+        # best.pt (train.py --keep-best) carries its own (subset) validation NLL
+        "valid_nll": round(state["valid_nll"], 4) if "valid_nll" in state else last_valid_nll(run / "log.jsonl"),
         "architecture": ARCHITECTURES[kind],
         "training_data": "POP909 (MIT), Nottingham (GPL-3), OpenEWLD (MIT); see training/DATA_REPORT.md",
     }
@@ -94,8 +95,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("weights"))
     ap.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                     help="stored precision (Comper computes in f32 either way; float16 halves the file)")
+    ap.add_argument("--checkpoint", default="ckpt.pt", help="checkpoint file in --run (best.pt: train.py --keep-best)")
     args = ap.parse_args(argv)
-    folder = export(args.run, args.name, args.out, args.dtype)
+    folder = export(args.run, args.name, args.out, args.dtype, args.checkpoint)
     print(f"wrote {folder}")
     return 0
 

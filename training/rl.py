@@ -19,7 +19,9 @@ the exact KL divergence from the reference model's distribution (the starting we
 frozen) over the same valid tokens, plus `--melody-kl` × the same divergence of the melody
 predictions at the (teacher-forced) melody slots: they share the weights, and the live engine
 samples them as the imagined melody. The run folder gets ckpt.pt (the format `export.py`
-reads), log.jsonl, and chord_names.json.
+reads), log.jsonl, and chord_names.json. `--device cuda` runs it all on a GPU (in f32); there
+the sampling loop is bound by the per-frame decoding calls, not the batch, so give it many
+more `--melodies` per step than on the CPU.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = only --minutes)")
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda, cuda:1, ...)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--ckpt-every", type=int, default=100)
@@ -83,13 +86,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def load_decoder(weights: Path, config: dict):
+def load_decoder(weights: Path, config: dict, device: torch.device):
     from safetensors.torch import load_file
 
     model = build_model(config)
     model.load_state_dict(load_file(str(weights / "model.safetensors")))
     model.eval()
-    return model
+    return model.to(device)
 
 
 @torch.no_grad()
@@ -98,13 +101,14 @@ def sample_chords(model, melody: torch.Tensor, num_chords: int, change_grid: int
     `[batch, frames]` with the KV cache, and the valid-token masks used `[batch, frames, V]`."""
     batch, frames = melody.shape
     vocab = num_tokens(num_chords)
-    seq = torch.full((batch, 1), 1, dtype=torch.long)  # BOS
+    device = melody.device
+    seq = torch.full((batch, 1), 1, dtype=torch.long, device=device)  # BOS
     logits, cache = model.decoder(seq, return_intermediates=True)
-    chords = torch.zeros(batch, frames, dtype=torch.long)
-    masks = torch.zeros(batch, frames, vocab, dtype=torch.bool)
+    chords = torch.zeros(batch, frames, dtype=torch.long, device=device)
+    masks = torch.zeros(batch, frames, vocab, dtype=torch.bool, device=device)
     prev = None
     for t in range(frames):
-        mask = valid_chord_mask(prev, t % change_grid == 0, num_chords, vocab).expand(batch, vocab)
+        mask = valid_chord_mask(prev, t % change_grid == 0, num_chords, vocab, device).expand(batch, vocab)
         step_logits = logits[:, -1].float().masked_fill(~mask, float("-inf"))
         choice = torch.multinomial(F.softmax(step_logits, dim=-1), 1, generator=generator).squeeze(1)
         chords[:, t], masks[:, t], prev = choice, mask, choice
@@ -117,7 +121,7 @@ def sample_chords(model, melody: torch.Tensor, num_chords: int, change_grid: int
 def interleave(chords: torch.Tensor, melody: torch.Tensor) -> torch.Tensor:
     """`[BOS, c0, m0, c1, m1, ...]` for `[batch, frames]` parts."""
     batch, frames = chords.shape
-    seq = torch.empty(batch, 1 + 2 * frames, dtype=torch.long)
+    seq = torch.empty(batch, 1 + 2 * frames, dtype=torch.long, device=chords.device)
     seq[:, 0] = 1
     seq[:, 1::2] = chords
     seq[:, 2::2] = melody
@@ -153,20 +157,21 @@ def main(argv=None) -> int:
         raise SystemExit("--samples must be at least 2 (the baseline is the other samples)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
+    device = torch.device(args.device)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     args.run.mkdir(parents=True, exist_ok=True)
     names_path = args.data / "chord_names.json"
     num_chords = num_chords_from(names_path)
     shutil.copyfile(names_path, args.run / "chord_names.json")
-    pitch_classes = chord_pitch_classes(names_path)
+    pitch_classes = chord_pitch_classes(names_path).to(device)
     init = json.loads((args.init_weights / "config.json").read_text())
     config = {
         "dim": init["dim"], "depth": init["depth"], "heads": init["heads"], "dim_head": init.get("dim_head", DIM_HEAD),
         "num_tokens": num_tokens(num_chords), "max_seq_len": MAX_SEQ_LEN, "dropout": 0.1,
     }
-    policy = load_decoder(args.init_weights, config)
-    reference = load_decoder(args.reference or args.init_weights, config)
+    policy = load_decoder(args.init_weights, config, device)
+    reference = load_decoder(args.reference or args.init_weights, config, device)
     for p in reference.parameters():
         p.requires_grad_(False)
     optimizer = torch.optim.Adam(policy.parameters(), lr=args.lr, betas=(0.9, 0.98))
@@ -196,7 +201,7 @@ def main(argv=None) -> int:
         if args.keep_checkpoints:
             shutil.copyfile(args.run / "ckpt.pt", args.run / f"ckpt-{step}.pt")
 
-    log({"step": 0, "valid_nll": round(valid_nll(policy, "online", valid, valid_subset, 16), 4)})
+    log({"step": 0, "valid_nll": round(valid_nll(policy, "online", valid, valid_subset, 16), 4), "device": str(device)})
     policy.eval()  # no dropout: the sampled and the scored distributions are the same
     while not stop["now"] and time.time() - start < args.minutes * 60 and not (args.max_steps and step >= args.max_steps):
         windows = []
@@ -206,7 +211,7 @@ def main(argv=None) -> int:
             seq = seq[:-1] if seq[-1] == EOS else seq
             if len(seq) == 1 + 2 * args.frames:  # equal lengths keep the batch unpadded
                 windows.append(seq)
-        tokens = torch.from_numpy(pad_batch(windows)).repeat_interleave(args.samples, dim=0)
+        tokens = torch.from_numpy(pad_batch(windows)).to(device).repeat_interleave(args.samples, dim=0)
         melody = tokens[:, 2::2]
         chords, masks = sample_chords(policy, melody, num_chords, args.change_grid, generator)
         sounding, fits = frame_fit(melody, chords, pitch_classes)

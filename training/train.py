@@ -1,5 +1,5 @@
-"""Train Comper's chord models on the CPU: the online decoder (ReaLchords decoder-only
-architecture) or, with --model offline, the offline encoder-decoder.
+"""Train Comper's chord models on the CPU (or a GPU, --device cuda): the online decoder
+(ReaLchords decoder-only architecture) or, with --model offline, the offline encoder-decoder.
 
     python training/train.py --data training/data --run /work/runs/online-256 \
         --dim 256 --depth 4 --heads 4 --threads 1 --minutes 75
@@ -15,6 +15,9 @@ AdamW, linear warmup then cosine decay to 10 % (over --max-steps, or over the --
 budget by wall-clock time), gradient clipping. The run folder gets
 ckpt.pt (every --ckpt-every steps and on exit, including Ctrl-C/SIGTERM), log.jsonl
 (train loss, valid NLL, lr, time) and a copy of chord_names.json; --resume continues it.
+On a GPU (`--device cuda`) the training steps run under bf16 autocast (`--amp none` keeps f32),
+the optimizer is fused AdamW and the loop waits for the device only to log; validation runs in
+f32 on every device.
 """
 
 from __future__ import annotations
@@ -61,11 +64,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget of this invocation")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda, cuda:1, ...)")
+    ap.add_argument("--amp", choices=("bf16", "none"), default="bf16",
+                    help="on a GPU, run the training steps under bf16 autocast (the CPU always trains in f32)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--valid-every", type=int, default=250)
     ap.add_argument("--valid-examples", type=int, default=128, help="fixed subset for periodic validation (0 = all)")
     ap.add_argument("--ckpt-every", type=int, default=250)
+    ap.add_argument("--keep-best", action="store_true",
+                    help="also keep RUN/best.pt (weights only, the format export.py reads): the weights with the lowest "
+                         "valid NLL on the fixed subset, checked every --valid-every steps and at the end")
     ap.add_argument("--init-weights", type=Path, help="start from this exported weights folder (model.safetensors) instead of random weights")
     ap.add_argument("--extra", type=Path, nargs="+", help="more training examples (.npz files, e.g. `comper best-of` output) to draw from")
     ap.add_argument("--extra-share", type=float, default=0.5, help="share of each batch drawn from --extra")
@@ -96,8 +105,20 @@ def make_batch(kind: str, seqs: list[np.ndarray], rng=None, truncate_prob: float
     return (torch.from_numpy(pad_batch([m for m, _ in pairs])), torch.from_numpy(pad_batch([c for _, c in pairs])))
 
 
-def loss_on(model, batch) -> tuple[torch.Tensor, int]:
-    """Mean next-token cross-entropy over non-PAD targets, and how many there were."""
+def to_device(batch, device: torch.device):
+    """A batch from `make_batch` on `device` (copied from pinned memory without waiting)."""
+    if device.type == "cpu":
+        return batch
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return t.pin_memory().to(device, non_blocking=True)
+
+    return tuple(map(move, batch)) if isinstance(batch, tuple) else move(batch)
+
+
+def loss_on(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean next-token cross-entropy over non-PAD targets, and how many there were (a tensor,
+    so a training step does not wait for the device)."""
     if isinstance(batch, tuple):
         melody, chords = batch
         inputs, targets = chords[:, :-1], chords[:, 1:]
@@ -107,7 +128,7 @@ def loss_on(model, batch) -> tuple[torch.Tensor, int]:
         mask = (targets != PAD) & (targets != EOS)
         logits = model(inputs, mask=mask)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD)
-    return loss, int((targets != PAD).sum())
+    return loss, (targets != PAD).sum()
 
 
 @torch.no_grad()
@@ -115,13 +136,14 @@ def valid_nll(model, kind: str, data: TokenSet, indices: list[int], batch_size: 
     """Token-weighted mean NLL (nats) over the given validation examples (whole sequences);
     None when there are none."""
     model.eval()
+    device = next(model.parameters()).device
     total, count = 0.0, 0
     order = sorted(indices, key=lambda i: data.offsets[i + 1] - data.offsets[i])
     for k in range(0, len(order), batch_size):
-        batch = make_batch(kind, [data.sequence(i) for i in order[k : k + batch_size]])
+        batch = to_device(make_batch(kind, [data.sequence(i) for i in order[k : k + batch_size]]), device)
         loss, n = loss_on(model, batch)
-        total += float(loss) * n
-        count += n
+        total += float(loss) * int(n)
+        count += int(n)
     model.train()
     return total / count if count else None
 
@@ -160,13 +182,17 @@ def main(argv=None) -> int:
     if args.model == "offline":
         config.update(model="offline", enc_depth=args.enc_depth or args.depth, max_seq_len=OFFLINE_MAX_SEQ_LEN)
     torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    amp = args.amp == "bf16" and device.type == "cuda"
     model = build_model(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=args.weight_decay)
     if args.init_weights and not args.resume:
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(args.init_weights / "model.safetensors")))
         print(f"initialised from {args.init_weights}", flush=True)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=args.weight_decay,
+                                  fused=device.type == "cuda")
     extra = TokenSet(*args.extra) if args.extra else None
     extra_count = round(args.batch_size * args.extra_share) if extra else 0
     rng = np.random.default_rng(args.seed)
@@ -190,7 +216,13 @@ def main(argv=None) -> int:
     if args.valid_examples and args.valid_examples < len(valid):
         valid_subset = sorted(valid_rng.choice(len(valid), args.valid_examples, replace=False).tolist())
 
-    print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters, {config}", flush=True)
+    best_path = args.run / "best.pt"
+    best = {"nll": float("inf")}
+    if args.keep_best and args.resume and best_path.exists():
+        best["nll"] = torch.load(best_path, map_location="cpu", weights_only=False)["valid_nll"]
+
+    print(f"model: {sum(p.numel() for p in model.parameters()):,} parameters, {config}, on {device}"
+          f"{' (bf16 autocast)' if amp else ''}", flush=True)
     print(f"train examples {len(train)}, valid examples {len(valid)}, chords {num_chords}", flush=True)
     if extra:
         print(f"extra examples {len(extra)} from {', '.join(map(str, args.extra))}, {extra_count} of every {args.batch_size} in a batch", flush=True)
@@ -211,9 +243,19 @@ def main(argv=None) -> int:
         with open(log_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
 
+    def validate(elapsed: float) -> None:
+        nll = valid_nll(model, args.model, valid, valid_subset, args.batch_size)
+        entry = {"step": step, "valid_nll": rounded(nll)}
+        if args.keep_best and nll is not None and nll < best["nll"]:
+            best["nll"] = nll
+            save_checkpoint(best_path, {"model": model.state_dict(), "config": config, "step": step,
+                                        "elapsed": elapsed, "valid_nll": nll})
+            entry["best"] = True
+        log(entry)
+
     budget = args.minutes * 60
     start = time.time()
-    window_loss, window_n = 0.0, 0
+    window_loss, window_n = torch.zeros((), device=device), 0
     model.train()
     while not stop["now"]:
         now = time.time() - start
@@ -229,24 +271,28 @@ def main(argv=None) -> int:
         if extra_count:
             idx = rng.integers(len(extra), size=extra_count)
             seqs += [crop(extra.sequence(i), extra.bar_frames(i), args.crop_frames, num_chords, rng) for i in idx]
-        loss, _ = loss_on(model, make_batch(args.model, seqs, rng, args.truncate_prob))
+        batch = to_device(make_batch(args.model, seqs, rng, args.truncate_prob), device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, _ = loss_on(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         optimizer.step()
         step += 1
-        window_loss += loss.item()
+        window_loss += loss.detach()
         window_n += 1
         if step % args.log_every == 0:
-            log({"step": step, "train_loss": round(window_loss / window_n, 4), "lr": round(lr, 6),
+            log({"step": step, "train_loss": round(window_loss.item() / window_n, 4), "lr": round(lr, 6),
                  "elapsed_s": round(elapsed_before + time.time() - start, 1)})
-            window_loss, window_n = 0.0, 0
+            window_loss, window_n = torch.zeros((), device=device), 0
         if step % args.valid_every == 0:
-            log({"step": step, "valid_nll": rounded(valid_nll(model, args.model, valid, valid_subset, args.batch_size))})
+            validate(elapsed_before + time.time() - start)
         if step % args.ckpt_every == 0:
             checkpoint(elapsed_before + time.time() - start)
 
     checkpoint(elapsed_before + time.time() - start)
+    if args.keep_best and step % args.valid_every:
+        validate(elapsed_before + time.time() - start)
     log({"step": step, "valid_nll_full": rounded(valid_nll(model, args.model, valid, list(range(len(valid))), args.batch_size)),
          "event": "end", "elapsed_s": round(elapsed_before + time.time() - start, 1)})
     return 0

@@ -28,37 +28,29 @@ def chord_pitch_classes(names_path: Path) -> torch.Tensor:
     return table
 
 
-def valid_chord_mask(prev: torch.Tensor | None, may_change: bool, num_chords: int, num_tokens: int) -> torch.Tensor:
+def valid_chord_mask(prev: torch.Tensor | None, may_change: bool, num_chords: int, num_tokens: int,
+                     device: torch.device | str | None = None) -> torch.Tensor:
     """`[batch, num_tokens]` bool: the chord tokens a row may sample after its previous chord
     token `prev` (`None` at the first frame). Off the chord-change grid (`may_change` false)
     only the continuation is allowed (silence stays silence, a chord holds); on it, silence,
     every onset, and a hold that continues the current chord (after silence any hold, as a hold
-    there starts a chord)."""
-    batch = 1 if prev is None else prev.shape[0]
-    mask = torch.zeros(batch, num_tokens, dtype=torch.bool)
+    there starts a chord). Built from elementwise comparisons on `prev`'s device (`device` at
+    the first frame), so sampling on a GPU never waits for the host."""
     on_base = CHORD_BASE + num_chords
+    tokens = torch.arange(num_tokens, device=device if prev is None else prev.device)[None]
+    starts = (tokens == SILENCE) | ((tokens >= on_base) & (tokens < on_base + num_chords))
     if prev is None:
-        mask[:, SILENCE] = True
-        mask[:, on_base:on_base + num_chords] = True
-        return mask
-    rows = torch.arange(batch)
+        return starts
+    prev = prev[:, None]
     is_silence = prev == SILENCE
     is_hold = (prev >= CHORD_BASE) & (prev < on_base)
     is_on = (prev >= on_base) & (prev < on_base + num_chords)
-    continuation = torch.where(is_on, prev - num_chords, prev)
+    continues = tokens == torch.where(is_on, prev - num_chords, prev)
     has_continuation = is_silence | is_hold | is_on
     if not may_change:
-        mask[rows[has_continuation], continuation[has_continuation]] = True
-        free = ~has_continuation
-    else:
-        free = torch.ones(batch, dtype=torch.bool)
-    mask[free, SILENCE] = True
-    mask[free, on_base:on_base + num_chords] = True
-    chord_rows = free & (is_hold | is_on)
-    mask[rows[chord_rows], continuation[chord_rows]] = True
-    silent_rows = free & is_silence
-    mask[silent_rows, CHORD_BASE:on_base] = True
-    return mask
+        return (has_continuation & continues) | (~has_continuation & starts)
+    holds = (tokens >= CHORD_BASE) & (tokens < on_base)
+    return starts | ((is_hold | is_on) & continues) | (is_silence & holds)
 
 
 def sounding_chord(chords: torch.Tensor, num_chords: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,7 +88,7 @@ def fit_rewards(sounding: torch.Tensor, fits: torch.Tensor, chords: torch.Tensor
 def offbeat_onsets(chords: torch.Tensor, num_chords: int, frames_per_beat: int = 4) -> torch.Tensor:
     """`[batch, frames]` bool: a chord starts on a frame between beats (windows start on a bar
     line, so frame 0 is a beat)."""
-    frame = torch.arange(chords.shape[-1])
+    frame = torch.arange(chords.shape[-1], device=chords.device)
     return (chords >= CHORD_BASE + num_chords) & (chords < CHORD_BASE + 2 * num_chords) & (frame % frames_per_beat != 0)
 
 

@@ -116,6 +116,28 @@ def test_train_resume_and_export(converted, tmp_path):
     assert all(str(t.dtype) == "torch.float16" for k, t in half.items() if k != inv_freq)
 
 
+def test_keep_best_keeps_the_lowest_validation_and_exports(converted, tmp_path):
+    """`--keep-best` writes best.pt whenever the subset valid NLL improves (also at the end)
+    and `export --checkpoint best.pt` exports it with that NLL."""
+    import train
+    import export
+
+    out, _ = converted
+    run = tmp_path / "run"
+    assert train.main(["--data", str(out), "--run", str(run), "--dim", "32", "--depth", "1", "--heads", "2",
+                       "--batch-size", "4", "--minutes", "5", "--log-every", "1", "--valid-every", "2",
+                       "--max-steps", "5", "--keep-best"]) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    checks = [e for e in log if "valid_nll" in e]
+    assert [e["step"] for e in checks] == [2, 4, 5]
+    best = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+    assert round(best["valid_nll"], 4) == min(e["valid_nll"] for e in checks)
+    assert best["step"] == [e["step"] for e in checks if e.get("best")][-1]
+    folder = export.export(run, "best", tmp_path / "weights", checkpoint="best.pt")
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["train_steps"], config["valid_nll"]) == (best["step"], round(best["valid_nll"], 4))
+
+
 def test_fine_tune_from_weights_with_extra_examples(converted, tmp_path):
     """`--init-weights` starts from an exported folder and `--extra` mixes in more examples (here
     the training split itself, given twice, as `comper best-of` rounds would be)."""
