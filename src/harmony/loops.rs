@@ -72,7 +72,7 @@ fn period_weights(hindsight: &[Option<Triad>], meter: Meter, phase: usize) -> Ve
         .map(|&(bars, prior)| {
             let lag = bars * meter.bar;
             let mut evidence = 0.0;
-            for t in (lag..hindsight.len()).filter(|t| (t + phase) % meter.beat == 0) {
+            for t in (lag..hindsight.len()).filter(|t| (t + phase).is_multiple_of(meter.beat)) {
                 if let (Some(now), Some(then)) = (hindsight[t], hindsight[t - lag]) {
                     evidence += if now == then {
                         EVIDENCE_PER_BEAT
