@@ -456,15 +456,15 @@ pub fn evaluate_melodies(
         change_grid: SUGGEST_CHANGE_GRID,
         ..SamplingParams::default()
     };
-    let suggesters = [
-        offline.as_deref().map(Harmonizer::Offline),
-        online.as_deref().map(Harmonizer::Online),
-    ];
-    for harmonizer in suggesters
-        .into_iter()
-        .flatten()
-        .filter(|_| !options.live_only)
-    {
+    let suggesters = if options.live_only {
+        [None, None]
+    } else {
+        [
+            offline.as_deref().map(Harmonizer::Offline),
+            online.as_deref().map(Harmonizer::Online),
+        ]
+    };
+    for harmonizer in suggesters.into_iter().flatten() {
         let name = format!("Suggest, {} model", harmonizer.kind());
         run(&name, count, &whole, &mut |i, _, phrase| {
             let options = suggest(

@@ -52,6 +52,11 @@ impl ChordSounds {
             .collect()
     }
 
+    /// Each chord's triad, by chord index (`None` for a chord without one).
+    pub fn triads(&self) -> &[Option<Triad>] {
+        &self.triads
+    }
+
     /// Triad of the chord sounding in `frame`.
     pub fn triad(&self, frame: ChordFrame) -> Option<Triad> {
         frame

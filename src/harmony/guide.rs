@@ -231,13 +231,8 @@ impl ChordGuide {
         triads: &[Option<Triad>],
         nats: f32,
     ) {
-        let Some(row) = frame
-            .checked_sub(self.start)
-            .and_then(|row| row.checked_mul(self.num_tokens))
-        else {
-            return;
-        };
-        let Some(row) = self.bias.get_mut(row..row + self.num_tokens) else {
+        let on_base = self.on_base;
+        let Some(row) = self.bias_mut(frame) else {
             return;
         };
         for (c, triad) in triads.iter().enumerate() {
@@ -249,7 +244,7 @@ impl ChordGuide {
                 continue;
             };
             let bonus = nats * belief as f32;
-            for token in [CHORD_BASE as usize + c, self.on_base + c] {
+            for token in [CHORD_BASE as usize + c, on_base + c] {
                 if let Some(value) = row.get_mut(token) {
                     *value += bonus;
                 }
@@ -262,6 +257,13 @@ impl ChordGuide {
         let row = frame.checked_sub(self.start)?;
         let from = row.checked_mul(self.num_tokens)?;
         self.bias.get(from..from + self.num_tokens)
+    }
+
+    /// The biases of frame `frame`, to change; `None` outside the covered frames.
+    fn bias_mut(&mut self, frame: usize) -> Option<&mut [f32]> {
+        let row = frame.checked_sub(self.start)?;
+        let from = row.checked_mul(self.num_tokens)?;
+        self.bias.get_mut(from..from + self.num_tokens)
     }
 
     /// The same biases numbered from `from` (frame `from` becomes frame 0): for a request whose

@@ -44,11 +44,10 @@ struct Session {
     /// Melody length the latest plan was made for.
     planned_for: Option<usize>,
     intro_done: bool,
-    /// The triads the heard melody calls for, judged after the fact, up to its last bar line:
-    /// what a repeating progression is expected to bring back ([`crate::harmony::loops`]).
-    hindsight: Vec<Option<Triad>>,
-    /// The chords of that hindsight harmonization, from the phrase's first frame.
-    hindsight_chords: Vec<ChordFrame>,
+    /// The chords the heard melody calls for, judged after the fact, from the phrase's first
+    /// frame to its last bar line: the decoder's context and what a repeating progression is
+    /// expected to bring back ([`crate::harmony::loops`]).
+    hindsight: Vec<ChordFrame>,
 }
 
 impl Session {
@@ -69,7 +68,6 @@ impl Session {
             planned_for: None,
             intro_done: false,
             hindsight: Vec::new(),
-            hindsight_chords: Vec::new(),
         }
     }
 
@@ -128,14 +126,6 @@ impl<'m> LiveEngine<'m> {
             ..SamplingParams::default()
         };
         let table = ChordTable::new(vocab);
-        let triads = (0..vocab.num_chords())
-            .map(|c| {
-                u16::try_from(c)
-                    .ok()
-                    .and_then(|index| table.tones(index))
-                    .and_then(Triad::of_tones)
-            })
-            .collect();
         Ok(Self {
             models: SessionModels {
                 decoder,
@@ -143,7 +133,6 @@ impl<'m> LiveEngine<'m> {
                 vocab,
                 sounds: ChordSounds::new(&table),
                 table,
-                triads,
                 guide: config.guide,
             },
             config,
@@ -290,7 +279,7 @@ impl<'m> LiveEngine<'m> {
             .saturating_sub(heard)
             .min(lookahead)
             .min(session.chords.len() - heard);
-        let context = model_context(&session.hindsight_chords, &session.chords, heard + commit);
+        let context = model_context(&session.hindsight, &session.chords, heard + commit);
         let (heard_context, committed) = context.split_at(heard);
         let request = LiveRequest {
             beat_phase: session.first_frame.rem_euclid(FRAMES_PER_BEAT as i64) as usize,
@@ -428,7 +417,7 @@ impl LiveEngine<'_> {
             let until = session.last_bar_line();
             match &self.client_hindsight {
                 Some((melody, chords)) if session.melody.get(..until) == Some(melody) => {
-                    models.set_hindsight(&mut session, chords.clone());
+                    session.hindsight.clone_from(chords);
                 }
                 _ => {
                     models.update_hindsight(
@@ -437,7 +426,7 @@ impl LiveEngine<'_> {
                         &mut self.rng,
                     )?;
                     let heard = session.melody.get(..until).unwrap_or_default().to_vec();
-                    self.client_hindsight = Some((heard, session.hindsight_chords.clone()));
+                    self.client_hindsight = Some((heard, session.hindsight.clone()));
                 }
             }
         }
@@ -446,7 +435,7 @@ impl LiveEngine<'_> {
             temperature: turn.temperature,
             ..self.params
         };
-        let context = model_context(&session.hindsight_chords, &chords, frame + commit);
+        let context = model_context(&session.hindsight, &chords, frame + commit);
         let (heard_context, committed) = context.split_at(frame);
         let request = LiveRequest {
             melody: turn.melody,
@@ -471,9 +460,10 @@ impl LiveEngine<'_> {
 }
 
 /// The chords the decoder plans on for the frames `..until` (the heard ones and those already
-/// committed): the hindsight reading where there is one, then the chords played since. The model was trained on songs whose chords fit
-/// their melodies; shown the chords the melody called for rather than the guesses it played
-/// before hearing the notes, it continues the song's progression instead of its own mistakes.
+/// committed): the hindsight reading where there is one, then the chords played since. The
+/// model was trained on songs whose chords fit their melodies; shown the chords the melody called
+/// for rather than the guesses it played before hearing the notes, it continues the song's
+/// progression instead of its own mistakes.
 fn model_context(hindsight: &[ChordFrame], played: &[ChordFrame], until: usize) -> Vec<ChordFrame> {
     let judged = hindsight.len().min(until);
     let mut context = hindsight[..judged].to_vec();
@@ -546,7 +536,7 @@ fn repeat_share(melody: &[MelodyFrame], period: usize) -> f64 {
 
 /// What a session samples with and how it leans on the melody: the online decoder that plans,
 /// the offline model that hears whole stretches (the intro, hindsight) when there is one, and the
-/// vocabulary's chord tones and triads.
+/// vocabulary's chord tones.
 struct SessionModels<'m> {
     decoder: &'m Decoder,
     /// Samples the intro and the hindsight when present (ReaLJam's offline model), else the
@@ -554,8 +544,6 @@ struct SessionModels<'m> {
     offline: Option<&'m OfflineModel>,
     vocab: &'m Vocabulary,
     table: ChordTable,
-    /// Each chord's triad, by chord index.
-    triads: Vec<Option<Triad>>,
     /// Each chord's pitch classes and triad, as the critic hears them.
     sounds: ChordSounds,
     guide: GuideSettings,
@@ -614,9 +602,14 @@ impl SessionModels<'_> {
         };
         let mut guide = ChordGuide::new(&context, self.vocab, &self.table, &settings);
         if settings.repeat > 0.0 && !session.hindsight.is_empty() {
-            let expected = expected_triads(&session.hindsight, meter, phase, frames.clone());
+            let heard: Vec<Option<Triad>> = session
+                .hindsight
+                .iter()
+                .map(|&chord| self.sounds.triad(chord))
+                .collect();
+            let expected = expected_triads(&heard, meter, phase, frames.clone());
             for (frame, expected) in frames.zip(&expected) {
-                guide.expect(frame, expected, &self.triads, settings.repeat);
+                guide.expect(frame, expected, self.sounds.triads(), settings.repeat);
             }
         }
         Some(guide)
@@ -624,7 +617,8 @@ impl SessionModels<'_> {
 
     /// Chords for the heard frames `..until` (at most the model's context, ending at `until`),
     /// sampled with the guide by the offline model when there is one: of `count` candidates the
-    /// one the critic likes best. Returns the first frame it covers and the chords.
+    /// one the critic likes best. Returns chords for frames `0..until`, silent before the
+    /// model's window.
     fn harmonize_heard(
         &self,
         session: &Session,
@@ -632,7 +626,7 @@ impl SessionModels<'_> {
         count: usize,
         params: &SamplingParams,
         rng: &mut StdRng,
-    ) -> Result<(usize, Vec<ChordFrame>), LiveError> {
+    ) -> Result<Vec<ChordFrame>, LiveError> {
         let max_frames = self
             .offline
             .map_or(self.decoder.config().max_frames(), |model| {
@@ -667,13 +661,16 @@ impl SessionModels<'_> {
         let score = |chords: &[ChordFrame], log_likelihood: f64| {
             critique(&judged, chords, log_likelihood, &self.sounds).score
         };
-        let chords = options
+        let best = options
             .into_iter()
             .map(|o| (score(&o.chords, o.log_likelihood), o.chords))
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, chords)| chords)
             .unwrap_or_default();
-        Ok((start, chords))
+        let mut chords = vec![ChordFrame::Silence; start];
+        chords.extend(best);
+        chords.resize(until, ChordFrame::Silence);
+        Ok(chords)
     }
 
     /// Fills the chords of the frames heard before the first plan (context only, never played).
@@ -697,10 +694,7 @@ impl SessionModels<'_> {
             IntroMode::Sampled => {
                 // ReaLJam samples its intro at temperature 1 whatever the live temperature.
                 let params = SamplingParams::default();
-                let (start, sampled) = self.harmonize_heard(session, heard, 1, &params, rng)?;
-                session.chords = vec![ChordFrame::Silence; start];
-                session.chords.extend(sampled);
-                session.chords.resize(heard, ChordFrame::Silence);
+                session.chords = self.harmonize_heard(session, heard, 1, &params, rng)?;
                 session.voicings = vec![Voiced::default(); heard];
                 session.committed_until = heard;
             }
@@ -727,26 +721,9 @@ impl SessionModels<'_> {
             ..SamplingParams::default()
         };
         // The whole heard stretch is read again: what followed a bar often says what it was.
-        let (start, sampled) =
+        session.hindsight =
             self.harmonize_heard(session, until, HINDSIGHT_CANDIDATES, &params, rng)?;
-        let mut chords = vec![ChordFrame::Silence; start];
-        chords.extend(sampled);
-        chords.resize(until, ChordFrame::Silence);
-        self.set_hindsight(session, chords);
         Ok(())
-    }
-
-    /// Makes `chords` (from the phrase's first frame) the session's hindsight reading.
-    fn set_hindsight(&self, session: &mut Session, chords: Vec<ChordFrame>) {
-        session.hindsight = chords
-            .iter()
-            .map(|frame| {
-                frame
-                    .chord()
-                    .and_then(|c| self.triads.get(usize::from(c)).copied().flatten())
-            })
-            .collect();
-        session.hindsight_chords = chords;
     }
 }
 

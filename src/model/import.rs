@@ -230,6 +230,21 @@ struct Width {
     dim_head: usize,
 }
 
+impl Width {
+    /// The config of a decoder of this width, `depth` blocks and context `max_seq_len`.
+    fn config(self, name: &str, depth: usize, max_seq_len: usize) -> ModelConfig {
+        ModelConfig {
+            name: name.to_string(),
+            dim: self.dim,
+            depth,
+            heads: self.heads,
+            dim_head: self.dim_head,
+            num_tokens: self.num_tokens,
+            max_seq_len,
+        }
+    }
+}
+
 impl CheckpointShapes<'_> {
     /// A shape error naming the checkpoint.
     fn error(&self, message: String) -> ImportError {
@@ -342,17 +357,12 @@ fn offline_config(
     }
     Ok(ImportedConfig::Offline(OfflineConfig {
         kind: ModelKind::Offline,
-        base: ModelConfig {
-            name: name.to_string(),
-            dim: width.dim,
+        base: width.config(
+            name,
             depth,
-            heads: width.heads,
-            dim_head: width.dim_head,
-            num_tokens: width.num_tokens,
-            max_seq_len: args
-                .get("dec_max_seq_len")
+            args.get("dec_max_seq_len")
                 .unwrap_or(DEFAULT_OFFLINE_MAX_SEQ_LEN),
-        },
+        ),
         enc_depth,
     }))
 }
@@ -375,15 +385,11 @@ fn online_config(
             shapes.error("no rotary inv_freq: not a ReaLchords online (RoPE) decoder".into())
         );
     }
-    Ok(ImportedConfig::Online(ModelConfig {
-        name: name.to_string(),
-        dim: width.dim,
+    Ok(ImportedConfig::Online(width.config(
+        name,
         depth,
-        heads: width.heads,
-        dim_head: width.dim_head,
-        num_tokens: width.num_tokens,
-        max_seq_len: args.get("max_seq_len").unwrap_or(DEFAULT_MAX_SEQ_LEN),
-    }))
+        args.get("max_seq_len").unwrap_or(DEFAULT_MAX_SEQ_LEN),
+    )))
 }
 
 /// What `comper import` did.
