@@ -409,7 +409,7 @@ impl Machine {
             bandwidth / 1e9
         ));
         let kernel_rate = measure_product_rate(10, 2048, 256, 200);
-        let threads = rayon::current_num_threads();
+        let threads = crate::model::model_threads();
         progress(&format!(
             "micro-kernel: {:.1} GFLOP/s per core, {threads} threads",
             kernel_rate / 1e9
@@ -640,6 +640,233 @@ impl<'a> SizeJobs<'a> {
     }
 }
 
+/// Sample rate of the simulated host audio thread ([`measure_audio_jitter`]).
+pub const JITTER_SAMPLE_RATE: f64 = 48_000.0;
+/// Samples per block of the simulated host audio thread: a small live-performance buffer.
+pub const JITTER_BLOCK: usize = 64;
+/// Share of a block period the simulated audio thread computes for (a busy DAW project).
+const JITTER_LOAD: f64 = 0.25;
+
+/// How late a simulated host audio thread finished its blocks, in microseconds after each
+/// block's release time.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockLatency {
+    pub blocks: usize,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    /// Blocks that finished after their deadline (one period after their release).
+    pub missed: usize,
+}
+
+/// Why the audio-thread measurement could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum JitterError {
+    #[error(transparent)]
+    Sample(#[from] SampleError),
+    #[error("the simulated audio thread panicked")]
+    AudioThread,
+}
+
+/// A host audio thread's timing alone and while Comper's model works beside it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JitterReport {
+    /// Threads the model ran on ([`crate::model::model_threads`]).
+    pub model_threads: usize,
+    /// Cores the machine has.
+    pub cores: usize,
+    /// Length of one block, microseconds (its deadline after release).
+    pub period_us: f64,
+    /// The audio thread's own work per block, microseconds (measured alone).
+    pub work_us: f64,
+    pub idle: BlockLatency,
+    /// While the model generates five options (online and offline model) and re-plans live.
+    pub loaded: BlockLatency,
+    /// Model jobs finished during the loaded run.
+    pub model_jobs: usize,
+}
+
+impl std::fmt::Display for JitterReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "simulated host audio thread: {} samples at {} Hz (deadline {:.0} µs), {:.0} µs of work per block",
+            JITTER_BLOCK, JITTER_SAMPLE_RATE, self.period_us, self.work_us
+        )?;
+        writeln!(
+            f,
+            "model threads: {} of {} cores; {} model jobs during the loaded run",
+            self.model_threads, self.cores, self.model_jobs
+        )?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "| | blocks | finish p50 µs | p99 µs | max µs | missed deadlines |"
+        )?;
+        writeln!(f, "|---|---|---|---|---|---|")?;
+        for (name, l) in [("alone", &self.idle), ("Comper generating", &self.loaded)] {
+            writeln!(
+                f,
+                "| {name} | {} | {:.0} | {:.0} | {:.0} | {} ({:.2} %) |",
+                l.blocks,
+                l.p50_us,
+                l.p99_us,
+                l.max_us,
+                l.missed,
+                100.0 * l.missed as f64 / l.blocks.max(1) as f64
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a simulated host audio thread (48 kHz, 64-sample blocks, a quarter of each period of
+/// work) for `seconds` alone, then for `seconds` while the model generates five options with
+/// the online and offline models of the shipped size and re-plans a live session, back to back:
+/// whether Comper leaves the host's audio room. The audio thread runs at normal priority, so
+/// the measurement shows competition for cores, which a real-time thread would suffer less of.
+pub fn measure_audio_jitter(
+    seconds: f64,
+    mut progress: impl FnMut(&str),
+) -> Result<JitterReport, JitterError> {
+    let sizes = default_sizes();
+    // The last size is the shipped one.
+    let size = &sizes[sizes.len() - 1];
+    let decoder = random_decoder(&size.config).map_err(SampleError::from)?;
+    let offline = random_offline(&size.offline).map_err(SampleError::from)?;
+    let mut jobs = SizeJobs::new(size)?;
+    let period = std::time::Duration::from_secs_f64(JITTER_BLOCK as f64 / JITTER_SAMPLE_RATE);
+    let work_rounds = calibrate_block_work(period.mul_f64(JITTER_LOAD));
+    let work_us = time_block_work(work_rounds) * 1e6;
+    progress(&format!(
+        "audio block work: {work_us:.0} µs of a {:.0} µs period",
+        period.as_secs_f64() * 1e6
+    ));
+    let duration = std::time::Duration::from_secs_f64(seconds.max(0.1));
+    let idle = run_audio_thread(period, work_rounds, duration, || Ok(()))?.0;
+    progress(&format!("alone: p99 {:.0} µs", idle.p99_us));
+    let replan_params = on_eighth_notes();
+    let (loaded, model_jobs) = run_audio_thread(period, work_rounds, duration, || {
+        let request = five_options_request(&jobs.melody);
+        generate_options(
+            &decoder,
+            &jobs.vocab,
+            &request,
+            &replan_params,
+            &mut jobs.rng,
+        )?;
+        generate_offline_options(
+            &offline,
+            &jobs.vocab,
+            &request,
+            &replan_params,
+            &mut jobs.rng,
+        )?;
+        jobs.live_session(&decoder, LivePlanner::new(), GROWING_START)?;
+        Ok(())
+    })?;
+    progress(&format!(
+        "with Comper generating: p99 {:.0} µs",
+        loaded.p99_us
+    ));
+    Ok(JitterReport {
+        model_threads: crate::model::model_threads(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        period_us: period.as_secs_f64() * 1e6,
+        work_us,
+        idle,
+        loaded,
+        model_jobs,
+    })
+}
+
+/// One block's work of the simulated audio thread: `rounds` of a small oscillator bank.
+fn block_work(rounds: usize) -> f32 {
+    let mut phase = [0.1f32, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8];
+    let mut sum = 0.0f32;
+    for _ in 0..rounds {
+        for _ in 0..JITTER_BLOCK {
+            for p in &mut phase {
+                *p = (*p + 0.013).fract();
+                sum += (*p * std::f32::consts::TAU).sin();
+            }
+        }
+    }
+    std::hint::black_box(sum)
+}
+
+/// Seconds one block's work of `rounds` takes (the fastest of a few tries).
+fn time_block_work(rounds: usize) -> f64 {
+    (0..20)
+        .map(|_| {
+            let start = Instant::now();
+            block_work(rounds);
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Rounds of [`block_work`] that take about `target` on an idle core.
+fn calibrate_block_work(target: std::time::Duration) -> usize {
+    let one = time_block_work(1).max(1e-9);
+    ((target.as_secs_f64() / one).round() as usize).max(1)
+}
+
+/// Runs the audio thread for `duration` while the calling thread repeats `job`; returns the
+/// audio thread's latencies and how many jobs finished.
+fn run_audio_thread(
+    period: std::time::Duration,
+    work_rounds: usize,
+    duration: std::time::Duration,
+    mut job: impl FnMut() -> Result<(), SampleError>,
+) -> Result<(BlockLatency, usize), JitterError> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let audio = scope.spawn(|| {
+            let blocks = ((duration.as_secs_f64() / period.as_secs_f64()).round() as usize).max(1);
+            let mut finished = Vec::with_capacity(blocks);
+            let start = Instant::now();
+            for block in 0..blocks as u32 {
+                let release = start + period * block;
+                let now = Instant::now();
+                if release > now {
+                    std::thread::sleep(release - now);
+                }
+                block_work(work_rounds);
+                finished.push(release.elapsed().as_secs_f64() * 1e6);
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            finished
+        });
+        let mut jobs = 0;
+        let mut outcome = Ok(());
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Err(error) = job() {
+                outcome = Err(error);
+                break;
+            }
+            jobs += 1;
+        }
+        let finished = audio.join().map_err(|_| JitterError::AudioThread)?;
+        outcome?;
+        let deadline_us = period.as_secs_f64() * 1e6;
+        let missed = finished.iter().filter(|&&us| us > deadline_us).count();
+        let blocks = finished.len();
+        let (p50_us, p99_us) = median_and_p99(finished.clone());
+        let max_us = finished.iter().copied().fold(0.0, f64::max);
+        Ok((
+            BlockLatency {
+                blocks,
+                p50_us,
+                p99_us,
+                max_us,
+                missed,
+            },
+            jobs,
+        ))
+    })
+}
+
 /// The five-options request: the melody teacher-forced, nothing locked.
 fn five_options_request(melody: &[MelodyFrame]) -> OptionsRequest<'_> {
     OptionsRequest {
@@ -847,6 +1074,23 @@ mod tests {
         assert_eq!(percentile(&mut v, 0.5), 3.0);
         assert_eq!(percentile(&mut v, 0.99), 5.0);
         assert_eq!(percentile(&mut v, 0.0), 1.0);
+    }
+
+    #[test]
+    fn the_audio_thread_runs_every_block_alone_and_beside_the_model() {
+        let report = measure_audio_jitter(0.2, |_| {}).unwrap();
+        let blocks = (0.2 * JITTER_SAMPLE_RATE / JITTER_BLOCK as f64).round() as usize;
+        assert_eq!(report.idle.blocks, blocks);
+        assert_eq!(report.loaded.blocks, blocks);
+        assert!(
+            report.model_jobs >= 1,
+            "the model worked during the loaded run"
+        );
+        assert!(report.work_us > 0.0 && report.work_us < report.period_us);
+        assert!(
+            report.idle.p50_us <= report.idle.p99_us && report.idle.p99_us <= report.idle.max_us
+        );
+        assert!(report.loaded.missed <= report.loaded.blocks);
     }
 
     #[test]

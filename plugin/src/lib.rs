@@ -87,6 +87,9 @@ impl Comper {
             return;
         }
         self.join_worker();
+        // Leave the host's audio threads a core (before the first generation builds the
+        // model's pool; `COMPER_THREADS` overrides it).
+        comper::model::set_default_threads(comper::model::plugin_default_threads());
         let (audio_link, worker_link) = link::link(self.command_inbox.clone());
         match self.audio.as_mut() {
             Some(audio) => audio.relink(audio_link),

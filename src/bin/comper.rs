@@ -145,6 +145,14 @@ struct BenchArgs {
     /// Print the results as JSON on stdout (progress goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Instead of the speed table: time a simulated host audio thread (48 kHz, 64-sample
+    /// blocks) alone and while the model generates beside it. The model's threads are
+    /// `COMPER_THREADS` (default: every core; the plugin leaves one core free).
+    #[arg(long)]
+    jitter: bool,
+    /// With --jitter: seconds of each run (alone, then loaded).
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
 }
 
 #[derive(Args)]
@@ -393,6 +401,15 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.jitter {
+        let report = comper::bench::measure_audio_jitter(args.seconds, |line| eprintln!("{line}"))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{report}");
+        }
+        return Ok(());
+    }
     let report = comper::bench::run(&comper::bench::default_sizes(), |line| eprintln!("{line}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -16,6 +16,7 @@ pub use decoder::{Decoder, KvCache, LogitRows};
 pub(crate) use kernels::vector_sum;
 pub use offline::{CrossCache, OfflineModel};
 pub use packed::measure_product_rate;
+pub use team::{model_threads, plugin_default_threads, set_default_threads, THREADS_ENV};
 pub use weights::{FolderBytes, LoadedModel, LoadedOffline, WeightsError};
 
 use candle_core::Tensor;

@@ -181,23 +181,20 @@ impl PackedMatrix {
             return;
         }
         // Few rows: split the panels. Each task writes its columns of every row of `out`
-        // directly, handed to it as one segment per row (task-major: task `t` owns entries
-        // `t · rows ..`).
+        // directly.
         let panels = self.panel_count();
         let per_task = panels.div_ceil(threads * TASKS_PER_THREAD);
         let tasks = panels.div_ceil(per_task);
-        let mut row_chunks: Vec<_> = out[..rows * n]
-            .chunks_exact_mut(n)
-            .map(|row| row.chunks_mut(per_task * PANEL))
-            .collect();
-        let mut segments: Vec<&mut [f32]> = Vec::with_capacity(tasks * rows);
-        for _ in 0..tasks {
-            segments.extend(row_chunks.iter_mut().filter_map(Iterator::next));
-        }
-        team::for_each_chunk(&mut segments, rows, |task, task_rows| {
+        let shared = team::SharedSlice::new(&mut out[..rows * n]);
+        team::for_each_index(tasks, |task| {
             let first = task * per_task;
             let panels = first..(first + per_task).min(panels);
-            product_into(isa, x, rows, self.view(), panels, Out::Rows(task_rows));
+            let columns = Out::Columns {
+                out: &shared,
+                stride: n,
+                columns: panels.start * PANEL..(panels.end * PANEL).min(n),
+            };
+            product_into(isa, x, rows, self.view(), panels, columns);
         });
     }
 }
@@ -273,15 +270,29 @@ pub fn product(
 enum Out<'o, 'a> {
     /// Row `r` starts at `out[r · stride]`.
     Strided { out: &'o mut [f32], stride: usize },
-    /// Row `r` is `rows[r]` (a task's columns of a shared output).
-    Rows(&'o mut [&'a mut [f32]]),
+    /// Row `r` is `out[r · stride + columns]`: a task's columns of an output other tasks
+    /// write the other columns of.
+    Columns {
+        out: &'o team::SharedSlice<'a, f32>,
+        stride: usize,
+        columns: Range<usize>,
+    },
 }
 
 impl Out<'_, '_> {
     fn row(&mut self, r: usize) -> &mut [f32] {
         match self {
             Out::Strided { out, stride } => &mut out[r * *stride..],
-            Out::Rows(rows) => &mut *rows[r],
+            Out::Columns {
+                out,
+                stride,
+                columns,
+            } => {
+                let at = r * *stride;
+                // SAFETY: every task of a product owns a different column range, and a task
+                // holds one row of it at a time, so no two live pieces overlap.
+                unsafe { out.piece(at + columns.start, at + columns.end) }
+            }
         }
     }
 }

@@ -11,16 +11,103 @@
 //! Nothing here is specific to the model; it is hand-written because the crates that do this
 //! (e.g. `fork_union`) keep their threads spinning for the life of the pool or build C code,
 //! neither of which suits a plugin inside a DAW.
+//!
+//! # A good neighbour
+//! Inside a DAW the host's own audio threads need cores too. The model therefore runs on a pool
+//! of its own, [`model_threads`] threads (the `COMPER_THREADS` environment variable, else what
+//! the application asked for with [`set_default_threads`], else every core; the plugin asks for
+//! one core fewer than the machine has). A helper spins only [`SPIN_WINDOW`] between regions —
+//! long enough to catch the next product of the same decoding step — and then sleeps until the
+//! leader publishes a region, so a generation that is waiting on its sampler or its caller
+//! holds no core. A parallel region allocates nothing.
 
 use std::cell::{RefCell, UnsafeCell};
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-/// Busy-wait iterations before a waiting thread starts yielding its core to others.
+/// Busy-wait iterations before a waiting leader starts yielding its core to others.
 const SPINS_BEFORE_YIELD: u32 = 2_000;
+
+/// How long a helper spins for the next region before it sleeps: the gap between two products
+/// of one decoding step is a few microseconds; the sampler's work between steps is longer.
+pub const SPIN_WINDOW: Duration = Duration::from_micros(50);
+
+/// Longest sleep of a helper between checks (a safety net: the leader wakes sleeping helpers
+/// when it publishes a region or finishes).
+const SLEEP_TIMEOUT: Duration = Duration::from_millis(5);
+
+/// The environment variable that sets the model's thread count (a whole number ≥ 1).
+pub const THREADS_ENV: &str = "COMPER_THREADS";
+
+/// Threads the application asked for before the pool was built (0: every core).
+static DEFAULT_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The model's own thread pool, built on first use.
+static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+
+/// Asks for `threads` model threads (at least 1) unless `COMPER_THREADS` says otherwise. Takes
+/// effect only before the first generation builds the pool; returns whether it did.
+pub fn set_default_threads(threads: usize) -> bool {
+    DEFAULT_THREADS.store(threads.max(1), SeqCst);
+    POOL.get().is_none()
+}
+
+/// Threads for a host application's plugin: one core fewer than the machine has (at least one),
+/// so the host's audio threads keep a core while Comper generates.
+pub fn plugin_default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .max(1)
+}
+
+/// The thread count the model's pool is (or will be) built with: `COMPER_THREADS` when it holds
+/// a whole number ≥ 1, else [`set_default_threads`]'s, else every core.
+pub fn model_threads() -> usize {
+    if let Some(pool) = POOL.get() {
+        return pool.current_num_threads();
+    }
+    resolve_threads(
+        std::env::var(THREADS_ENV).ok().as_deref(),
+        DEFAULT_THREADS.load(SeqCst),
+    )
+}
+
+/// The thread count from the environment variable's value and the application's default.
+fn resolve_threads(env: Option<&str>, default: usize) -> usize {
+    env.and_then(|value| value.trim().parse::<usize>().ok())
+        .filter(|&n| n >= 1)
+        .or(Some(default).filter(|&n| n >= 1))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The model's pool: [`model_threads`] threads named `comper-model-N`.
+fn pool() -> &'static rayon::ThreadPool {
+    POOL.get_or_init(|| {
+        let threads = model_threads();
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("comper-model-{i}"))
+            .build()
+            .or_else(|_| rayon::ThreadPoolBuilder::new().num_threads(1).build())
+            .unwrap_or_else(|error| panic!("cannot start any model thread: {error}"))
+    })
+}
+
+/// Runs `body` on the rayon pool the caller is in, else on the model's pool.
+fn in_pool<T: Send>(body: impl FnOnce() -> T + Send) -> T {
+    if rayon::current_thread_index().is_some() {
+        body()
+    } else {
+        pool().install(body)
+    }
+}
 
 /// The job of one parallel region, with its borrow's lifetime erased (see [`Team::run`]).
 type JobPtr = *const (dyn Fn(usize) + Sync + 'static);
@@ -45,6 +132,10 @@ pub struct Team {
     finished: AtomicBool,
     panicked: AtomicBool,
     size: usize,
+    /// Helpers asleep (or about to be) waiting for a region.
+    sleepers: AtomicUsize,
+    /// The helpers' threads, to wake them (each registers once when it joins).
+    helpers: Mutex<Vec<Thread>>,
 }
 
 // SAFETY: the only non-thread-safe field is `job`, which the leader writes only while no helper
@@ -67,6 +158,8 @@ impl Team {
             finished: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
             size: size.max(1),
+            sleepers: AtomicUsize::new(0),
+            helpers: Mutex::new(Vec::with_capacity(size)),
         }
     }
 
@@ -98,6 +191,7 @@ impl Team {
         self.next.store(0, SeqCst);
         self.unfinished.store(tasks, SeqCst);
         self.epoch.fetch_add(1, SeqCst);
+        self.wake_sleepers();
         self.work(erased);
         wait_until(|| self.unfinished.load(SeqCst) == 0);
         if self.panicked.swap(false, SeqCst) {
@@ -108,18 +202,13 @@ impl Team {
     /// Lends the calling thread to the team until [`Team::finish`], running tasks as regions
     /// appear.
     pub fn help(&self) {
+        if let Ok(mut helpers) = self.helpers.lock() {
+            helpers.push(std::thread::current());
+        }
         let mut seen = self.epoch.load(SeqCst) & !1;
         loop {
-            let mut spins = 0u32;
-            let epoch = loop {
-                if self.finished.load(SeqCst) {
-                    return;
-                }
-                let epoch = self.epoch.load(SeqCst);
-                if epoch.is_multiple_of(2) && epoch != seen {
-                    break epoch;
-                }
-                pause(&mut spins);
+            let Some(epoch) = self.next_region(seen) else {
+                return;
             };
             seen = epoch;
             self.busy.fetch_add(1, SeqCst);
@@ -137,6 +226,46 @@ impl Team {
     /// Sends the helpers home; call once the leader has no more regions to run.
     pub fn finish(&self) {
         self.finished.store(true, SeqCst);
+        self.wake_sleepers();
+    }
+
+    /// Waits for a region newer than `seen` (its even epoch), spinning for [`SPIN_WINDOW`] and
+    /// then sleeping; `None` once the team is finished.
+    fn next_region(&self, seen: usize) -> Option<usize> {
+        let fresh = || {
+            let epoch = self.epoch.load(SeqCst);
+            (epoch.is_multiple_of(2) && epoch != seen).then_some(epoch)
+        };
+        let spin_until = Instant::now() + SPIN_WINDOW;
+        loop {
+            if self.finished.load(SeqCst) {
+                return None;
+            }
+            if let Some(epoch) = fresh() {
+                return Some(epoch);
+            }
+            if Instant::now() < spin_until {
+                std::hint::spin_loop();
+                continue;
+            }
+            // Announce the sleep, then look again: the leader either sees the sleeper and
+            // wakes it, or published before, and then this look finds the region.
+            self.sleepers.fetch_add(1, SeqCst);
+            if !self.finished.load(SeqCst) && fresh().is_none() {
+                std::thread::park_timeout(SLEEP_TIMEOUT);
+            }
+            self.sleepers.fetch_sub(1, SeqCst);
+        }
+    }
+
+    /// Wakes the helpers that sleep waiting for a region (nothing to do while all spin).
+    fn wake_sleepers(&self) {
+        if self.sleepers.load(SeqCst) == 0 {
+            return;
+        }
+        if let Ok(helpers) = self.helpers.lock() {
+            helpers.iter().for_each(Thread::unpark);
+        }
     }
 
     /// Claims and runs tasks of the current region until none are left. The job is dereferenced
@@ -182,15 +311,20 @@ thread_local! {
     static LEADING: RefCell<Option<Arc<Team>>> = const { RefCell::new(None) };
 }
 
-/// Runs `body` on the calling thread, leading a team of as many threads as rayon's pool has:
-/// `size − 1` helpers are lent by the pool until `body` returns, and parallel regions inside
-/// `body` (those of [`for_each_chunk`]) go to the team. `body` starts at once even when the pool
-/// is busy (e.g. helping another plugin instance's generation); it then runs with fewer helpers.
+/// Runs `body` on the calling thread, leading a team of as many threads as the model's pool has
+/// (or the rayon pool the caller runs in): `size − 1` helpers are lent by the pool until `body`
+/// returns, and parallel regions inside `body` (those of [`for_each_chunk`]) go to the team.
+/// `body` starts at once even when the pool is busy (e.g. helping another plugin instance's
+/// generation); it then runs with fewer helpers.
 pub fn with_team<T>(body: impl FnOnce() -> T) -> T {
-    let team = Arc::new(Team::new(rayon::current_num_threads()));
+    let team = Arc::new(Team::new(in_pool(rayon::current_num_threads)));
     for _ in 1..team.size() {
         let helper = Arc::clone(&team);
-        rayon::spawn(move || helper.help());
+        if rayon::current_thread_index().is_some() {
+            rayon::spawn(move || helper.help());
+        } else {
+            pool().spawn(move || helper.help());
+        }
     }
     let previous = LEADING.with(|leading| leading.replace(Some(Arc::clone(&team))));
     // Helpers must be released even if `body` panics, or they would spin forever.
@@ -204,11 +338,71 @@ pub fn with_team<T>(body: impl FnOnce() -> T) -> T {
 pub fn threads() -> usize {
     LEADING
         .with(|leading| leading.borrow().as_ref().map(|team| team.size()))
-        .unwrap_or_else(rayon::current_num_threads)
+        .unwrap_or_else(|| in_pool(rayon::current_num_threads))
+}
+
+/// A mutable slice that parallel tasks cut disjoint pieces from without a lock or an allocation.
+pub(crate) struct SharedSlice<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _borrow: PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: tasks only reach the slice through `chunk`, whose callers take each chunk index once,
+// so no element is reachable from two threads; `T: Send` lets elements be written elsewhere.
+unsafe impl<T: Send> Sync for SharedSlice<'_, T> {}
+
+impl<'a, T> SharedSlice<'a, T> {
+    pub(crate) fn new(data: &'a mut [T]) -> Self {
+        Self {
+            ptr: data.as_mut_ptr(),
+            len: data.len(),
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Chunks of `chunk_len` elements (the last may be shorter).
+    fn chunks(&self, chunk_len: usize) -> usize {
+        self.len.div_ceil(chunk_len)
+    }
+
+    /// Chunk `i`, empty past the end.
+    ///
+    /// # Safety
+    /// Each `(i, chunk_len)` may be taken once while the chunks are alive, with one `chunk_len`
+    /// for all.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn chunk(&self, i: usize, chunk_len: usize) -> &mut [T] {
+        let start = i.saturating_mul(chunk_len);
+        // SAFETY: the caller takes each chunk once, so the pieces never overlap.
+        unsafe { self.piece(start, start.saturating_add(chunk_len)) }
+    }
+
+    /// Elements `start..end`, clipped to the slice.
+    ///
+    /// # Safety
+    /// No element may be reachable through two pieces alive at the same time.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn piece(&self, start: usize, end: usize) -> &mut [T] {
+        let end = end.min(self.len);
+        let start = start.min(end);
+        // SAFETY: `start..end` lies inside the borrowed slice; the caller keeps pieces apart.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), end - start) }
+    }
+}
+
+/// Calls `task(i)` for every `i < tasks`, in parallel: on the team this thread leads, else on the
+/// model's pool.
+pub fn for_each_index(tasks: usize, task: impl Fn(usize) + Sync) {
+    let team = LEADING.with(|leading| leading.borrow().clone());
+    match team {
+        Some(team) => team.run(tasks, &task),
+        None => in_pool(|| (0..tasks).into_par_iter().for_each(&task)),
+    }
 }
 
 /// Calls `task(i, chunk)` for every `chunk_len`-long chunk `i` of `data` (the last may be
-/// shorter), in parallel: on the team this thread leads, else on rayon's pool.
+/// shorter), in parallel: on the team this thread leads, else on the model's pool.
 pub fn for_each_chunk<T: Send>(
     data: &mut [T],
     chunk_len: usize,
@@ -218,19 +412,17 @@ pub fn for_each_chunk<T: Send>(
     let team = LEADING.with(|leading| leading.borrow().clone());
     match team {
         Some(team) => {
-            // Each chunk is claimed by exactly one task, so its lock is never contended.
-            let chunks: Vec<Mutex<&mut [T]>> = data.chunks_mut(chunk_len).map(Mutex::new).collect();
-            team.run(chunks.len(), &|i| {
-                if let Some(chunk) = chunks.get(i) {
-                    let mut chunk = chunk.lock().unwrap_or_else(|poison| poison.into_inner());
-                    task(i, &mut chunk);
-                }
+            let shared = SharedSlice::new(data);
+            team.run(shared.chunks(chunk_len), &|i| {
+                // SAFETY: the team runs every task index exactly once.
+                task(i, unsafe { shared.chunk(i, chunk_len) });
             });
         }
-        None => data
-            .par_chunks_mut(chunk_len)
-            .enumerate()
-            .for_each(|(i, chunk)| task(i, chunk)),
+        None => in_pool(|| {
+            data.par_chunks_mut(chunk_len)
+                .enumerate()
+                .for_each(|(i, chunk)| task(i, chunk))
+        }),
     }
 }
 
@@ -249,31 +441,68 @@ pub fn for_each_chunk_pair<A: Send, B: Send>(
     let team = LEADING.with(|leading| leading.borrow().clone());
     match team {
         Some(team) => {
-            // Each pair is claimed by exactly one task, so its lock is never contended.
-            let pairs: Vec<Mutex<(&mut [A], &mut [B])>> = a
-                .chunks_mut(a_len)
-                .zip(b.chunks_mut(b_len))
-                .map(Mutex::new)
-                .collect();
-            team.run(pairs.len(), &|i| {
-                if let Some(pair) = pairs.get(i) {
-                    let mut pair = pair.lock().unwrap_or_else(|poison| poison.into_inner());
-                    let (a, b) = &mut *pair;
-                    task(i, a, b);
-                }
+            let (a, b) = (SharedSlice::new(a), SharedSlice::new(b));
+            let pairs = a.chunks(a_len).min(b.chunks(b_len));
+            team.run(pairs, &|i| {
+                // SAFETY: the team runs every task index exactly once.
+                let (a, b) = unsafe { (a.chunk(i, a_len), b.chunk(i, b_len)) };
+                task(i, a, b);
             });
         }
-        None => a
-            .par_chunks_mut(a_len)
-            .zip(b.par_chunks_mut(b_len))
-            .enumerate()
-            .for_each(|(i, (a, b))| task(i, a, b)),
+        None => in_pool(|| {
+            a.par_chunks_mut(a_len)
+                .zip(b.par_chunks_mut(b_len))
+                .enumerate()
+                .for_each(|(i, (a, b))| task(i, a, b))
+        }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_thread_count_comes_from_the_environment_then_the_application_then_the_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(resolve_threads(Some("3"), 1), 3);
+        assert_eq!(resolve_threads(Some(" 2 "), 5), 2);
+        assert_eq!(resolve_threads(Some("0"), 5), 5, "0 threads is not a count");
+        assert_eq!(resolve_threads(Some("many"), 0), cores);
+        assert_eq!(resolve_threads(None, 4), 4);
+        assert_eq!(resolve_threads(None, 0), cores);
+        assert!(plugin_default_threads() >= 1 && plugin_default_threads() <= cores.max(1));
+    }
+
+    #[test]
+    fn idle_helpers_sleep_and_wake_for_the_next_region() {
+        let team = Arc::new(Team::new(3));
+        let helpers: Vec<_> = (0..2)
+            .map(|_| {
+                let team = Arc::clone(&team);
+                std::thread::spawn(move || team.help())
+            })
+            .collect();
+        let counter = AtomicUsize::new(0);
+        let count = |_| {
+            counter.fetch_add(1, SeqCst);
+        };
+        team.run(64, &count);
+        // Far longer than the spin window: both helpers must have gone to sleep.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut asleep = 0;
+        while asleep < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+            asleep = asleep.max(team.sleepers.load(SeqCst));
+        }
+        assert_eq!(asleep, 2, "idle helpers sleep");
+        team.run(64, &count);
+        assert_eq!(counter.load(SeqCst), 128);
+        team.finish();
+        for helper in helpers {
+            helper.join().unwrap();
+        }
+    }
 
     #[test]
     fn every_chunk_is_visited_once_with_and_without_a_team() {
