@@ -239,33 +239,38 @@ impl SelfAttention {
         let task = |bh: usize, block: &mut [f32], out: &mut [f32]| {
             let (b, head) = (bh / heads, bh % heads);
             let at = head * dim_head;
-            let mut queries = vec![0.0f32; answered * dim_head];
-            let mut key = vec![0.0f32; dim_head];
-            for t in 0..n {
-                let proj = &qkv[(b * n + t) * 3 * inner..(b * n + t + 1) * 3 * inner];
-                let pos = start + t;
-                if let Some(asked_row) = (t + answered).checked_sub(n) {
-                    let query = &mut queries[asked_row * dim_head..(asked_row + 1) * dim_head];
-                    query.copy_from_slice(&proj[at..at + dim_head]);
-                    self.scales.query(query, head);
-                    position(query, pos);
+            HEAD_SCRATCH.with_borrow_mut(|scratch| {
+                let HeadScratch { queries, key, .. } = scratch;
+                queries.clear();
+                queries.resize(answered * dim_head, 0.0);
+                key.clear();
+                key.resize(dim_head, 0.0);
+                for t in 0..n {
+                    let proj = &qkv[(b * n + t) * 3 * inner..(b * n + t + 1) * 3 * inner];
+                    let pos = start + t;
+                    if let Some(asked_row) = (t + answered).checked_sub(n) {
+                        let query = &mut queries[asked_row * dim_head..(asked_row + 1) * dim_head];
+                        query.copy_from_slice(&proj[at..at + dim_head]);
+                        self.scales.query(query, head);
+                        position(query, pos);
+                    }
+                    key.copy_from_slice(&proj[inner + at..inner + at + dim_head]);
+                    self.scales.key(key, head);
+                    position(key, pos);
+                    layout.store(
+                        block,
+                        pos,
+                        key,
+                        &proj[2 * inner + at..2 * inner + at + dim_head],
+                    );
                 }
-                key.copy_from_slice(&proj[inner + at..inner + at + dim_head]);
-                self.scales.key(&mut key, head);
-                position(&mut key, pos);
-                layout.store(
-                    block,
-                    pos,
-                    &key,
-                    &proj[2 * inner + at..2 * inner + at + dim_head],
-                );
-            }
-            let head_kv = HeadKv {
-                keys: layout.key_panels(block, total),
-                values: layout.value_panels(block, total),
-                head,
-            };
-            attend_head(isa, &queries, asked, head_kv, visibility, out);
+                let head_kv = HeadKv {
+                    keys: layout.key_panels(block, total),
+                    values: layout.value_panels(block, total),
+                    head,
+                };
+                attend_head(isa, queries, asked, head_kv, visibility, out);
+            });
         };
         let blocks = &mut kv.blocks[..batch * heads * layout.block()];
         let out_block = answered * dim_head;
@@ -460,7 +465,9 @@ fn attend_head(
     } else {
         shape.n
     };
-    let mut scores = Vec::new();
+    // The scores live in the thread's scratch: a head is one task of a parallel region, and
+    // regions allocate nothing once each thread's buffers have grown.
+    let mut scores = SCORES.take();
     let blocks = q
         .chunks(block * dim_head)
         .zip(out.chunks_mut(block * dim_head));
@@ -493,6 +500,21 @@ fn attend_head(
         };
         product(isa, &scores, rows, values, 0..values.count(), out, dim_head);
     }
+    SCORES.set(scores);
+}
+
+/// Per-thread buffers of a cached attention head's task: its rotated queries and key.
+#[derive(Default)]
+struct HeadScratch {
+    queries: Vec<f32>,
+    key: Vec<f32>,
+}
+
+thread_local! {
+    static HEAD_SCRATCH: std::cell::RefCell<HeadScratch> =
+        std::cell::RefCell::new(HeadScratch::default());
+    /// [`attend_head`]'s score rows, kept between calls.
+    static SCORES: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Runs `task(i, row)` over the `width`-long rows of `data`: in parallel when there are several
