@@ -87,39 +87,58 @@ impl ChordChanges {
 /// All parameters; `session` is the non-automatable state saved with the project.
 #[derive(Params)]
 pub struct ComperParams {
+    /// The captured phrase, the options and the chosen one, saved with the project.
     #[persist = "session"]
     pub session: SessionStore,
 
+    /// Suggest (capture a phrase, offer five options) or Live (accompany as you play).
     #[id = "mode"]
     pub mode: EnumParam<Mode>,
+    /// Sampling temperature; its other side is how closely the chords follow the melody
+    /// ([`strength_for_variety`]).
     #[id = "temperature"]
     pub temperature: FloatParam,
+    /// Nucleus sampling: only the likeliest chords whose probabilities add up to this are drawn.
     #[id = "top_p"]
     pub top_p: FloatParam,
+    /// Where a chord may change ([`ChordChanges`]).
     #[id = "changes"]
     pub chord_changes: EnumParam<ChordChanges>,
+    /// Bars a Suggest capture lasts.
     #[id = "phrase"]
     pub phrase_bars: EnumParam<PhraseBars>,
+    /// How chords become notes: voice-led from the last chord, or plain root position.
     #[id = "voicing"]
     pub voicing: EnumParam<Voicing>,
+    /// Octaves the chord notes are moved by.
     #[id = "octave"]
     pub chord_octave: IntParam,
+    /// Velocity of the chord notes (MIDI out and the synth).
     #[id = "velocity"]
     pub velocity: IntParam,
+    /// MIDI channel of the chord notes (1–16).
     #[id = "channel"]
     pub midi_channel: IntParam,
+    /// Whether the melody played in is passed on to the MIDI out.
     #[id = "thru"]
     pub melody_thru: BoolParam,
+    /// Whether the built-in synth sounds the chords on the audio out (for hosts that drop a
+    /// plugin's MIDI out).
     #[id = "synth"]
     pub synth_on: BoolParam,
+    /// Output level of the built-in synth.
     #[id = "level"]
     pub synth_level: FloatParam,
+    /// Live: beats Comper listens before it plays.
     #[id = "listen"]
     pub listen_beats: IntParam,
+    /// Live: beats planned ahead of the player.
     #[id = "lookahead"]
     pub lookahead_beats: IntParam,
+    /// Live: beats ahead that are fixed once planned (at most the lookahead).
     #[id = "commit"]
     pub commit_beats: IntParam,
+    /// The host's bypass: MIDI passes through, no chords sound.
     #[id = "bypass"]
     pub bypass: BoolParam,
 }

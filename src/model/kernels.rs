@@ -34,6 +34,9 @@ const WIDE_GROUP_ROWS: usize = 6;
 /// columns at `p · PANEL`.
 pub type Tile = [[f32; MAX_PANEL_GROUP * PANEL]; MAX_ROW_BLOCK];
 
+/// The environment variable that forces the kernel's instruction set (see [`Isa::detect`]).
+pub const ISA_ENV: &str = "COMPER_ISA";
+
 /// Instruction sets the kernel is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
@@ -46,8 +49,33 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The best instruction set this CPU supports (the check is cached by the standard library).
+    /// The instruction set the products use: the best this CPU supports, or the one
+    /// `COMPER_ISA` names (`avx512`, `avx2`, `portable`) when the CPU supports it, so that tests
+    /// can run every path on one machine. Read once.
     pub fn detect() -> Self {
+        static CHOSEN: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let best = Self::best_present();
+            std::env::var(ISA_ENV)
+                .ok()
+                .and_then(|name| Self::parse(&name))
+                .filter(|&isa| Self::supports(isa))
+                .unwrap_or(best)
+        })
+    }
+
+    /// The instruction set of a `COMPER_ISA` value.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "avx512" | "avx-512" => Some(Self::Avx512),
+            "avx2" => Some(Self::Avx2),
+            "portable" => Some(Self::Portable),
+            _ => None,
+        }
+    }
+
+    /// The best instruction set this CPU supports (the check is cached by the standard library).
+    fn best_present() -> Self {
         if Self::avx512_present() {
             return Self::Avx512;
         }
@@ -55,6 +83,15 @@ impl Isa {
             return Self::Avx2;
         }
         Self::Portable
+    }
+
+    /// Whether this CPU can run `isa`.
+    fn supports(isa: Self) -> bool {
+        match isa {
+            Self::Avx512 => Self::avx512_present(),
+            Self::Avx2 => Self::avx2_present(),
+            Self::Portable => true,
+        }
     }
 
     /// Every instruction set usable on this CPU, best first (for tests).
@@ -638,6 +675,22 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_environment_chooses_any_instruction_set_the_cpu_has() {
+        assert_eq!(Isa::parse("AVX2"), Some(Isa::Avx2));
+        assert_eq!(Isa::parse(" avx512 "), Some(Isa::Avx512));
+        assert_eq!(Isa::parse("portable"), Some(Isa::Portable));
+        assert_eq!(Isa::parse("sse"), None);
+        // CI runs the parity tests once per instruction set with `COMPER_ISA` set.
+        let wanted = std::env::var(ISA_ENV)
+            .ok()
+            .and_then(|name| Isa::parse(&name));
+        match wanted {
+            Some(isa) if Isa::available().contains(&isa) => assert_eq!(Isa::detect(), isa),
+            _ => assert_eq!(Isa::detect(), Isa::available()[0]),
+        }
+    }
 
     #[test]
     fn vector_exp_is_within_two_ulp_of_the_library_exp() {
