@@ -15,6 +15,7 @@ pub mod midi_file;
 pub mod model;
 pub mod progression;
 pub mod quantize;
+pub mod runtime;
 pub mod sample;
 pub mod schedule;
 pub mod serve;

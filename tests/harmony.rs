@@ -9,8 +9,9 @@ use comper::frames::Note;
 use comper::harmony::critic::ChordSounds;
 use comper::harmony::GuideSettings;
 use comper::harmony::Triad;
-use comper::live::{simulate_jam, JamSettings, LiveConfig, LiveModels, ReplanTime};
+use comper::live::LiveConfig;
 use comper::model::{LoadedModel, LoadedOffline};
+use comper::runtime::{simulate_jam, JamSettings, ModelPair, ReplanTime};
 use comper::sample::SamplingParams;
 use comper::suggest::{frames_per_bar, suggest, Harmonizer, Phrase};
 use rand::rngs::StdRng;
@@ -147,12 +148,12 @@ fn looped_arpeggios() -> (Vec<Note>, Vec<Triad>) {
 /// bar's chord: a chord chosen a beat before the bar's notes are heard, so only a progression
 /// remembered gets it right.
 fn live_on_a_loop(guide: GuideSettings) -> f64 {
-    let models = LiveModels {
-        online: Arc::new(LoadedModel::load(&root().join("weights/comper-online")).unwrap()),
-        intro: Some(Arc::new(
+    let models = ModelPair::new(
+        Arc::new(LoadedModel::load(&root().join("weights/comper-online")).unwrap()),
+        Some(Arc::new(
             LoadedOffline::load(&root().join("weights/comper-offline")).unwrap(),
         )),
-    };
+    );
     let sounds = ChordSounds::new(&comper::chord::ChordTable::new(&models.online.vocabulary));
     let (notes, triads) = looped_arpeggios();
     let config = LiveConfig {
@@ -165,7 +166,7 @@ fn live_on_a_loop(guide: GuideSettings) -> f64 {
         replan_time: ReplanTime::Fixed(0.0),
         ..JamSettings::default()
     };
-    let report = simulate_jam(models.clone(), &notes, &config, &settings).unwrap();
+    let report = simulate_jam(&models, &notes, &config, &settings).unwrap();
     let played = sounds.track(&report.played);
     let bars = 8..16;
     let agreeing = bars

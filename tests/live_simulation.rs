@@ -1,5 +1,5 @@
-//! A scripted performance through the real quantizer → channel → inference thread → scheduler
-//! path, with a simulated clock and a tiny random-weights model: chords are on time, committed
+//! A scripted performance through the real quantizer → channel → runtime → scheduler path, with
+//! a simulated clock and a tiny random-weights model: chords are on time, committed
 //! chords never change, and every note is released. A counting allocator also checks that the
 //! audio side (quantizer, channels, scheduler) never touches the heap.
 
@@ -7,45 +7,30 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use comper::bench::{random_decoder, random_offline};
+use comper::bench::random_offline;
 use comper::frames::{ChordFrame, MelodyFrame, Note};
-use comper::live::{
-    simulate_jam, spawn_engine, EngineInput, IntroMode, JamReport, JamSettings, LiveConfig,
-    LiveModels, ReplanPolicy, ReplanTime,
-};
+use comper::live::{IntroMode, LiveConfig};
 use comper::model::{LoadedModel, LoadedOffline, ModelConfig, ModelKind, OfflineConfig};
 use comper::quantize::{
     Block, ClockSource, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput,
     TimeSignature, Transport,
+};
+use comper::runtime::link::{command_channel, link};
+use comper::runtime::{
+    simulate_jam, spawn, AudioLink, FixedHost, JamReport, JamSettings, ModelPair, ReplanTime,
+    RuntimeFiles, Settings, Shared, ToAudio,
 };
 use comper::schedule::{PlannedFrame, Scheduler, SchedulerOutput};
 use comper::tokens::Vocabulary;
 
 #[path = "common/heap_counter.rs"]
 mod heap_counter;
+#[path = "common/tiny_model.rs"]
+mod tiny_model;
+
+use tiny_model::tiny_model;
 
 const LISTEN_BEATS: u32 = 4;
-
-/// A 64-frame model, so long performances also exercise the sliding context window.
-fn tiny_model() -> Arc<LoadedModel> {
-    let names = ["C", "Dm", "Em", "F", "G", "Am", "Bdim", "G7", "C7", "Fmaj7"];
-    let vocabulary = Vocabulary::new(names.iter().map(|n| n.to_string()).collect()).unwrap();
-    let config = ModelConfig {
-        name: "tiny-random".into(),
-        dim: 16,
-        depth: 1,
-        heads: 2,
-        dim_head: 8,
-        num_tokens: vocabulary.num_tokens() as usize,
-        max_seq_len: 130,
-    };
-    let decoder = random_decoder(&config).unwrap();
-    Arc::new(LoadedModel {
-        config,
-        vocabulary,
-        decoder,
-    })
-}
 
 /// Twelve bars: quarter and eighth notes, a repeated note, a held note and a bar of rest.
 fn performance() -> Vec<Note> {
@@ -96,7 +81,7 @@ fn jam(model: &Arc<LoadedModel>, bpm: f64, live: &LiveConfig, replan_frames: f64
         tail_beats: 2.0,
         ..JamSettings::default()
     };
-    simulate_jam(Arc::clone(model).into(), &performance(), live, &settings).unwrap()
+    simulate_jam(&Arc::clone(model).into(), &performance(), live, &settings).unwrap()
 }
 
 /// The first committed entry of every frame, checking that no later plan changes it.
@@ -257,17 +242,14 @@ fn tiny_offline(vocabulary: &Vocabulary) -> Arc<LoadedOffline> {
 #[test]
 fn an_offline_intro_runs_the_same_checks() {
     let model = tiny_model();
-    let models = LiveModels {
-        intro: Some(tiny_offline(&model.vocabulary)),
-        online: Arc::clone(&model),
-    };
+    let models = ModelPair::new(Arc::clone(&model), Some(tiny_offline(&model.vocabulary)));
     let settings = JamSettings {
         tempo_bpm: 200.0,
         replan_time: ReplanTime::Fixed(0.5 * 75.0),
         tail_beats: 2.0,
         ..JamSettings::default()
     };
-    let report = simulate_jam(models, &performance(), &config(4), &settings).unwrap();
+    let report = simulate_jam(&models, &performance(), &config(4), &settings).unwrap();
     assert_eq!(report.late_frames, 0);
     assert!(!committed_frames(&report).is_empty());
     assert_no_hanging_notes(&report);
@@ -276,23 +258,30 @@ fn an_offline_intro_runs_the_same_checks() {
     let mut names = model.vocabulary.names().to_vec();
     names.swap(0, 1);
     let other = Vocabulary::new(names).unwrap();
-    let models = LiveModels {
-        intro: Some(tiny_offline(&other)),
-        online: model,
-    };
-    assert!(spawn_engine(models, config(4), ReplanPolicy::WhenIdle).is_err());
+    let models = ModelPair::new(model, Some(tiny_offline(&other)));
+    let err = simulate_jam(&models, &performance(), &config(4), &settings).unwrap_err();
+    assert!(err.to_string().contains("chord names"), "{err}");
+}
+
+/// The plugin's inference thread: the runtime on its own thread, in live mode on `model`.
+fn live_runtime(model: Arc<LoadedModel>) -> (AudioLink, std::thread::JoinHandle<()>) {
+    let (_commands, inbox) = command_channel();
+    let (audio, worker) = link(inbox);
+    let host = FixedHost::new(Settings::live(config(4)), model.into());
+    let thread = spawn(
+        host,
+        Arc::new(Shared::default()),
+        worker,
+        RuntimeFiles::default(),
+    )
+    .unwrap();
+    (audio, thread)
 }
 
 #[test]
 fn the_free_running_thread_answers_frames_with_plans() {
-    let model = tiny_model();
-    let engine = spawn_engine(model.into(), config(4), ReplanPolicy::WhenIdle).unwrap();
-    let send = |output| {
-        engine
-            .inputs
-            .try_send(EngineInput::Quantizer(output))
-            .unwrap()
-    };
+    let (audio, thread) = live_runtime(tiny_model());
+    let send = |output| audio.frames.try_send(output).unwrap();
     send(QuantizerOutput::PhraseStart {
         phrase: 0,
         first_frame: 0,
@@ -314,25 +303,26 @@ fn the_free_running_thread_answers_frames_with_plans() {
     // The last plan covers the 16 frames after the 24 heard ones.
     let mut last_end = 0;
     while last_end < 24 + 16 {
-        let report = engine
-            .reports
+        let message = audio
+            .plans
             .recv_timeout(Duration::from_secs(60))
             .expect("a plan");
-        if let Some(plan) = report.plan {
+        if let ToAudio::Live(plan) = message {
             assert!(plan.first_frame >= 16, "nothing planned while listening");
             last_end = plan.end_frame();
-            engine.recycle.try_send(plan).unwrap();
+            audio.recycle.try_send(plan).unwrap();
         }
     }
     assert_eq!(last_end, 40);
-    engine.finish().unwrap();
+    drop(audio);
+    thread.join().unwrap();
 }
 
 #[test]
 fn the_audio_side_never_allocates_or_frees() {
     const BLOCK: u32 = 512;
     const RATE: f64 = 48_000.0;
-    let engine = spawn_engine(tiny_model().into(), config(4), ReplanPolicy::WhenIdle).unwrap();
+    let (audio, thread) = live_runtime(tiny_model());
     let mut quantizer = Quantizer::new(QuantizerConfig::default());
     let mut scheduler = Scheduler::new(LISTEN_BEATS * 4);
     let mut played = 0u64;
@@ -375,12 +365,12 @@ fn the_audio_side_never_allocates_or_frees() {
             {
                 started = Some((phrase, first_frame));
             }
-            let _ = engine.inputs.try_send(EngineInput::Quantizer(output));
+            let _ = audio.frames.try_send(output);
         });
-        while let Ok(report) = engine.reports.try_recv() {
-            if let Some(plan) = report.plan {
+        while let Ok(message) = audio.plans.try_recv() {
+            if let ToAudio::Live(plan) = message {
                 if let Some(old) = scheduler.accept(plan) {
-                    engine.recycle.try_send(old).unwrap();
+                    audio.recycle.try_send(old).unwrap();
                 }
             }
         }
@@ -391,7 +381,7 @@ fn the_audio_side_never_allocates_or_frees() {
         });
         if let Some((phrase, first_frame)) = started {
             if let Some(old) = scheduler.begin_phrase(phrase, first_frame) {
-                engine.recycle.try_send(old).unwrap();
+                audio.recycle.try_send(old).unwrap();
             }
         }
         heap_counter::watch(false);
@@ -406,6 +396,7 @@ fn the_audio_side_never_allocates_or_frees() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(heap_counter::heap_calls(), 0);
-    assert!(played > 0, "the engine's plans were played");
-    engine.finish().unwrap();
+    assert!(played > 0, "the runtime's plans were played");
+    drop(audio);
+    thread.join().unwrap();
 }

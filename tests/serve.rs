@@ -9,21 +9,24 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine as _;
 use comper::midi_file::parse_midi;
 use comper::model::{LoadedModel, LoadedOffline};
-use comper::serve::{ServeConfig, ServeModels, Server};
+use comper::runtime::ModelPair;
+use comper::serve::{ServeConfig, Server};
 use serde_json::{json, Value};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn models() -> ServeModels {
-    static MODELS: OnceLock<ServeModels> = OnceLock::new();
+fn models() -> ModelPair {
+    static MODELS: OnceLock<ModelPair> = OnceLock::new();
     MODELS
-        .get_or_init(|| ServeModels {
-            online: Arc::new(LoadedModel::load(&root().join("weights/comper-online")).unwrap()),
-            offline: Some(Arc::new(
-                LoadedOffline::load(&root().join("weights/comper-offline")).unwrap(),
-            )),
+        .get_or_init(|| {
+            ModelPair::new(
+                Arc::new(LoadedModel::load(&root().join("weights/comper-online")).unwrap()),
+                Some(Arc::new(
+                    LoadedOffline::load(&root().join("weights/comper-offline")).unwrap(),
+                )),
+            )
         })
         .clone()
 }

@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use comper::frames::ChordFrame;
 use comper::quantize::{Block, NoteEvent, TimeSignature, Transport};
+use comper::runtime::link::{command_channel, link};
+use comper::runtime::{Shared, ToAudio};
 use comper::schedule::{PlanUpdate, PlannedFrame, Voiced};
 use comper_plugin::audio::{AudioEngine, BlockSettings, ChordNote};
-use comper_plugin::link::{command_channel, link, Shared, ToAudio};
 use comper_plugin::params::Mode;
 
 const SAMPLE_RATE: f64 = 48_000.0;

@@ -29,8 +29,8 @@ use comper::synth::Synth;
 use crossbeam_channel::TrySendError;
 
 use crate::clock::SessionClock;
-use crate::link::{AudioLink, Shared, ToAudio};
 use crate::params::Mode;
+use comper::runtime::{AudioLink, Shared, ToAudio};
 
 /// Chord note events one block can emit; more are dropped (a block spans few frames).
 pub const MAX_CHORD_EVENTS: usize = 512;
@@ -387,9 +387,10 @@ fn push_note(events: &mut Vec<NoteEvent>, output: SchedulerOutput) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::{command_channel, link, WorkerLink};
     use comper::frames::ChordFrame;
     use comper::quantize::{TimeSignature, Transport};
+    use comper::runtime::link::{command_channel, link};
+    use comper::runtime::WorkerLink;
     use comper::schedule::{PlannedFrame, Voiced};
 
     const LEN: u32 = 6_000; // one frame at 120 BPM, 48 kHz

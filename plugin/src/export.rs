@@ -10,8 +10,9 @@ use comper::midi_file::{write_progression_to_path, ProgressionExport};
 use comper::progression::{name_chords, voice_progression};
 use comper::tokens::{frames_to_notes, Vocabulary};
 
-use crate::plan::{transposed, VoicingChoice};
-use crate::session::{chords_in_vocabulary, Session};
+use comper::runtime::loop_plan::transposed;
+use comper::runtime::session::{chords_in_vocabulary, Session};
+use comper::runtime::VoicingChoice;
 
 /// What to write.
 #[derive(Debug, Clone, Copy, PartialEq)]

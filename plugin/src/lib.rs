@@ -3,20 +3,18 @@
 //! synth on its stereo output (for hosts that pass no MIDI out of a plugin).
 //!
 //! Threads: the host's audio thread runs [`audio::AudioEngine`] inside `process()`; the
-//! inference thread ([`worker`]) owns the model; [`link`] connects them. Parameters and the saved
-//! session live in [`params`] and [`session`].
+//! inference thread ([`worker`]) runs the library's runtime ([`comper::runtime`]), which owns the
+//! models; [`comper::runtime::link`] connects them. Parameters and the saved session live in
+//! [`params`] and [`session`].
 
 pub mod audio;
-pub mod capture;
 pub mod clock;
 pub mod demo;
 pub mod drag;
 pub mod export;
-pub mod link;
 pub mod models;
 pub mod panel;
 pub mod params;
-pub mod plan;
 pub mod session;
 pub mod worker;
 
@@ -32,7 +30,8 @@ use nice_plug::prelude::*;
 use nice_plug_egui::{EguiEditor, EguiEditorState};
 
 use audio::{AudioEngine, BlockSettings, ChordNote};
-use link::{Command, Shared, WorkerStatus};
+use comper::runtime::link;
+use comper::runtime::{Command, Shared, WorkerStatus};
 use params::ComperParams;
 
 /// Most melody events taken per block (hosts send at most `INPUT_EVENT_CAPACITY`).

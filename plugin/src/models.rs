@@ -4,11 +4,11 @@
 //! `comper import`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use comper::model::weights::{AnyModel, CONFIG_FILE};
 use comper::model::{FolderBytes, LoadedModel, LoadedOffline};
-use comper::suggest::Harmonizer;
-use comper::tokens::Vocabulary;
+use comper::runtime::ModelPair;
 
 /// The models Comper ships, built into the plugin binary so the bundle is one file.
 mod builtin {
@@ -25,38 +25,11 @@ mod builtin {
         include_bytes!("../../weights/comper-offline/model.safetensors");
 }
 
-/// An online model and, when one shares its chord names, an offline model.
-pub struct Models {
-    /// Plans live mode; harmonizes Suggest mode when there is no offline model.
-    pub online: LoadedModel,
-    /// Harmonizes Suggest mode and samples the live intro.
-    pub offline: Option<LoadedOffline>,
-    /// What the panel shows.
-    pub name: String,
-}
-
-impl Models {
-    /// The chord names both models use.
-    pub fn vocabulary(&self) -> &Vocabulary {
-        &self.online.vocabulary
-    }
-
-    /// The model Suggest mode samples its options with.
-    pub fn harmonizer(&self) -> Harmonizer<'_> {
-        match &self.offline {
-            Some(offline) => Harmonizer::Offline(offline),
-            None => Harmonizer::Online(&self.online),
-        }
-    }
-
-    /// Pairs `online` with `offline` when their chord names agree.
-    fn pair(online: LoadedModel, offline: Option<LoadedOffline>, name: String) -> Self {
-        let offline = offline.filter(|o| o.vocabulary == online.vocabulary);
-        Self {
-            online,
-            offline,
-            name,
-        }
+/// `online` with `offline` when their chord names agree, shown as `name`.
+fn pair(online: LoadedModel, offline: Option<LoadedOffline>, name: String) -> ModelPair {
+    ModelPair {
+        name,
+        ..ModelPair::matching(Arc::new(online), offline.map(Arc::new))
     }
 }
 
@@ -83,19 +56,15 @@ fn builtin_offline() -> Result<LoadedOffline, String> {
 /// Loads the built-in models, or those at `path`: a weights folder of either kind (paired with
 /// the built-in model of the other kind when they share chord names), or a folder holding one
 /// online and at most one offline weights folder (e.g. an official ReaLchords pair).
-pub fn load_models(path: Option<&Path>) -> Result<Models, String> {
+pub fn load_models(path: Option<&Path>) -> Result<ModelPair, String> {
     let Some(dir) = path else {
         let name = format!("{} + {}", builtin::OFFLINE_NAME, builtin::ONLINE_NAME);
-        return Ok(Models::pair(
-            builtin_online()?,
-            builtin_offline().ok(),
-            name,
-        ));
+        return Ok(pair(builtin_online()?, builtin_offline().ok(), name));
     };
     let name = folder_name(dir);
     if dir.join(CONFIG_FILE).exists() {
         return match AnyModel::load(dir).map_err(|e| e.to_string())? {
-            AnyModel::Online(online) => Ok(Models::pair(online, builtin_offline().ok(), name)),
+            AnyModel::Online(online) => Ok(pair(online, builtin_offline().ok(), name)),
             AnyModel::Offline(offline) => {
                 let online = builtin_online()?;
                 if offline.vocabulary != online.vocabulary {
@@ -106,7 +75,7 @@ pub fn load_models(path: Option<&Path>) -> Result<Models, String> {
                         dir.display()
                     ));
                 }
-                Ok(Models::pair(online, Some(offline), name))
+                Ok(pair(online, Some(offline), name))
             }
         };
     }
@@ -130,7 +99,7 @@ pub fn load_models(path: Option<&Path>) -> Result<Models, String> {
             dir.display()
         )
     })?;
-    Ok(Models::pair(online, offline, name))
+    Ok(pair(online, offline, name))
 }
 
 /// The sub-folders of `dir` holding a `config.json`, sorted.
@@ -158,7 +127,10 @@ mod tests {
     fn the_built_in_models_load_and_share_their_chords() {
         let models = load_models(None).unwrap();
         assert!(models.offline.is_some(), "the built-in offline model pairs");
-        assert!(matches!(models.harmonizer(), Harmonizer::Offline(_)));
+        assert!(matches!(
+            models.harmonizer(),
+            comper::suggest::Harmonizer::Offline(_)
+        ));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use comper::chord::VoicingRange;
 use comper::harmony::guide::{strength_for_variety, GuideSettings};
 use comper::live::LiveConfig;
 use comper::progression::VoicingStyle;
+use comper::runtime::{self, Settings, VoicingChoice};
 use comper::sample::SamplingParams;
 use nice_plug::prelude::*;
 
@@ -218,19 +219,37 @@ impl ComperParams {
         GuideSettings::with_strength(strength_for_variety(self.temperature.value()))
     }
 
-    /// The voicing style and the range it is placed in (moved by the octave parameter).
-    pub fn voicing(&self) -> (VoicingStyle, i8) {
+    /// The voicing style and the octave the chords move by.
+    pub fn voicing(&self) -> VoicingChoice {
         let style = match self.voicing.value() {
             Voicing::Plain => VoicingStyle::Plain,
             Voicing::VoiceLed => VoicingStyle::VoiceLed,
         };
-        (style, self.chord_octave.value().clamp(-2, 2) as i8)
+        VoicingChoice {
+            style,
+            octave: self.chord_octave.value().clamp(-2, 2) as i8,
+        }
+    }
+
+    /// Everything the runtime works with, as set now.
+    pub fn runtime_settings(&self) -> Settings {
+        Settings {
+            mode: match self.mode.value() {
+                Mode::Suggest => runtime::Mode::Suggest,
+                Mode::Live => runtime::Mode::Live,
+            },
+            phrase_bars: self.phrase_bars.value().bars(),
+            sampling: self.sampling(),
+            guide: self.guide(),
+            voicing: self.voicing(),
+            live: self.live_config(),
+        }
     }
 
     /// Live-mode settings; the commit window is clamped to the lookahead.
     pub fn live_config(&self) -> LiveConfig {
         let lookahead = self.lookahead_beats.value().clamp(1, 8) as u32;
-        let (voicing, _) = self.voicing();
+        let voicing = self.voicing().style;
         LiveConfig {
             listen_beats: self.listen_beats.value().clamp(1, 32) as u32,
             lookahead_beats: lookahead,

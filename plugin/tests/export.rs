@@ -7,9 +7,9 @@ use comper::frames::MelodyFrame;
 use comper::midi_file::read_midi;
 use comper::progression::VoicingStyle;
 use comper::quantize::TimeSignature;
+use comper::runtime::VoicingChoice;
+use comper::runtime::{Session, SessionOption};
 use comper_plugin::export::{save_selected, ExportSettings};
-use comper_plugin::plan::VoicingChoice;
-use comper_plugin::session::{Session, SessionOption};
 
 fn chord(name: &str, frames: usize) -> Vec<Option<(String, bool)>> {
     (0..frames)

@@ -626,7 +626,8 @@ fn suggest_command(args: SuggestArgs) -> anyhow::Result<()> {
 }
 
 fn jam(args: JamArgs) -> anyhow::Result<()> {
-    use comper::live::{simulate_jam, IntroMode, JamSettings, LiveConfig, LiveModels};
+    use comper::live::{IntroMode, LiveConfig};
+    use comper::runtime::{simulate_jam, JamSettings, ModelPair};
 
     let model = load_model(args.weights)?;
     let melody = read_melody(&args.melody, MelodyChoice::Auto)
@@ -653,11 +654,8 @@ fn jam(args: JamArgs) -> anyhow::Result<()> {
     };
     let intro = load_companion_offline(args.intro_weights, &model)?;
     let model = Arc::new(model);
-    let models = LiveModels {
-        online: Arc::clone(&model),
-        intro: intro.map(Arc::new),
-    };
-    let report = simulate_jam(models, &melody.notes, &config, &settings)?;
+    let models = ModelPair::new(Arc::clone(&model), intro.map(Arc::new));
+    let report = simulate_jam(&models, &melody.notes, &config, &settings)?;
     let summary = report.summary(&model.vocabulary);
 
     let export = ProgressionExport {
@@ -713,14 +711,12 @@ fn load_companion_offline(
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    use comper::serve::{ServeConfig, ServeModels, Server};
+    use comper::runtime::ModelPair;
+    use comper::serve::{ServeConfig, Server};
 
     let online = load_model(args.weights)?;
     let offline = load_companion_offline(args.offline, &online)?;
-    let models = ServeModels {
-        online: Arc::new(online),
-        offline: offline.map(Arc::new),
-    };
+    let models = ModelPair::new(Arc::new(online), offline.map(Arc::new));
     let defaults = ServeConfig::default();
     let config = ServeConfig {
         addr: std::net::SocketAddr::new(args.host, args.port),

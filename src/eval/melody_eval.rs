@@ -32,9 +32,10 @@ use crate::chord::ChordTable;
 use crate::frames::{ChordFrame, MelodyFrame, Note, FRAMES_PER_BEAT};
 use crate::harmony::critic::ChordSounds;
 use crate::harmony::{GuideSettings, Key, Triad};
-use crate::live::{simulate_jam, JamSettings, LiveConfig, LiveModels, ReplanTime};
+use crate::live::LiveConfig;
 use crate::model::weights::{read_chord_names, CHORD_NAMES_FILE};
 use crate::model::{LoadedModel, LoadedOffline};
+use crate::runtime::{simulate_jam, JamSettings, ModelPair, ReplanTime};
 use crate::sample::{
     generate_offline_options, generate_options, OptionsRequest, SampleError, SamplingParams,
 };
@@ -481,10 +482,7 @@ pub fn evaluate_melodies(
         })?;
     }
     if let (true, Some(model)) = (options.live && !options.suggest_only, &online) {
-        let models = LiveModels {
-            online: Arc::clone(model),
-            intro: offline.clone(),
-        };
+        let models = ModelPair::new(Arc::clone(model), offline.clone());
         let config = LiveConfig {
             change_grid: SUGGEST_CHANGE_GRID,
             seed: options.seed,
@@ -505,7 +503,7 @@ pub fn evaluate_melodies(
                 .filter(|n| n.onset_beat < phrase.beats())
                 .copied()
                 .collect();
-            let report = simulate_jam(models.clone(), &notes, &config, &settings)
+            let report = simulate_jam(&models, &notes, &config, &settings)
                 .map_err(|e| EvalError::BadOption(format!("live session on case {i}: {e}")))?;
             let mut played = report.played;
             played.resize(phrase.melody.len(), ChordFrame::Silence);

@@ -2,10 +2,10 @@
 //!
 //! The shape is the plugin's: the audio thread runs the [`crate::quantize::Quantizer`] and sends
 //! its outputs over a bounded channel (`try_send`, never blocking) to the inference thread
-//! ([`thread`]), where a [`LiveEngine`] re-plans the next beats after every frame; plans come back
-//! over another channel to the [`crate::schedule::Scheduler`], which plays them at frame
-//! boundaries. [`simulate`] drives the same path from a melody file with a simulated clock
-//! (`comper jam`).
+//! ([`crate::runtime`]), where a [`LiveEngine`] re-plans the next beats after every frame; plans
+//! come back over another channel to the [`crate::schedule::Scheduler`], which plays them at frame
+//! boundaries. [`crate::runtime::simulate`] drives the same path from a melody file with a
+//! simulated clock (`comper jam`).
 //!
 //! # Sessions
 //! A quantizer phrase is a session: the transport starting (or the free clock's first note)
@@ -42,45 +42,14 @@
 //! side), as ReaLJam's client does.
 
 pub mod engine;
-pub mod simulate;
-pub mod thread;
 
 pub use engine::{ClientPlan, ClientTurn, LiveEngine};
-pub use simulate::{simulate_jam, JamReport, JamSettings, JamSummary, PlayedNote, ReplanTime};
-pub use thread::{spawn_engine, EngineInput, EngineReport, EngineThread, ReplanPolicy};
-
-use std::sync::Arc;
 
 use crate::chord::VoicingRange;
 use crate::frames::FRAMES_PER_BEAT;
 use crate::harmony::GuideSettings;
-use crate::model::{LoadedModel, LoadedOffline};
 use crate::progression::VoicingStyle;
 use crate::sample::SampleError;
-
-/// The models a live session runs on: the online decoder plans; the offline model, when there is
-/// one, samples the intro.
-#[derive(Clone)]
-pub struct LiveModels {
-    pub online: Arc<LoadedModel>,
-    pub intro: Option<Arc<LoadedOffline>>,
-}
-
-impl LiveModels {
-    /// An engine on these models.
-    pub fn engine(&self, config: LiveConfig) -> Result<LiveEngine<'_>, LiveError> {
-        LiveEngine::for_models(&self.online, self.intro.as_deref(), config)
-    }
-}
-
-impl From<Arc<LoadedModel>> for LiveModels {
-    fn from(online: Arc<LoadedModel>) -> Self {
-        Self {
-            online,
-            intro: None,
-        }
-    }
-}
 
 /// How the chords of the listening period (the model's context, never played) are filled in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -190,10 +159,8 @@ pub enum LiveError {
     LookaheadTooLong { lookahead: usize, max: usize },
     #[error(transparent)]
     Sample(#[from] SampleError),
-    #[error("the inference thread stopped unexpectedly")]
-    EngineGone,
-    #[error("could not start the inference thread: {0}")]
-    Spawn(#[from] std::io::Error),
+    #[error("{0}")]
+    Runtime(String),
     #[error("invalid simulation setting: {0}")]
     BadSimulation(String),
 }

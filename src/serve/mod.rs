@@ -37,8 +37,8 @@ use crate::melody_json::{
     SuggestReply, MAX_OPTIONS, MAX_TEMPERATURE,
 };
 use crate::midi_file::{parse_midi, MelodyChoice};
-use crate::model::{LoadedModel, LoadedOffline};
 use crate::progression::VoicingStyle;
+use crate::runtime::ModelPair;
 use crate::sample::SamplingParams;
 use crate::suggest::{suggest, Harmonizer, Phrase};
 
@@ -53,45 +53,39 @@ const DEFAULT_OPTIONS: usize = 5;
 /// Temperature when a request does not say.
 const DEFAULT_TEMPERATURE: f32 = 0.8;
 
-/// The models a server answers with: the online decoder plans live (and is `/models`' one
-/// entry); the offline model, when loaded, samples ReaLJam's intro and is `/suggest`'s default.
-#[derive(Clone)]
-pub struct ServeModels {
-    pub online: Arc<LoadedModel>,
-    pub offline: Option<Arc<LoadedOffline>>,
+/// The live models' names, as `GET /models` lists them: the online decoder plans live; the
+/// offline model, when loaded, samples ReaLJam's intro and is `/suggest`'s default.
+fn live_names(models: &ModelPair) -> Vec<String> {
+    vec![models.online.config.name.clone()]
 }
 
-impl ServeModels {
-    /// The live models' names, as `GET /models` lists them.
-    pub fn live_names(&self) -> Vec<String> {
-        vec![self.online.config.name.clone()]
-    }
-
-    /// The model a `/suggest` request names: `offline`, `online`, a loaded model's name, or
-    /// (none) the offline model when there is one.
-    fn harmonizer(&self, name: Option<&str>) -> Result<Harmonizer<'_>, FieldError> {
-        let offline = self.offline.as_deref();
-        let online_name = &self.online.config.name;
-        match (name, offline) {
-            (None | Some("offline"), Some(model)) => Ok(Harmonizer::Offline(model)),
-            (None | Some("online"), _) => Ok(Harmonizer::Online(&self.online)),
-            (Some(name), _) if name == online_name => Ok(Harmonizer::Online(&self.online)),
-            (Some(name), Some(model)) if name == model.config.base.name => {
-                Ok(Harmonizer::Offline(model))
+/// The model a `/suggest` request names: `offline`, `online`, a loaded model's name, or (none)
+/// the offline model when there is one.
+fn harmonizer_named<'m>(
+    models: &'m ModelPair,
+    name: Option<&str>,
+) -> Result<Harmonizer<'m>, FieldError> {
+    let offline = models.offline.as_deref();
+    let online_name = &models.online.config.name;
+    match (name, offline) {
+        (None | Some("offline"), Some(model)) => Ok(Harmonizer::Offline(model)),
+        (None | Some("online"), _) => Ok(Harmonizer::Online(&models.online)),
+        (Some(name), _) if name == online_name => Ok(Harmonizer::Online(&models.online)),
+        (Some(name), Some(model)) if name == model.config.base.name => {
+            Ok(Harmonizer::Offline(model))
+        }
+        (Some(name), _) => {
+            let mut known = vec!["online".to_string(), online_name.clone()];
+            if let Some(model) = offline {
+                known.extend(["offline".to_string(), model.config.base.name.clone()]);
             }
-            (Some(name), _) => {
-                let mut known = vec!["online".to_string(), online_name.clone()];
-                if let Some(model) = offline {
-                    known.extend(["offline".to_string(), model.config.base.name.clone()]);
-                }
-                Err(FieldError {
-                    field: "model".into(),
-                    problem: format!(
-                        "unknown model {name:?}; this server has {}",
-                        known.join(", ")
-                    ),
-                })
-            }
+            Err(FieldError {
+                field: "model".into(),
+                problem: format!(
+                    "unknown model {name:?}; this server has {}",
+                    known.join(", ")
+                ),
+            })
         }
     }
 }
@@ -153,7 +147,7 @@ impl Stopper {
 
 impl Server {
     /// Binds `config.addr` and starts the workers.
-    pub fn start(models: ServeModels, config: ServeConfig) -> Result<Self, ServeError> {
+    pub fn start(models: ModelPair, config: ServeConfig) -> Result<Self, ServeError> {
         if let Some(dir) = &config.frontend {
             if !dir.join("index.html").is_file() {
                 return Err(ServeError::NoFrontend(dir.clone()));
@@ -212,12 +206,7 @@ impl Server {
 }
 
 /// One worker: takes requests until the server stops.
-fn work(
-    http: &tiny_http::Server,
-    stopping: &AtomicBool,
-    models: &ServeModels,
-    config: &ServeConfig,
-) {
+fn work(http: &tiny_http::Server, stopping: &AtomicBool, models: &ModelPair, config: &ServeConfig) {
     let mut handler = Handler::new(models, config);
     while !stopping.load(Ordering::SeqCst) {
         match http.recv_timeout(POLL) {
@@ -271,19 +260,20 @@ impl Reply {
 
 /// A worker's state: its live engine (sampler and decoder cache) and the shared models.
 struct Handler<'m> {
-    models: &'m ServeModels,
+    models: &'m ModelPair,
     config: &'m ServeConfig,
     live: Result<LiveEngine<'m>, String>,
     table: ChordTable,
 }
 
 impl<'m> Handler<'m> {
-    fn new(models: &'m ServeModels, config: &'m ServeConfig) -> Self {
+    fn new(models: &'m ModelPair, config: &'m ServeConfig) -> Self {
         let live_config = LiveConfig {
             seed: rand::random(),
             ..LiveConfig::default()
         };
-        let live = LiveEngine::for_models(&models.online, models.offline.as_deref(), live_config)
+        let live = models
+            .live_engine(live_config)
             .or_else(|_| LiveEngine::for_models(&models.online, None, live_config))
             .map_err(|e| e.to_string());
         Self {
@@ -345,7 +335,7 @@ impl<'m> Handler<'m> {
 
     fn route(&mut self, method: &Method, path: &str, query: &str, body: &[u8]) -> Reply {
         match (method, path) {
-            (Method::Get, "/models") => Reply::json(200, &self.models.live_names()),
+            (Method::Get, "/models") => Reply::json(200, &live_names(self.models)),
             (Method::Post, "/play") => self.play(body),
             (Method::Post, "/suggest") => self.suggest_json(body),
             (Method::Post, "/suggest/midi") => self.suggest_midi(query, body),
@@ -363,14 +353,14 @@ impl<'m> Handler<'m> {
             Ok(request) => request,
             Err(error) => return Reply::bad(error),
         };
-        if !self.models.live_names().contains(&request.model) {
+        if !live_names(self.models).contains(&request.model) {
             return Reply::error(
                 400,
                 "model",
                 &format!(
                     "unknown model {:?}; GET /models lists {:?}",
                     request.model,
-                    self.models.live_names()
+                    live_names(self.models)
                 ),
             );
         }
@@ -395,9 +385,7 @@ impl<'m> Handler<'m> {
 
     fn suggest_json(&mut self, body: &[u8]) -> Reply {
         // The longest phrase either model holds bounds the melody; the chosen one is checked below.
-        let request = match self
-            .models
-            .harmonizer(requested_model(body).as_deref())
+        let request = match harmonizer_named(self.models, requested_model(body).as_deref())
             .and_then(|model| parse_suggest_request(body, model.max_frames()).map(|r| (model, r)))
         {
             Ok(parsed) => parsed,
@@ -421,7 +409,7 @@ impl<'m> Handler<'m> {
 
     fn suggest_midi(&mut self, query: &str, body: &[u8]) -> Reply {
         let parsed = parse_midi_query(query).and_then(|q| {
-            let model = self.models.harmonizer(q.model.as_deref())?;
+            let model = harmonizer_named(self.models, q.model.as_deref())?;
             Ok((q, model))
         });
         let (query, model) = match parsed {

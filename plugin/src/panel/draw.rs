@@ -6,8 +6,8 @@ use egui::{
     Align2, Color32, CornerRadius, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Ui, Vec2,
 };
 
-use crate::link::LiveFrame;
-use crate::session::SessionOption;
+use comper::runtime::LiveFrame;
+use comper::runtime::SessionOption;
 
 pub const BACKGROUND: Color32 = Color32::from_rgb(24, 26, 31);
 const GRID_BAR: Color32 = Color32::from_rgb(78, 84, 96);

@@ -24,10 +24,8 @@ use nice_plug_egui::{EguiEditorState, NiceEguiApp};
 
 use crate::drag::{Drag, DragOutcome};
 use crate::export::{drag_clip, drag_dir, export_dir, save_selected, ExportSettings};
-use crate::link::{Command, Shared, WorkerStatus};
 use crate::params::{ComperParams, Mode};
-use crate::plan::VoicingChoice;
-use crate::worker::OPTION_COUNT;
+use comper::runtime::{Command, Shared, WorkerStatus, OPTION_COUNT};
 
 /// Default editor size in logical pixels.
 pub const SIZE: (u32, u32) = (960, 640);
@@ -184,7 +182,7 @@ impl Panel {
     }
 
     /// The captured melody, or what the panel waits for.
-    fn melody_or_waiting(&self, ui: &mut egui::Ui, session: &crate::session::Session) {
+    fn melody_or_waiting(&self, ui: &mut egui::Ui, session: &comper::runtime::Session) {
         ui.label("Melody");
         if session.melody.iter().all(|f| f.pitch().is_none()) {
             let hint = format!(
@@ -216,7 +214,7 @@ impl Panel {
     fn session_buttons(
         &mut self,
         ui: &mut egui::Ui,
-        session: &crate::session::Session,
+        session: &comper::runtime::Session,
         window: &WindowContext,
     ) {
         ui.horizontal(|ui| {
@@ -263,10 +261,9 @@ impl Panel {
     }
 
     fn export_settings(&self) -> ExportSettings {
-        let (style, octave) = self.params.voicing();
         let (_, tempo, _) = self.shared.transport();
         ExportSettings {
-            voicing: VoicingChoice { style, octave },
+            voicing: self.params.voicing(),
             with_melody: self.with_melody,
             tempo_bpm: tempo,
             velocity: self.params.velocity.value().clamp(1, 127) as u8,
@@ -516,7 +513,7 @@ struct LaneClicks {
 /// An option's button, description, fit and "new" button.
 fn option_header(
     ui: &mut egui::Ui,
-    session: &crate::session::Session,
+    session: &comper::runtime::Session,
     index: usize,
     clicks: &mut LaneClicks,
 ) {
@@ -562,7 +559,7 @@ fn option_header(
 /// An option's chords on the bar grid (clicking selects, right-clicking the playing one locks).
 fn option_chords(
     ui: &mut egui::Ui,
-    session: &crate::session::Session,
+    session: &comper::runtime::Session,
     index: usize,
     clicks: &mut LaneClicks,
 ) {

@@ -1,24 +1,28 @@
-//! A live session replayed from a melody, as if played in real time: the real quantizer,
-//! channels, inference thread and scheduler, driven by a simulated clock.
+//! A live session replayed from a melody, as if played in real time: the real quantizer, the
+//! plugin's runtime (its channels and state machine) and scheduler, driven by a simulated clock.
 //!
 //! # Time accounting
 //! Time is simulated, not waited for, so a run is fast and its timeline reproducible: the audio
-//! side advances block by block; quantizer outputs of a block reach the engine at the block's
-//! end; the engine, in lock-step ([`ReplanPolicy::OnRequest`]), starts a re-plan as soon as it is
-//! idle and something new has arrived, taking everything that arrived by then (as the real thread
-//! drains its channel), and its plan reaches the scheduler at `start + replan time` — the
-//! re-plan's measured wall time ([`ReplanTime::Measured`], what `comper jam` uses) or a fixed
-//! time ([`ReplanTime::Fixed`], fully deterministic, for tests). A frame that comes due before its
-//! plan arrived counts as late.
+//! side advances block by block; quantizer outputs of a block reach the runtime at the block's
+//! end; the runtime takes a [`Runtime::step`] as soon as it is idle and something new has
+//! arrived, with everything that arrived by then (as the plugin's inference thread drains its
+//! channel, re-planning after each frame, or once for a backlog). Each plan reaches the scheduler
+//! when the re-plans of the step up to it are done — their measured wall time
+//! ([`ReplanTime::Measured`], what `comper jam` uses) or a fixed time ([`ReplanTime::Fixed`],
+//! fully deterministic, for tests). A frame that comes due before its plan arrived counts as
+//! late.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
-use super::thread::{spawn_engine, EngineInput, EngineReport, ReplanPolicy};
-use super::{LiveConfig, LiveError, LiveModels};
+use super::link::{command_channel, link, Shared, ToAudio, WorkerStatus};
+use super::models::ModelPair;
+use super::worker::{Engines, FixedHost, Runtime, RuntimeFiles, Settings};
 use crate::frames::{ChordFrame, Note, FRAMES_PER_BEAT};
+use crate::live::{LiveConfig, LiveError};
 use crate::midi_file::VoicedChord;
 use crate::progression::{name_chords, NamedChord};
 use crate::quantize::{
@@ -182,52 +186,63 @@ impl JamReport {
     }
 }
 
-/// Plays `melody` (beats from 0) through a live session of `config` on `model`; see the module
+/// Plays `melody` (beats from 0) through a live session of `config` on `models`; see the module
 /// docs for how time is accounted.
 pub fn simulate_jam(
-    models: LiveModels,
+    models: &ModelPair,
     melody: &[Note],
     config: &LiveConfig,
     settings: &JamSettings,
 ) -> Result<JamReport, LiveError> {
     settings.validate()?;
     config.validate()?;
-    let engine = spawn_engine(models, *config, ReplanPolicy::OnRequest)?;
+    // Refuse here, with the reason, settings the models cannot run.
+    models.live_engine(*config)?;
+    let (_commands, command_inbox) = command_channel();
+    let (audio, worker) = link(command_inbox);
+    let shared = Arc::new(Shared::default());
+    let runtime = Runtime::new(
+        FixedHost::new(Settings::live(*config), models.clone()),
+        shared.clone(),
+        worker.plans,
+        worker.recycled,
+        RuntimeFiles::default(),
+    );
     let mut simulation = Simulation {
         settings: *settings,
-        inputs: &engine.inputs,
-        reports: &engine.reports,
-        recycle: &engine.recycle,
+        runtime,
+        engines: Engines::new(models),
+        shared,
+        plans_in: &audio.plans,
+        recycle: &audio.recycle,
         quantizer: Quantizer::new(QuantizerConfig::default()),
         scheduler: Scheduler::new(config.listen_frames() as u32),
         queue: VecDeque::new(),
         engine_free_at: 0.0,
-        pending: None,
+        pending: VecDeque::new(),
         played: Vec::new(),
         events: Vec::new(),
         plans: Vec::new(),
         replan_ms: Vec::new(),
     };
-    let result = simulation.run(melody);
-    let finished = engine.finish();
-    let report = result?;
-    finished?;
-    Ok(report)
+    simulation.run(melody)
 }
 
-struct Simulation<'a> {
+struct Simulation<'m> {
     settings: JamSettings,
-    inputs: &'a Sender<EngineInput>,
-    reports: &'a Receiver<EngineReport>,
-    recycle: &'a Sender<PlanUpdate>,
+    runtime: Runtime<FixedHost>,
+    engines: Engines<'m>,
+    shared: Arc<Shared>,
+    plans_in: &'m Receiver<ToAudio>,
+    recycle: &'m Sender<PlanUpdate>,
     quantizer: Quantizer,
     scheduler: Scheduler,
-    /// Quantizer outputs not yet taken by the engine, with the time they became available.
+    /// Quantizer outputs not yet taken by the runtime, with the time they became available.
     queue: VecDeque<(f64, QuantizerOutput)>,
-    /// Simulated time at which the engine finished its last re-plan.
+    /// Simulated time at which the runtime finishes its last step.
     engine_free_at: f64,
-    /// A plan the engine is still working on (in simulated time): when it arrives, and what.
-    pending: Option<(f64, Option<PlanUpdate>)>,
+    /// Plans made but not yet arrived (in simulated time): when each arrives, and what.
+    pending: VecDeque<(f64, PlanUpdate)>,
     played: Vec<ChordFrame>,
     events: Vec<(u64, NoteEvent)>,
     plans: Vec<PlanUpdate>,
@@ -342,17 +357,15 @@ impl Simulation<'_> {
         }
     }
 
-    /// Advances the engine to simulated time `now`: delivers the plans finished by then and
-    /// starts the re-plans that would have started by then.
+    /// Advances the runtime to simulated time `now`: delivers the plans finished by then and
+    /// takes the steps that would have started by then.
     fn settle(&mut self, now: f64) -> Result<(), LiveError> {
         loop {
-            if let Some((ready, plan)) = self.pending.take() {
+            while let Some(&(ready, _)) = self.pending.front() {
                 if ready > now {
-                    self.pending = Some((ready, plan));
                     return Ok(());
                 }
-                self.engine_free_at = ready;
-                if let Some(plan) = plan {
+                if let Some((_, plan)) = self.pending.pop_front() {
                     self.plans.push(plan.clone());
                     if let Some(old) = self.scheduler.accept(plan) {
                         self.give_back(old);
@@ -366,32 +379,34 @@ impl Simulation<'_> {
             if start > now {
                 return Ok(());
             }
+            let mut batch = Vec::new();
             while let Some(&(arrived, output)) = self.queue.front() {
                 if arrived > start {
                     break;
                 }
                 self.queue.pop_front();
-                self.send(EngineInput::Quantizer(output))?;
+                batch.push(output);
             }
-            self.send(EngineInput::Replan)?;
-            let report = self.reports.recv().map_err(|_| LiveError::EngineGone)?;
-            let seconds = match (self.settings.replan_time, &report.plan) {
-                (_, None) => 0.0,
-                (ReplanTime::Measured, Some(_)) => report.replan_ms / 1e3,
-                (ReplanTime::Fixed(ms), Some(_)) => ms / 1e3,
-            };
-            if report.plan.is_some() {
-                self.replan_ms.push(report.replan_ms);
+            self.runtime.step(Some(&mut self.engines), &batch, &[]);
+            if let WorkerStatus::Error(message) = self.shared.status() {
+                return Err(LiveError::Runtime(message));
             }
-            self.pending = Some((start + seconds, report.plan));
+            let mut done = start;
+            for message in self.plans_in.try_iter() {
+                if let ToAudio::Live(plan) = message {
+                    done += match self.settings.replan_time {
+                        ReplanTime::Measured => plan.replan_ms / 1e3,
+                        ReplanTime::Fixed(ms) => ms / 1e3,
+                    };
+                    self.replan_ms.push(plan.replan_ms);
+                    self.pending.push_back((done, plan));
+                }
+            }
+            self.engine_free_at = done;
         }
     }
 
-    fn send(&self, input: EngineInput) -> Result<(), LiveError> {
-        self.inputs.send(input).map_err(|_| LiveError::EngineGone)
-    }
-
-    /// Returns a plan to the engine for reuse (a full channel just drops it: not the audio thread).
+    /// Returns a plan to the runtime for reuse (a full channel just drops it: not the audio thread).
     fn give_back(&self, plan: PlanUpdate) {
         let _ = self.recycle.try_send(plan);
     }

@@ -11,9 +11,9 @@
 //! block while it checks that a plugin is an instrument). Such a phrase is dropped and the
 //! capture waits for the next one.
 
-use comper::frames::MelodyFrame;
-use comper::quantize::{PhraseId, QuantizerOutput, TimeSignature};
-use comper::suggest::frames_per_bar;
+use crate::frames::MelodyFrame;
+use crate::quantize::{PhraseId, QuantizerOutput, TimeSignature};
+use crate::suggest::frames_per_bar;
 
 /// A finished capture.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,7 +206,7 @@ impl Default for Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use comper::quantize::{ClockSource, PhraseEndReason};
+    use crate::quantize::{ClockSource, PhraseEndReason};
 
     fn start(phrase: PhraseId) -> QuantizerOutput {
         QuantizerOutput::PhraseStart {

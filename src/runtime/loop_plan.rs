@@ -2,12 +2,12 @@
 //! sound, computed here on the inference thread (voicing, octave shift), so the audio side only
 //! copies them.
 
-use comper::chord::{ChordTable, VoicingRange};
-use comper::frames::{ChordFrame, FRAMES_PER_BEAT};
-use comper::progression::{name_chords, voice_progression, VoicingStyle};
-use comper::quantize::PhraseId;
-use comper::schedule::{PlanUpdate, PlannedFrame, Voiced};
-use comper::tokens::Vocabulary;
+use crate::chord::{ChordTable, VoicingRange};
+use crate::frames::{ChordFrame, FRAMES_PER_BEAT};
+use crate::progression::{name_chords, voice_progression, VoicingStyle};
+use crate::quantize::PhraseId;
+use crate::schedule::{PlanUpdate, PlannedFrame, Voiced};
+use crate::tokens::Vocabulary;
 
 /// How a progression is voiced: style and octave shift (−2..=2).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -11,8 +11,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use comper::quantize::QuantizerOutput;
-use comper::schedule::PlanUpdate;
+use crate::quantize::QuantizerOutput;
+use crate::schedule::PlanUpdate;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 /// Quantizer outputs waiting for the worker: many seconds of frames.
@@ -132,7 +132,7 @@ pub struct Shared {
     status: Mutex<WorkerStatus>,
     live: Mutex<Vec<LiveFrame>>,
     /// What the player played in the live session, `(absolute frame, frame)`, recent ones only.
-    live_melody: Mutex<Vec<(i64, comper::frames::MelodyFrame)>>,
+    live_melody: Mutex<Vec<(i64, crate::frames::MelodyFrame)>>,
     model_name: Mutex<String>,
     /// Host position (beats, as f64 bits), tempo (f64 bits) and whether it plays.
     position_beats: AtomicU64,
@@ -179,12 +179,12 @@ impl Shared {
     }
 
     /// The melody heard in the live session, recent frames in order (panel).
-    pub fn live_melody(&self) -> Vec<(i64, comper::frames::MelodyFrame)> {
+    pub fn live_melody(&self) -> Vec<(i64, crate::frames::MelodyFrame)> {
         lock(&self.live_melody).clone()
     }
 
     /// Worker only: a frame heard in the live session; frames more than `keep` before it go.
-    pub fn push_live_melody(&self, index: i64, frame: comper::frames::MelodyFrame, keep: i64) {
+    pub fn push_live_melody(&self, index: i64, frame: crate::frames::MelodyFrame, keep: i64) {
         let mut melody = lock(&self.live_melody);
         melody.retain(|&(i, _)| i > index - keep && i < index);
         melody.push((index, frame));
@@ -225,7 +225,7 @@ impl Shared {
 
 /// Locks `mutex`, recovering the data if a thread panicked while holding it (the worker's panic
 /// is reported in the status; the panel and host must still read and save state).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
