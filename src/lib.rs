@@ -7,18 +7,18 @@ pub mod bench;
 pub mod chord;
 pub mod eval;
 pub mod fit;
-pub mod frames;
 pub mod harmony;
 pub mod live;
 pub mod melody_json;
 pub mod midi_file;
 pub mod model;
 pub mod progression;
-pub mod quantize;
 pub mod runtime;
 pub mod sample;
-pub mod schedule;
 pub mod serve;
 pub mod suggest;
-pub mod synth;
 pub mod tokens;
+
+// The real-time half lives in its own crate (no model, no thread pool); its modules keep their
+// paths here.
+pub use comper_realtime::{frames, quantize, schedule, synth};

@@ -21,16 +21,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use comper::quantize::{
+use comper_realtime::quantize::{
     Block, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput,
 };
-use comper::schedule::{LoopPlayer, PlanUpdate, Scheduler, SchedulerOutput};
-use comper::synth::Synth;
+use comper_realtime::schedule::{LoopPlayer, PlanUpdate, Scheduler, SchedulerOutput};
+use comper_realtime::synth::Synth;
 use crossbeam_channel::TrySendError;
 
 use crate::clock::SessionClock;
 use crate::params::Mode;
-use comper::runtime::{AudioLink, Shared, ToAudio};
+use comper_realtime::link::{AudioLink, Shared, ToAudio};
 
 /// Chord note events one block can emit; more are dropped (a block spans few frames).
 pub const MAX_CHORD_EVENTS: usize = 512;
@@ -387,11 +387,10 @@ fn push_note(events: &mut Vec<NoteEvent>, output: SchedulerOutput) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use comper::frames::ChordFrame;
-    use comper::quantize::{TimeSignature, Transport};
-    use comper::runtime::link::{command_channel, link};
-    use comper::runtime::WorkerLink;
-    use comper::schedule::{PlannedFrame, Voiced};
+    use comper_realtime::frames::ChordFrame;
+    use comper_realtime::link::{command_channel, link, WorkerLink};
+    use comper_realtime::quantize::{TimeSignature, Transport};
+    use comper_realtime::schedule::{PlannedFrame, Voiced};
 
     const LEN: u32 = 6_000; // one frame at 120 BPM, 48 kHz
 

@@ -19,7 +19,7 @@
 //!
 //! Never allocates; work per block is bounded by the number of note events.
 
-use comper::quantize::{
+use comper_realtime::quantize::{
     Block, NoteEvent, NoteEventKind, TimeSignature, Transport, MAX_TEMPO_BPM, MIN_TEMPO_BPM,
 };
 

@@ -11,7 +11,7 @@
 //!   the state machine's capture and session.
 
 pub mod capture;
-pub mod link;
+pub use comper_realtime::link;
 pub mod loop_plan;
 pub mod models;
 pub mod session;

@@ -2,12 +2,12 @@
 //! allocator watches this thread while thousands of blocks go through every code path (notes,
 //! tempo changes, loop wraps, jumps, stops, the free-running clock, MIDI floods).
 
-use comper::quantize::{
+use comper_realtime::quantize::{
     Block, NoteEvent, OutputBuffer, Quantizer, QuantizerConfig, QuantizerOutput, TempoChange,
     TimeSignature, Transport,
 };
 
-#[path = "common/heap_counter.rs"]
+#[path = "../../tests/common/heap_counter.rs"]
 mod heap_counter;
 
 const BLOCK: u32 = 512;

@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use comper::synth::Synth;
+use comper_realtime::synth::Synth;
 
 const BLOCK: usize = 512;
 const RATE: f32 = 48_000.0;

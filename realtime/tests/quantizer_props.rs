@@ -1,7 +1,7 @@
 //! The real-time quantizer, fed the same performance in blocks of random sizes, must give exactly
 //! the frames of the offline quantizer on the same timeline in beats.
 
-use comper::quantize::{
+use comper_realtime::quantize::{
     quantize_timeline, Block, IndexedFrame, NoteEvent, NoteEventKind, PhraseEndReason, Quantizer,
     QuantizerConfig, QuantizerOutput, TimeSignature, TimedNoteEvent, Transport,
 };

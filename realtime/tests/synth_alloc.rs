@@ -1,9 +1,9 @@
 //! The synth runs on the audio thread: once built, nothing it does may touch the heap. A counting
 //! global allocator watches this thread over many blocks split at events of every kind.
 
-use comper::synth::Synth;
+use comper_realtime::synth::Synth;
 
-#[path = "common/heap_counter.rs"]
+#[path = "../../tests/common/heap_counter.rs"]
 mod heap_counter;
 
 const BLOCK: usize = 512;

@@ -2,11 +2,11 @@
 //! watches this thread while thousands of blocks go through every path (playing, chord
 //! switches, plans set, cleared and handed back, tempo changes, jumps, stops, host loops).
 
-use comper::frames::ChordFrame;
-use comper::quantize::{Block, NoteEventKind, TimeSignature, Transport};
-use comper::schedule::{LoopPlayer, PlanUpdate, PlannedFrame, SchedulerOutput, Voiced};
+use comper_realtime::frames::ChordFrame;
+use comper_realtime::quantize::{Block, NoteEventKind, TimeSignature, Transport};
+use comper_realtime::schedule::{LoopPlayer, PlanUpdate, PlannedFrame, SchedulerOutput, Voiced};
 
-#[path = "common/heap_counter.rs"]
+#[path = "../../tests/common/heap_counter.rs"]
 mod heap_counter;
 
 const BLOCK: u32 = 512;

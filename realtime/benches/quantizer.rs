@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use comper::quantize::{
+use comper_realtime::quantize::{
     Block, NoteEvent, OutputBuffer, Quantizer, QuantizerConfig, TimeSignature, Transport,
 };
 

@@ -1,7 +1,7 @@
 //! The built-in synth: pitch, silence after release, the voice limit, level, sample accuracy
 //! across slices, and robustness to nonsense input.
 
-use comper::synth::{Synth, MAX_VOICES, RELEASE_SECONDS};
+use comper_realtime::synth::{Synth, MAX_VOICES, RELEASE_SECONDS};
 
 const RATE: f32 = 48_000.0;
 
