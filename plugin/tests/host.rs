@@ -47,10 +47,10 @@ impl HostHandlers for Host {
 
 /// Loads the plugin. Live mode's bounce must equal its real-time run, which holds only while the
 /// model keeps up. A bar line's hindsight re-plan grows with the bars heard (on one thread of a
-/// 2-core machine, the plugin's default there: 140 ms after two bars, 570 ms after eight), and
-/// at 150 BPM it outgrows the one-beat commit window, after which the real-time run plans its
-/// backlog at once. The test gives the model two threads (unless `COMPER_THREADS` says
-/// otherwise).
+/// 2-core machine, the plugin's default there: 140 ms after two bars, 570 ms after eight at
+/// 150 BPM), and when it outgrows the one-beat commit window the real-time run plans its backlog
+/// at once. The test gives the model two threads (unless `COMPER_THREADS` says otherwise) and
+/// plays at 90 BPM (a 667 ms beat).
 fn load_plugin() -> PluginEntry {
     if std::env::var_os("COMPER_THREADS").is_none() {
         std::env::set_var("COMPER_THREADS", "2");
@@ -459,11 +459,11 @@ fn plays_chords_on_time_releases_them_and_restores_its_session() {
     restored.deactivate();
 }
 
-/// Plays Ode to Joy twice in Live mode at 150 BPM, in real time or as an offline render (as fast
+/// Plays Ode to Joy twice in Live mode at 90 BPM (the stop falls on a block boundary), in real time or as an offline render (as fast
 /// as the plugin lets it go), and stops.
 fn live_session(entry: &PluginEntry, offline: bool) -> Session {
     let mut session = Session::new(entry);
-    session.bpm = 150.0;
+    session.bpm = 90.0;
     session.loop_beats = None;
     let once = melody();
     session.melody = once
@@ -492,7 +492,7 @@ fn live_session(entry: &PluginEntry, offline: bool) -> Session {
 #[test]
 fn live_mode_accompanies_after_listening_and_releases_at_stop() {
     let entry = load_plugin();
-    // 34 beats, 13.6 s, played in real time.
+    // 34 beats, 22.7 s, played in real time.
     let mut session = live_session(&entry, false);
     let ons: Vec<Out> = session
         .chord_events
