@@ -165,6 +165,7 @@ pub struct FixedHost {
 }
 
 impl FixedHost {
+    /// A host that always answers `settings` and hands out `models`, whatever folder is asked for.
     pub fn new(settings: Settings, models: ModelPair) -> Self {
         Self {
             settings,
@@ -273,6 +274,7 @@ pub struct Engines<'m> {
 }
 
 impl<'m> Engines<'m> {
+    /// What the runtime builds from newly loaded models; the live engine starts at the next phrase.
     pub fn new(models: &'m ModelPair) -> Self {
         Self {
             models,
