@@ -190,6 +190,9 @@ pub struct BenchReport {
     /// Measured multiply-add throughput of one core in the decoder's micro-kernel (ten rows,
     /// weights in cache), GFLOP/s.
     pub kernel_gflop_s_per_core: f64,
+    /// The same product through candle's `matmul` (the baseline the kernel replaced; candle
+    /// picks its own threads), GFLOP/s.
+    pub candle_matmul_gflop_s: f64,
     /// Threads a generation runs on.
     pub threads: usize,
 }
@@ -199,8 +202,12 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "read bandwidth {:.1} GB/s; micro-kernel {:.1} GFLOP/s per core, {} threads",
-            self.read_bandwidth_gb_s, self.kernel_gflop_s_per_core, self.threads
+            "read bandwidth {:.1} GB/s; micro-kernel {:.1} GFLOP/s per core, {} threads; \
+             candle matmul {:.1} GFLOP/s",
+            self.read_bandwidth_gb_s,
+            self.kernel_gflop_s_per_core,
+            self.threads,
+            self.candle_matmul_gflop_s
         )?;
         for r in &self.configs {
             writeln!(
@@ -386,8 +393,35 @@ pub fn run(
         configs,
         read_bandwidth_gb_s: machine.bandwidth / 1e9,
         kernel_gflop_s_per_core: machine.kernel_rate / 1e9,
+        candle_matmul_gflop_s: machine.candle_rate / 1e9,
         threads: machine.threads,
     })
+}
+
+/// FLOP/s of candle's `matmul` on the product [`measure_product_rate`] times (`rows` inputs by
+/// a `[out_dim, in_dim]` f32 matrix, best of `repeats`): the baseline Comper's kernel replaced.
+/// NaN when candle refuses the shapes.
+fn candle_product_rate(rows: usize, out_dim: usize, in_dim: usize, repeats: usize) -> f64 {
+    let weights: Vec<f32> = (0..out_dim * in_dim)
+        .map(|i| (i % 13) as f32 / 13.0 - 0.5)
+        .collect();
+    let x: Vec<f32> = (0..rows * in_dim).map(|i| (i % 7) as f32 / 7.0).collect();
+    let tensors = Tensor::from_vec(weights, (out_dim, in_dim), &Device::Cpu)
+        .and_then(|w| w.t())
+        .and_then(|w| Ok((Tensor::from_vec(x, (rows, in_dim), &Device::Cpu)?, w)));
+    let Ok((x, w)) = tensors else {
+        return f64::NAN;
+    };
+    let mut best = f64::MAX;
+    for _ in 0..repeats.max(1) {
+        let start = std::time::Instant::now();
+        let Ok(out) = x.matmul(&w) else {
+            return f64::NAN;
+        };
+        std::hint::black_box(&out);
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    2.0 * (rows * out_dim * in_dim) as f64 / best
 }
 
 /// What the machine allows, measured once: the floors of every size are computed from it.
@@ -396,6 +430,8 @@ struct Machine {
     bandwidth: f64,
     /// Micro-kernel multiply-add throughput of one core, FLOP per second.
     kernel_rate: f64,
+    /// The same product through candle's matmul, FLOP per second.
+    candle_rate: f64,
     /// Threads a generation runs on.
     threads: usize,
 }
@@ -414,9 +450,15 @@ impl Machine {
             "micro-kernel: {:.1} GFLOP/s per core, {threads} threads",
             kernel_rate / 1e9
         ));
+        let candle_rate = candle_product_rate(10, 2048, 256, 200);
+        progress(&format!(
+            "candle matmul, the same product: {:.1} GFLOP/s",
+            candle_rate / 1e9
+        ));
         Self {
             bandwidth,
             kernel_rate,
+            candle_rate,
             threads,
         }
     }
