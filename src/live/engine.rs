@@ -552,8 +552,23 @@ struct SessionModels<'m> {
 /// Onsets heard before the melody's key counts as known.
 const KEY_AFTER_ONSETS: usize = 4;
 
-/// Candidates the hindsight harmonization picks the critic's favourite of.
+/// Most candidates the hindsight harmonization picks the critic's favourite of (a short stretch
+/// heard gets them all).
 const HINDSIGHT_CANDIDATES: usize = 8;
+
+/// Fewest candidates the hindsight harmonization samples, however long the stretch it re-reads.
+const HINDSIGHT_MIN_CANDIDATES: usize = 2;
+
+/// Frames × candidates one hindsight harmonization may sample: eight 4/4 bars at four
+/// candidates. Its cost grows with both, and it runs at a bar line between two frame plans, so
+/// bounding it keeps every re-plan inside the one-beat commit window on a small machine (about
+/// 150 ms on one model thread of a 2-core VM) however long the session has run; unbounded, it
+/// reached 600 ms after 16 bars and real time fell behind the bounce.
+const HINDSIGHT_FRAME_BUDGET: usize = 8 * 16 * 4;
+
+/// Bars the hindsight harmonization re-reads at each bar line; the hindsight before them stays
+/// as last read. Eight bars hold the periods the repeat term looks for.
+const HINDSIGHT_BARS: usize = 8;
 
 /// Temperature of the hindsight harmonization: the likeliest reading of what was heard, not a
 /// surprise.
@@ -615,24 +630,20 @@ impl SessionModels<'_> {
         Some(guide)
     }
 
-    /// Chords for the heard frames `..until` (at most the model's context, ending at `until`),
-    /// sampled with the guide by the offline model when there is one: of `count` candidates the
-    /// one the critic likes best. Returns chords for frames `0..until`, silent before the
-    /// model's window.
+    /// Chords for the heard frames `from..until` (at most the model's context, ending at
+    /// `until`), sampled with the guide by the offline model when there is one: of `count`
+    /// candidates the one the critic likes best. Returns chords for the frames read, numbered
+    /// from the first of them (see [`Self::model_window`]).
     fn harmonize_heard(
         &self,
         session: &Session,
-        until: usize,
+        frames: std::ops::Range<usize>,
         count: usize,
         params: &SamplingParams,
         rng: &mut StdRng,
     ) -> Result<Vec<ChordFrame>, LiveError> {
-        let max_frames = self
-            .offline
-            .map_or(self.decoder.config().max_frames(), |model| {
-                model.config().max_frames()
-            });
-        let start = until - until.min(max_frames);
+        let until = frames.end;
+        let start = self.model_window(frames);
         let scale = if self.offline.is_some() {
             1.0
         } else {
@@ -667,10 +678,20 @@ impl SessionModels<'_> {
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, chords)| chords)
             .unwrap_or_default();
-        let mut chords = vec![ChordFrame::Silence; start];
-        chords.extend(best);
-        chords.resize(until, ChordFrame::Silence);
+        let mut chords = best;
+        chords.resize(until - start, ChordFrame::Silence);
         Ok(chords)
+    }
+
+    /// The first frame of `frames` that the harmonizing model reads: the model sees at most its
+    /// context, the frames ending at `frames.end`.
+    fn model_window(&self, frames: std::ops::Range<usize>) -> usize {
+        let max_frames = self
+            .offline
+            .map_or(self.decoder.config().max_frames(), |model| {
+                model.config().max_frames()
+            });
+        frames.start.max(frames.end.saturating_sub(max_frames))
     }
 
     /// Fills the chords of the frames heard before the first plan (context only, never played).
@@ -694,7 +715,10 @@ impl SessionModels<'_> {
             IntroMode::Sampled => {
                 // ReaLJam samples its intro at temperature 1 whatever the live temperature.
                 let params = SamplingParams::default();
-                session.chords = self.harmonize_heard(session, heard, 1, &params, rng)?;
+                let start = self.model_window(0..heard);
+                let read = self.harmonize_heard(session, 0..heard, 1, &params, rng)?;
+                session.chords = vec![ChordFrame::Silence; start];
+                session.chords.extend(read);
                 session.voicings = vec![Voiced::default(); heard];
                 session.committed_until = heard;
             }
@@ -703,8 +727,10 @@ impl SessionModels<'_> {
     }
 
     /// Harmonizes the heard melody again, after the fact, each time a bar line passes: the
-    /// triads it calls for are what a repeating progression is expected to bring back. Nothing
-    /// to do between bar lines or when the repeat term is off.
+    /// triads it calls for are what a repeating progression is expected to bring back. Re-reads
+    /// the last [`HINDSIGHT_BARS`] bars with fewer candidates as they lengthen (at most
+    /// [`HINDSIGHT_FRAME_BUDGET`]). Nothing to do between bar lines or when the repeat term is
+    /// off.
     fn update_hindsight(
         &self,
         session: &mut Session,
@@ -720,9 +746,15 @@ impl SessionModels<'_> {
             change_grid,
             ..SamplingParams::default()
         };
-        // The whole heard stretch is read again: what followed a bar often says what it was.
-        session.hindsight =
-            self.harmonize_heard(session, until, HINDSIGHT_CANDIDATES, &params, rng)?;
+        // The last bars are read again: what followed a bar often says what it was. Bars before
+        // them keep their last reading, so the cost stays bounded in a long session.
+        let window = HINDSIGHT_BARS * session.meter().bar;
+        let start = self.model_window(until.saturating_sub(window)..until);
+        let count = (HINDSIGHT_FRAME_BUDGET / (until - start).max(1))
+            .clamp(HINDSIGHT_MIN_CANDIDATES, HINDSIGHT_CANDIDATES);
+        let read = self.harmonize_heard(session, start..until, count, &params, rng)?;
+        session.hindsight.resize(start, ChordFrame::Silence);
+        session.hindsight.extend(read);
         Ok(())
     }
 }
