@@ -27,7 +27,6 @@ use comper::quantize::{self, Block, TimeSignature};
 use crossbeam_channel::{Receiver, Sender};
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
-use nice_plug_egui::{EguiEditor, EguiEditorState};
 
 use audio::{AudioEngine, BlockSettings, ChordNote};
 use comper::runtime::link;
@@ -50,7 +49,6 @@ pub struct Comper {
     /// The panel's (and tests') way to the worker; lives as long as the plugin.
     commands: Sender<Command>,
     command_inbox: Receiver<Command>,
-    editor_state: Arc<EguiEditorState>,
     /// Melody events of the current block.
     keys: Vec<quantize::NoteEvent>,
     /// Channels (bit mask) on which each melody key was passed through and is still down, so its
@@ -70,7 +68,6 @@ impl Default for Comper {
             worker: None,
             commands,
             command_inbox,
-            editor_state: panel::default_state(),
             keys: Vec::with_capacity(MAX_KEYS),
             thru_down: [0; 128],
             demo: demo::DemoPlayer::from_env(),
@@ -239,7 +236,7 @@ impl Plugin for Comper {
     const MIDI_INPUT: MidiConfig = MidiConfig::Basic;
     const MIDI_OUTPUT: MidiConfig = MidiConfig::Basic;
 
-    type Editor = EguiEditor<panel::Panel>;
+    type Editor = panel::PanelEditor;
     type SysExMessage = ();
     type BackgroundTask = ();
 
@@ -253,18 +250,10 @@ impl Plugin for Comper {
             self.shared.clone(),
             self.commands.clone(),
         );
-        nice_plug_egui::create_egui_editor(
-            self.editor_state.clone(),
-            nice_plug_egui::RepaintNotifier::new(),
-            nice_plug_egui::EguiNiceSettings::new()
-                .with_tile("Comper")
-                .with_resize_hint(
-                    ResizeHint::resizable().with_min_logical_size(
-                        nice_plug::editor::dpi::LogicalSize::new(720.0, 520.0),
-                    ),
-                ),
+        Some(panel::PanelEditor::new(
             panel,
-        )
+            self.params.editor_size.clone(),
+        ))
     }
 
     fn activate(

@@ -9,6 +9,7 @@ use comper::runtime::{self, Settings, VoicingChoice};
 use comper::sample::SamplingParams;
 use nice_plug::prelude::*;
 
+use crate::panel::PanelSize;
 use crate::session::SessionStore;
 
 /// What Comper does with the melody it hears.
@@ -91,6 +92,9 @@ pub struct ComperParams {
     /// The captured phrase, the options and the chosen one, saved with the project.
     #[persist = "session"]
     pub session: SessionStore,
+    /// The panel's window size and zoom, saved with the project.
+    #[persist = "editor-size"]
+    pub editor_size: PanelSize,
 
     /// Suggest (capture a phrase, offer five options) or Live (accompany as you play).
     #[id = "mode"]
@@ -148,6 +152,7 @@ impl Default for ComperParams {
     fn default() -> Self {
         Self {
             session: SessionStore::default(),
+            editor_size: PanelSize::default(),
             mode: EnumParam::new("Mode", Mode::Suggest),
             temperature: FloatParam::new("Variety", 0.8, FloatRange::Linear { min: 0.1, max: 1.5 })
                 .with_step_size(0.05),

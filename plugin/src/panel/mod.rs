@@ -11,6 +11,9 @@
 //! clipboard. The status line under the buttons says which happened.
 
 mod draw;
+mod editor;
+
+pub use editor::{PanelEditor, PanelSize, WindowSize};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,7 +23,7 @@ use crossbeam_channel::Sender;
 use nice_plug::context::gui::GuiContext;
 use nice_plug_egui::baseview::WindowContext;
 use nice_plug_egui::widgets::ParamSlider;
-use nice_plug_egui::{EguiEditorState, NiceEguiApp};
+use nice_plug_egui::NiceEguiApp;
 
 use crate::drag::{Drag, DragOutcome};
 use crate::export::{drag_clip, drag_dir, export_dir, save_selected, ExportSettings};
@@ -482,14 +485,6 @@ impl NiceEguiApp for Panel {
         ui.ctx()
             .request_repaint_after(std::time::Duration::from_millis(33));
     }
-}
-
-/// The editor's size state (kept by the plugin so reopening keeps the size).
-pub fn default_state() -> Arc<EguiEditorState> {
-    EguiEditorState::from_size(
-        nice_plug::editor::dpi::LogicalSize::new(SIZE.0 as f64, SIZE.1 as f64),
-        1.0,
-    )
 }
 
 /// Room below the live timeline for its status line, the controls and the model folder.
