@@ -750,13 +750,19 @@ impl SessionModels<'_> {
         // them keep their last reading, so the cost stays bounded in a long session.
         let window = HINDSIGHT_BARS * session.meter().bar;
         let start = self.model_window(until.saturating_sub(window)..until);
-        let count = (HINDSIGHT_FRAME_BUDGET / (until - start).max(1))
-            .clamp(HINDSIGHT_MIN_CANDIDATES, HINDSIGHT_CANDIDATES);
+        let count = hindsight_candidates(until - start);
         let read = self.harmonize_heard(session, start..until, count, &params, rng)?;
         session.hindsight.resize(start, ChordFrame::Silence);
         session.hindsight.extend(read);
         Ok(())
     }
+}
+
+/// Candidates a hindsight harmonization of `frames` frames samples: all of them for a short
+/// stretch, fewer as it lengthens, so that frames × candidates stays within
+/// [`HINDSIGHT_FRAME_BUDGET`].
+fn hindsight_candidates(frames: usize) -> usize {
+    (HINDSIGHT_FRAME_BUDGET / frames.max(1)).clamp(HINDSIGHT_MIN_CANDIDATES, HINDSIGHT_CANDIDATES)
 }
 
 /// The pitches of `chord` planned right after `chords` (whose pitches are `voicings`): a hold
@@ -938,6 +944,21 @@ mod tests {
             assert!(
                 LiveEngine::new(&decoder, &vocab, config).is_err(),
                 "{config:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hindsight_reading_costs_at_most_its_budget_however_long_the_session() {
+        let bar = 16;
+        assert_eq!(hindsight_candidates(2 * bar), HINDSIGHT_CANDIDATES);
+        for bars in 1..=HINDSIGHT_BARS {
+            let frames = bars * bar;
+            let count = hindsight_candidates(frames);
+            assert!(count >= HINDSIGHT_MIN_CANDIDATES, "{bars} bars");
+            assert!(
+                frames * count <= HINDSIGHT_FRAME_BUDGET,
+                "{bars} bars: {count}"
             );
         }
     }
