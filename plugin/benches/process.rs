@@ -11,7 +11,7 @@ use comper::quantize::{Block, NoteEvent, TimeSignature, Transport};
 use comper::runtime::link::{command_channel, link};
 use comper::runtime::{Shared, ToAudio};
 use comper::schedule::{PlanUpdate, PlannedFrame, Voiced};
-use comper_plugin::audio::{AudioEngine, BlockSettings, ChordNote};
+use comper_plugin::audio::{AudioEngine, BlockSettings, MidiNote};
 use comper_plugin::params::Mode;
 
 const SAMPLE_RATE: f64 = 48_000.0;
@@ -67,15 +67,10 @@ fn run(name: &str, playing: bool, voices: usize, melody: bool, synth_on: bool) {
     let mut midi = 0usize;
     let beats_per_block = f64::from(BLOCK) / SAMPLE_RATE * 2.0;
     for i in 0..BLOCKS {
-        let keys = if melody && i % 4 == 0 {
-            [
-                NoteEvent::on(10, 60 + (i % 12) as u8),
-                NoteEvent::off(400, 60 + (i % 12) as u8),
-            ]
-        } else {
-            [NoteEvent::on(0, 0); 2]
-        };
-        let keys: &[NoteEvent] = if melody && i % 4 == 0 { &keys } else { &[] };
+        if melody && i % 4 == 0 {
+            engine.hear_key(NoteEvent::on(10, 60 + (i % 12) as u8));
+            engine.hear_key(NoteEvent::off(400, 60 + (i % 12) as u8));
+        }
         let block = Block {
             transport: Some(Transport {
                 tempo_bpm: 120.0,
@@ -87,16 +82,14 @@ fn run(name: &str, playing: bool, voices: usize, melody: bool, synth_on: bool) {
             len_samples: BLOCK,
             sample_rate: SAMPLE_RATE,
         };
-        left.fill(0.0);
-        right.fill(0.0);
         let start = Instant::now();
         engine.process(
             &block,
-            keys,
             settings(synth_on),
-            &mut |_: ChordNote| midi += 1,
+            &mut |_: MidiNote| midi += 1,
             &mut left,
             &mut right,
+            || 1.0,
         );
         times.push(start.elapsed().as_nanos() as u64);
         // Keep the worker's side drained as the inference thread would.

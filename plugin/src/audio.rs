@@ -1,6 +1,7 @@
 //! Everything `process()` does, free of the plugin API so it can be tested directly: the melody
-//! goes to the quantizer and on to the worker, plans come back and are played by the live
-//! scheduler or the loop player, and the chords leave as MIDI notes and as the synth's sound.
+//! comes in note by note (and passes through when asked), goes to the quantizer and on to the
+//! worker, plans come back and are played by the live scheduler or the loop player, and the
+//! chords leave as MIDI notes and as the synth's sound.
 //!
 //! Real-time rules: after [`AudioEngine::new`] nothing here allocates, frees, locks or waits.
 //! Plans replaced on this thread are handed back to the worker to be freed; event storage is
@@ -34,6 +35,8 @@ use comper_realtime::link::{AudioLink, Shared, ToAudio};
 
 /// Chord note events one block can emit; more are dropped (a block spans few frames).
 pub const MAX_CHORD_EVENTS: usize = 512;
+/// Melody note events one block takes; more are dropped (hosts send at most 1024 events a block).
+pub const MAX_MELODY_EVENTS: usize = 1024;
 /// Longest an offline block waits for the worker (a model still loading, a slow machine); past
 /// it the render goes on without the answer rather than hang the host.
 pub const OFFLINE_WAIT_LIMIT: Duration = Duration::from_secs(120);
@@ -54,14 +57,19 @@ pub struct BlockSettings {
     pub listen_frames: u32,
 }
 
-/// A chord note to send as MIDI (zero-based channel).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChordNote {
+/// A MIDI note event at the plugin's edge, in either direction: a melody note from the host, a
+/// melody note passed through, a chord note sent out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MidiNote {
+    /// Sample offset in the block.
     pub offset: u32,
-    pub channel: u8,
+    /// Zero-based channel; `None`: any channel (a host's wildcard).
+    pub channel: Option<u8>,
     pub pitch: u8,
-    /// 0 for a note-off.
-    pub velocity: u8,
+    /// Note-on (`true`) or note-off.
+    pub on: bool,
+    /// 0..=1.
+    pub velocity: f32,
 }
 
 /// The audio thread's state.
@@ -73,6 +81,11 @@ pub struct AudioEngine {
     live: Scheduler,
     looper: LoopPlayer,
     synth: Synth,
+    /// Melody events of the current block, in time order.
+    keys: Vec<NoteEvent>,
+    /// Channels (bit mask) on which each melody key was passed through and is still down, so its
+    /// release is passed too even if "Melody thru" was switched off meanwhile.
+    thru_down: [u16; 128],
     /// Chord events of the current block, in time order.
     events: Vec<NoteEvent>,
     /// Channel + 1 of each pitch's sounding chord note (0 = not sounding).
@@ -101,6 +114,8 @@ impl AudioEngine {
             live: Scheduler::new(listen_frames),
             looper: LoopPlayer::new(),
             synth: Synth::new(sample_rate),
+            keys: Vec::with_capacity(MAX_MELODY_EVENTS),
+            thru_down: [0; 128],
             events: Vec::with_capacity(MAX_CHORD_EVENTS),
             sounding: [0; 128],
             mode: Mode::Suggest,
@@ -139,17 +154,57 @@ impl AudioEngine {
         self.release_pending = true;
     }
 
-    /// One block: `host` is the host's timing, `keys` the melody's note events; chord notes go
-    /// to `midi_out`, the synth is mixed into `left`/`right` (which the caller has cleared).
+    /// Takes a melody note from the host for the coming block. Returns it if it passes through to
+    /// the output: with `thru` on, and a release whose press passed (even if `thru` went off
+    /// since), so no passed note is left hanging.
+    pub fn hear(&mut self, note: MidiNote, thru: bool) -> Option<MidiNote> {
+        if note.pitch > 127 {
+            return None;
+        }
+        let bit = 1u16 << note.channel.filter(|&c| c < 16).unwrap_or(0);
+        let down = &mut self.thru_down[usize::from(note.pitch)];
+        let passes = if note.on { thru } else { *down & bit != 0 };
+        if passes {
+            if note.on {
+                *down |= bit;
+            } else {
+                *down &= !bit;
+            }
+        }
+        self.hear_key(if note.on {
+            NoteEvent::on(note.offset, note.pitch)
+        } else {
+            NoteEvent::off(note.offset, note.pitch)
+        });
+        passes.then_some(note)
+    }
+
+    /// Takes a melody key event for the coming block, in time order (releases before presses at
+    /// the same sample, as the quantizer expects); events beyond [`MAX_MELODY_EVENTS`] are
+    /// dropped.
+    pub fn hear_key(&mut self, key: NoteEvent) {
+        if self.keys.len() == self.keys.capacity() {
+            return;
+        }
+        let order = |e: &NoteEvent| (e.offset, e.kind == NoteEventKind::On);
+        let at = self.keys.partition_point(|e| order(e) <= order(&key));
+        self.keys.insert(at, key);
+    }
+
+    /// One block: `host` is the host's timing, the melody what [`Self::hear`] took since the last
+    /// block; chord notes go to `midi_out`, the synth plays into `left`/`right` at `gain` (read
+    /// once per sample, for a smoothed level).
     pub fn process(
         &mut self,
         host: &Block,
-        keys: &[NoteEvent],
         settings: BlockSettings,
-        midi_out: &mut impl FnMut(ChordNote),
+        midi_out: &mut impl FnMut(MidiNote),
         left: &mut [f32],
         right: &mut [f32],
+        mut gain: impl FnMut() -> f32,
     ) {
+        left.fill(0.0);
+        right.fill(0.0);
         self.events.clear();
         if self.offline {
             self.wait_for_worker();
@@ -164,14 +219,22 @@ impl AudioEngine {
             self.mode = settings.mode;
         }
         let looping = self.looper.playing().is_some() || self.looper.pending().is_some();
+        let keys = std::mem::take(&mut self.keys);
         let block = self
             .clock
-            .block(host, keys, settings.mode == Mode::Suggest && looping);
+            .block(host, &keys, settings.mode == Mode::Suggest && looping);
         if !settings.bypass {
-            let started = self.quantize(&block, keys);
+            let started = self.quantize(&block, &keys);
             self.play(&block, settings, started);
         }
+        self.keys = keys;
+        self.keys.clear();
         self.emit(settings, midi_out, left, right);
+        for (l, r) in left.iter_mut().zip(right.iter_mut()) {
+            let gain = gain();
+            *l *= gain;
+            *r *= gain;
+        }
         self.publish(&block);
     }
 
@@ -290,7 +353,7 @@ impl AudioEngine {
     fn emit(
         &mut self,
         settings: BlockSettings,
-        midi_out: &mut impl FnMut(ChordNote),
+        midi_out: &mut impl FnMut(MidiNote),
         left: &mut [f32],
         right: &mut [f32],
     ) {
@@ -312,11 +375,12 @@ impl AudioEngine {
                         self.note_off_midi(event.offset, event.pitch, midi_out);
                     }
                     self.sounding[pitch] = settings.channel.min(15) + 1;
-                    midi_out(ChordNote {
+                    midi_out(MidiNote {
                         offset: event.offset,
-                        channel: settings.channel.min(15),
+                        channel: Some(settings.channel.min(15)),
                         pitch: event.pitch,
-                        velocity,
+                        on: true,
+                        velocity: f32::from(velocity) / 127.0,
                     });
                     if settings.synth_on {
                         self.synth.note_on(event.pitch, f32::from(velocity) / 127.0);
@@ -338,20 +402,21 @@ impl AudioEngine {
         }
     }
 
-    fn note_off_midi(&mut self, offset: u32, pitch: u8, midi_out: &mut impl FnMut(ChordNote)) {
+    fn note_off_midi(&mut self, offset: u32, pitch: u8, midi_out: &mut impl FnMut(MidiNote)) {
         let slot = &mut self.sounding[usize::from(pitch.min(127))];
         if *slot != 0 {
-            midi_out(ChordNote {
+            midi_out(MidiNote {
                 offset,
-                channel: *slot - 1,
+                channel: Some(*slot - 1),
                 pitch,
-                velocity: 0,
+                on: false,
+                velocity: 0.0,
             });
             *slot = 0;
         }
     }
 
-    fn release_all_midi(&mut self, offset: u32, midi_out: &mut impl FnMut(ChordNote)) {
+    fn release_all_midi(&mut self, offset: u32, midi_out: &mut impl FnMut(MidiNote)) {
         for pitch in 0..128u8 {
             self.note_off_midi(offset, pitch, midi_out);
         }
@@ -427,17 +492,17 @@ mod tests {
         }
     }
 
-    fn run(engine: &mut AudioEngine, block: &Block, settings: BlockSettings) -> Vec<ChordNote> {
+    fn run(engine: &mut AudioEngine, block: &Block, settings: BlockSettings) -> Vec<MidiNote> {
         let mut out = Vec::new();
         let mut left = vec![0.0; LEN as usize];
         let mut right = vec![0.0; LEN as usize];
         engine.process(
             block,
-            &[],
             settings,
             &mut |n| out.push(n),
             &mut left,
             &mut right,
+            || 1.0,
         );
         out
     }
@@ -455,12 +520,12 @@ mod tests {
         }
     }
 
-    fn ons(notes: &[ChordNote]) -> usize {
-        notes.iter().filter(|n| n.velocity > 0).count()
+    fn ons(notes: &[MidiNote]) -> usize {
+        notes.iter().filter(|n| n.on).count()
     }
 
-    fn offs(notes: &[ChordNote]) -> usize {
-        notes.iter().filter(|n| n.velocity == 0).count()
+    fn offs(notes: &[MidiNote]) -> usize {
+        notes.iter().filter(|n| !n.on).count()
     }
 
     #[test]
@@ -471,13 +536,13 @@ mod tests {
         worker.plans.send(ToAudio::Loop(c_major())).unwrap();
         let played = run(&mut engine, &block(1, true), suggest);
         assert_eq!(ons(&played), 3, "{played:?}");
-        assert!(played.iter().all(|n| n.channel == 2 && n.velocity != 1));
+        assert!(played
+            .iter()
+            .all(|n| n.channel == Some(2) && n.velocity == 100.0 / 127.0));
         // A one-frame loop retriggers every frame: off then on at the same sample.
         let again = run(&mut engine, &block(2, true), suggest);
         assert_eq!((offs(&again), ons(&again)), (3, 3));
-        assert!(
-            again.iter().position(|n| n.velocity == 0) < again.iter().position(|n| n.velocity > 0)
-        );
+        assert!(again.iter().position(|n| !n.on) < again.iter().position(|n| n.on));
 
         let bypassed = run(&mut engine, &block(3, true), settings(true, Mode::Suggest));
         assert_eq!((offs(&bypassed), ons(&bypassed)), (3, 0));
@@ -507,7 +572,9 @@ mod tests {
         engine.reset();
         let after_reset = run(&mut engine, &block(2, false), suggest);
         assert_eq!(offs(&after_reset), 3);
-        assert!(after_reset.iter().all(|n| n.channel == 2 && n.offset == 0));
+        assert!(after_reset
+            .iter()
+            .all(|n| n.channel == Some(2) && n.offset == 0));
 
         // Re-activated at another rate: the loop plan is kept and plays on.
         run(&mut engine, &block(3, true), suggest);
@@ -515,5 +582,68 @@ mod tests {
         let released = run(&mut engine, &block(0, false), suggest);
         assert_eq!(offs(&released), 3);
         assert_eq!(ons(&run(&mut engine, &block(0, true), suggest)), 3);
+    }
+
+    fn note(offset: u32, channel: u8, pitch: u8, on: bool) -> MidiNote {
+        MidiNote {
+            offset,
+            channel: Some(channel),
+            pitch,
+            on,
+            velocity: if on { 0.8 } else { 0.0 },
+        }
+    }
+
+    #[test]
+    fn melody_thru_never_leaves_a_passed_note_hanging() {
+        let (mut engine, _worker) = engine();
+        // Thru on: the press passes; thru switched off before the release: the release still
+        // passes. A press heard with thru off never passes, nor does its release.
+        assert_eq!(
+            engine.hear(note(0, 1, 60, true), true),
+            Some(note(0, 1, 60, true))
+        );
+        assert_eq!(engine.hear(note(10, 1, 62, true), false), None);
+        assert_eq!(
+            engine.hear(note(20, 1, 60, false), false),
+            Some(note(20, 1, 60, false))
+        );
+        assert_eq!(engine.hear(note(30, 1, 62, false), true), None);
+        // The same key on another channel is its own note.
+        engine.hear(note(40, 3, 64, true), true);
+        assert_eq!(engine.hear(note(50, 4, 64, false), true), None);
+        assert!(engine.hear(note(60, 3, 64, false), true).is_some());
+        assert_eq!(engine.hear(note(70, 0, 200, true), true), None);
+    }
+
+    #[test]
+    fn melody_events_reach_the_quantizer_in_time_order_releases_first() {
+        let (mut engine, _worker) = engine();
+        engine.hear_key(NoteEvent::on(300, 64));
+        engine.hear(note(100, 0, 60, true), false);
+        engine.hear_key(NoteEvent::off(100, 59));
+        engine.hear_key(NoteEvent::on(100, 62));
+        let order: Vec<(u32, u8, bool)> = engine
+            .keys
+            .iter()
+            .map(|k| (k.offset, k.pitch, k.kind == NoteEventKind::On))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (100, 59, false),
+                (100, 60, true),
+                (100, 62, true),
+                (300, 64, true)
+            ]
+        );
+        run(&mut engine, &block(0, true), settings(false, Mode::Suggest));
+        assert!(engine.keys.is_empty(), "a block takes its melody");
+        // A flood is cut at the capacity, with no allocation.
+        for i in 0..2 * MAX_MELODY_EVENTS {
+            engine.hear_key(NoteEvent::on(i as u32, 60));
+        }
+        assert_eq!(engine.keys.len(), MAX_MELODY_EVENTS);
+        assert_eq!(engine.keys.capacity(), MAX_MELODY_EVENTS);
     }
 }

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod demo;
 pub mod drag;
 pub mod export;
+pub mod midi;
 pub mod models;
 pub mod panel;
 pub mod params;
@@ -25,16 +26,12 @@ use std::thread::JoinHandle;
 use comper::frames::FRAMES_PER_BEAT;
 use comper::quantize::{self, Block, TimeSignature};
 use crossbeam_channel::{Receiver, Sender};
-use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
 
-use audio::{AudioEngine, BlockSettings, ChordNote};
+use audio::{AudioEngine, BlockSettings};
 use comper::runtime::link;
 use comper::runtime::{Command, Shared, WorkerStatus};
 use params::ComperParams;
-
-/// Most melody events taken per block (hosts send at most `INPUT_EVENT_CAPACITY`).
-const MAX_KEYS: usize = 1024;
 
 /// The plugin.
 ///
@@ -49,11 +46,6 @@ pub struct Comper {
     /// The panel's (and tests') way to the worker; lives as long as the plugin.
     commands: Sender<Command>,
     command_inbox: Receiver<Command>,
-    /// Melody events of the current block.
-    keys: Vec<quantize::NoteEvent>,
-    /// Channels (bit mask) on which each melody key was passed through and is still down, so its
-    /// release is passed too even if "Melody thru" was switched off meanwhile.
-    thru_down: [u16; 128],
     /// A melody file played into the input ([`demo::PLAY_ENV`]).
     demo: Option<demo::DemoPlayer>,
 }
@@ -68,8 +60,6 @@ impl Default for Comper {
             worker: None,
             commands,
             command_inbox,
-            keys: Vec::with_capacity(MAX_KEYS),
-            thru_down: [0; 128],
             demo: demo::DemoPlayer::from_env(),
         }
     }
@@ -124,72 +114,6 @@ impl Comper {
             synth_on: p.synth_on.value(),
             bypass: p.bypass.value(),
             listen_frames: p.live_config().listen_beats * FRAMES_PER_BEAT,
-        }
-    }
-
-    /// Reads the block's note events into `self.keys`, passing the melody through.
-    fn read_keys(&mut self, context: &mut impl ProcessContext<Self>, thru: bool) {
-        self.keys.clear();
-        while let Some(event) = context.next_event() {
-            let (timing, channel, key, on, velocity) = match event {
-                NoteEvent::NoteOn {
-                    timing,
-                    channel,
-                    key,
-                    velocity,
-                    ..
-                } => (timing, channel, key, velocity > 0.0, velocity),
-                NoteEvent::NoteOff {
-                    timing,
-                    channel,
-                    key,
-                    velocity,
-                    ..
-                } => (timing, channel, key, false, velocity),
-                _ => continue,
-            };
-            let Key::Number(pitch) = key else { continue };
-            if pitch > 127 {
-                continue;
-            }
-            let bit = match channel {
-                Channel::Number(c) if c < 16 => 1u16 << c,
-                _ => 1,
-            };
-            let slot = &mut self.thru_down[usize::from(pitch)];
-            let forward = if on { thru } else { *slot & bit != 0 };
-            if forward {
-                if on {
-                    *slot |= bit;
-                } else {
-                    *slot &= !bit;
-                }
-                let event = if on {
-                    NoteEvent::NoteOn {
-                        timing,
-                        voice_id: VoiceID::Wildcard,
-                        channel,
-                        key,
-                        velocity,
-                    }
-                } else {
-                    NoteEvent::NoteOff {
-                        timing,
-                        voice_id: VoiceID::Wildcard,
-                        channel,
-                        key,
-                        velocity,
-                    }
-                };
-                let _ = context.try_send_event(event);
-            }
-            if self.keys.len() < self.keys.capacity() {
-                self.keys.push(if on {
-                    quantize::NoteEvent::on(timing, pitch)
-                } else {
-                    quantize::NoteEvent::off(timing, pitch)
-                });
-            }
         }
     }
 }
@@ -295,51 +219,34 @@ impl Plugin for Comper {
     ) -> ProcessStatus {
         let settings = self.settings();
         let thru = self.params.melody_thru.value() || settings.bypass;
-        self.read_keys(context, thru);
         let block = block_of(context.transport(), buffer.samples());
-        if let Some(demo) = &self.demo {
-            demo.play(&block, &mut self.keys);
-            // Releases before presses at the same sample, as the quantizer expects of a host.
-            self.keys
-                .sort_unstable_by_key(|e| (e.offset, e.kind == quantize::NoteEventKind::On));
-        }
-        for channel in buffer.as_slice().iter_mut() {
-            channel.fill(0.0);
-        }
         let Some(audio) = self.audio.as_mut() else {
+            for channel in buffer.as_slice() {
+                channel.fill(0.0);
+            }
             return ProcessStatus::Normal;
         };
-        let mut send = |note: ChordNote| {
-            let event = if note.velocity > 0 {
-                NoteEvent::NoteOn {
-                    timing: note.offset,
-                    voice_id: VoiceID::Wildcard,
-                    channel: Channel::Number(note.channel),
-                    key: Key::Number(note.pitch),
-                    velocity: f32::from(note.velocity) / 127.0,
+        while let Some(event) = context.next_event() {
+            if let Some(note) = midi::note_from_host(&event) {
+                if let Some(passed) = audio.hear(note, thru) {
+                    let _ = context.try_send_event(midi::note_to_host(passed));
                 }
-            } else {
-                NoteEvent::NoteOff {
-                    timing: note.offset,
-                    voice_id: VoiceID::Wildcard,
-                    channel: Channel::Number(note.channel),
-                    key: Key::Number(note.pitch),
-                    velocity: 0.0,
-                }
-            };
-            let _ = context.try_send_event(event);
-        };
-        let channels = buffer.as_slice();
-        if let [left, right, ..] = channels {
-            audio.process(&block, &self.keys, settings, &mut send, left, right);
-        } else {
-            audio.process(&block, &self.keys, settings, &mut send, &mut [], &mut []);
-        }
-        for mut samples in buffer.iter_samples() {
-            let gain = self.params.synth_level.smoothed.next();
-            for sample in samples.iter_mut() {
-                *sample *= gain;
             }
+        }
+        if let Some(demo) = &self.demo {
+            demo.play(&block, &mut |key| audio.hear_key(key));
+        }
+        let gain = &self.params.synth_level.smoothed;
+        let mut send = |note| {
+            let _ = context.try_send_event(midi::note_to_host(note));
+        };
+        match buffer.as_slice() {
+            [left, right, ..] => {
+                audio.process(&block, settings, &mut send, left, right, || gain.next());
+            }
+            _ => audio.process(&block, settings, &mut send, &mut [], &mut [], || {
+                gain.next()
+            }),
         }
         ProcessStatus::Normal
     }
