@@ -608,4 +608,36 @@ mod tests {
         // The pool is still usable: no helper is stuck spinning.
         assert_eq!(pool.install(|| with_team(threads)), 2);
     }
+
+    /// The hand-off itself, small enough for Miri, whose data-race detector checks the protocol
+    /// (`cargo +nightly miri test --lib team_hands_off`, run by `.ci/run`): each region's tasks
+    /// write their slot with plain stores, and the leader reads every slot with plain loads as
+    /// soon as `run` returns, so a helper's write that did not happen-before the leader's return
+    /// is a race. Each region's job borrows a different closure, so a helper reading a stale job
+    /// pointer or the leader rewriting it under a helper is one too.
+    #[test]
+    fn team_hands_off_regions_to_helpers_without_a_data_race() {
+        const HELPERS: usize = 2;
+        const REGIONS: usize = 12;
+        const TASKS: usize = 4;
+        let team = Team::new(HELPERS + 1);
+        let mut slots = vec![0usize; TASKS];
+        std::thread::scope(|scope| {
+            for _ in 0..HELPERS {
+                scope.spawn(|| team.help());
+            }
+            for region in 0..REGIONS {
+                let shared = SharedSlice::new(&mut slots);
+                let job = |task: usize| {
+                    // SAFETY: each task index is claimed once per region.
+                    let slot = unsafe { shared.piece(task, task + 1) };
+                    slot[0] = region * TASKS + task;
+                };
+                team.run(TASKS, &job);
+                let expected: Vec<usize> = (0..TASKS).map(|t| region * TASKS + t).collect();
+                assert_eq!(slots, expected, "region {region}");
+            }
+            team.finish();
+        });
+    }
 }
