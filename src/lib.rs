@@ -3,8 +3,10 @@
 //! Data flows one way: MIDI capture → [`quantize`] → melody [`frames`] → [`tokens`] →
 //! [`model`] → [`sample`] → chord frames → voicing ([`chord`]) → MIDI out / [`midi_file`].
 
+#[cfg(any(test, feature = "bench"))]
 pub mod bench;
 pub mod chord;
+#[cfg(feature = "eval")]
 pub mod eval;
 pub mod fit;
 pub mod harmony;
@@ -15,6 +17,7 @@ pub mod model;
 pub mod progression;
 pub mod runtime;
 pub mod sample;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod suggest;
 pub mod tokens;

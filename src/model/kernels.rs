@@ -380,6 +380,7 @@ widest! {
     }
 }
 
+#[cfg(any(test, feature = "bench"))]
 widest! {
     /// `Σ values` ([`lane_sum`]) at the full vector width: the bench's memory-bandwidth pass, which
     /// at 4 lanes measured a third less than the memory delivers.

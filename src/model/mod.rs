@@ -13,6 +13,7 @@ pub mod weights;
 
 pub use config::{ModelConfig, ModelKind, OfflineConfig};
 pub use decoder::{Decoder, KvCache, LogitRows};
+#[cfg(any(test, feature = "bench"))]
 pub(crate) use kernels::vector_sum;
 pub use offline::{CrossCache, OfflineModel};
 pub use packed::measure_product_rate;
