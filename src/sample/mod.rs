@@ -1,18 +1,18 @@
 //! Sampling chords from the decoder: the five-options panel and live continuation.
 //!
-//! Both run the same engine ([`engine`]): an interleaved `[BOS, c0, m0, c1, m1, …]` sequence in
+//! Both run the same loop ([`sequence`]): an interleaved `[BOS, c0, m0, c1, m1, …]` sequence in
 //! which some slots are forced (the known melody, locked or committed chords, the prompt) and the
 //! others are sampled under ReaLJam's validity rules ([`filter`]). Forced tokens are pushed through
 //! the network together with the token before them, so with a known melody each frame costs one
 //! sequential decoder call instead of two; a frame whose chord the change grid holds costs none.
 
-mod engine;
+pub mod continuation;
 pub mod filter;
-pub mod live;
 pub mod options;
+mod sequence;
 
+pub use continuation::{commit_frames, plan_live, LivePlan, LivePlanner, LiveRequest};
 pub use filter::{Part, SamplingParams};
-pub use live::{commit_frames, plan_live, LivePlan, LivePlanner, LiveRequest};
 pub use options::{generate_offline_options, generate_options, ChordOption, OptionsRequest};
 
 use crate::model::ModelError;

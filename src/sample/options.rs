@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use rand::Rng;
 
-use super::engine::{self, Slot};
 use super::filter::{Part, SamplingParams};
+use super::sequence::{self, Slot};
 use super::SampleError;
 use crate::frames::{ChordFrame, MelodyFrame};
 use crate::harmony::ChordGuide;
@@ -196,7 +196,7 @@ fn sample_batch<M: Stepper, R: Rng + Send>(
     params: &SamplingParams,
     rng: &mut R,
 ) -> Result<Vec<ChordOption>, SampleError> {
-    let generated = engine::run_cached(model, vocab, cache, slots, guide, params, rng)?;
+    let generated = sequence::run_cached(model, vocab, cache, slots, guide, params, rng)?;
     generated
         .tokens
         .iter()

@@ -3,8 +3,8 @@
 
 use rand::Rng;
 
-use super::engine::{self, Slot};
 use super::filter::{Part, SamplingParams};
+use super::sequence::{self, Slot};
 use super::SampleError;
 use crate::frames::{ChordFrame, MelodyFrame};
 use crate::harmony::ChordGuide;
@@ -145,7 +145,7 @@ impl LivePlanner {
         cache.truncate(shared);
         self.last_reused = shared;
         self.cached_tokens.clear();
-        let generated = engine::run_cached(
+        let generated = sequence::run_cached(
             decoder,
             vocab,
             &mut cache,
