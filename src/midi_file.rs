@@ -17,6 +17,7 @@ use midly::num::{u15, u24, u28, u4, u7};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
 
 use crate::frames::Note;
+use crate::progression::VoicedChord;
 use crate::quantize::TimeSignature;
 
 /// Ticks per quarter note of the files Comper writes.
@@ -410,15 +411,6 @@ impl TrackNotes {
             })
             .collect()
     }
-}
-
-/// A chord as played: its pitches sound together from `start_beat` to `end_beat`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VoicedChord {
-    pub pitches: Vec<u8>,
-    pub start_beat: f64,
-    pub end_beat: f64,
-    pub velocity: u8,
 }
 
 /// What goes into a written progression file. Channels are zero-based (0–15).

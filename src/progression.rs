@@ -6,9 +6,17 @@ use serde::Serialize;
 
 use crate::chord::{plain_voicing, voice_led, ChordTable, Voicing, VoicingRange};
 use crate::frames::{ChordFrame, ChordIndex, FRAMES_PER_BEAT};
-use crate::midi_file::VoicedChord;
 use crate::quantize::TimeSignature;
 use crate::tokens::{frames_to_chord_spans, Vocabulary};
+
+/// A chord as played: its pitches sound together from `start_beat` to `end_beat`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VoicedChord {
+    pub pitches: Vec<u8>,
+    pub start_beat: f64,
+    pub end_beat: f64,
+    pub velocity: u8,
+}
 
 /// One chord of a progression, named, with its span in beats from the phrase start.
 #[derive(Debug, Clone, PartialEq, Serialize)]

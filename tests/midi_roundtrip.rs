@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use comper::frames::Note;
 use comper::midi_file::{
     parse_midi, read_melody, write_progression, MelodyChoice, MidiFileError, ProgressionExport,
-    VoicedChord,
 };
+use comper::progression::VoicedChord;
 use comper::quantize::TimeSignature;
 use midly::num::{u15, u28, u4, u7};
 use midly::{

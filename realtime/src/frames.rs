@@ -69,3 +69,32 @@ pub struct ChordSpan {
     pub onset_beat: f64,
     pub offset_beat: f64,
 }
+
+/// Musical meter, reported with each phrase so consumers can align bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimeSignature {
+    pub numerator: u8,
+    pub denominator: u8,
+}
+
+impl TimeSignature {
+    /// Length of one bar in quarter-note beats (6/8 → 3.0); a zero denominator counts as 4.
+    pub fn beats_per_bar(self) -> f64 {
+        let denominator = if self.denominator == 0 {
+            4
+        } else {
+            self.denominator
+        };
+        f64::from(self.numerator) * 4.0 / f64::from(denominator)
+    }
+}
+
+impl Default for TimeSignature {
+    /// 4/4, the fallback when a host or file says nothing.
+    fn default() -> Self {
+        Self {
+            numerator: 4,
+            denominator: 4,
+        }
+    }
+}

@@ -54,6 +54,8 @@
 //! clamped to [`MIN_TEMPO_BPM`]`..=`[`MAX_TEMPO_BPM`], at most [`MAX_LOOP_WRAPS_PER_BLOCK`] loop
 //! wraps are followed per block, and loops shorter than one frame are ignored.
 
+/// The metre lives with the other music types; the quantizer reports it with each phrase.
+pub use crate::frames::TimeSignature;
 use crate::frames::{MelodyFrame, Note, FRAMES_PER_BEAT};
 
 const FRAMES_PER_BEAT_F64: f64 = FRAMES_PER_BEAT as f64;
@@ -75,35 +77,6 @@ pub const JUMP_TOLERANCE_BEATS: f64 = 1.0 / 64.0;
 pub const MAX_BEAT_POSITION: f64 = 1e12;
 /// Loop wraps followed inside one block; a pathological host loop cannot stall the audio thread.
 pub const MAX_LOOP_WRAPS_PER_BLOCK: u32 = 8;
-
-/// Musical meter, reported with each phrase so consumers can align bars.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TimeSignature {
-    pub numerator: u8,
-    pub denominator: u8,
-}
-
-impl TimeSignature {
-    /// Length of one bar in quarter-note beats (6/8 → 3.0); a zero denominator counts as 4.
-    pub fn beats_per_bar(self) -> f64 {
-        let denominator = if self.denominator == 0 {
-            4
-        } else {
-            self.denominator
-        };
-        f64::from(self.numerator) * 4.0 / f64::from(denominator)
-    }
-}
-
-impl Default for TimeSignature {
-    /// 4/4, the fallback when a host or file says nothing.
-    fn default() -> Self {
-        Self {
-            numerator: 4,
-            denominator: 4,
-        }
-    }
-}
 
 /// What the host says about its timeline at the first sample of a block.
 #[derive(Debug, Clone, Copy, PartialEq)]

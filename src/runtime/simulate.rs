@@ -23,8 +23,7 @@ use super::models::ModelPair;
 use super::worker::{Engines, FixedHost, Runtime, RuntimeFiles, Settings};
 use crate::frames::{ChordFrame, Note, FRAMES_PER_BEAT};
 use crate::live::{LiveConfig, LiveError};
-use crate::midi_file::VoicedChord;
-use crate::progression::{name_chords, NamedChord};
+use crate::progression::{name_chords, NamedChord, VoicedChord};
 use crate::quantize::{
     Block, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput, TimeSignature,
     Transport,
