@@ -179,15 +179,14 @@ impl AudioEngine {
         passes.then_some(note)
     }
 
-    /// Takes a melody key event for the coming block, in time order (releases before presses at
-    /// the same sample, as the quantizer expects); events beyond [`MAX_MELODY_EVENTS`] are
-    /// dropped.
+    /// Takes a melody key event for the coming block, in time order; events at the same sample
+    /// keep the order they came in (a host's zero-length note is a press, then its release).
+    /// Events beyond [`MAX_MELODY_EVENTS`] are dropped.
     pub fn hear_key(&mut self, key: NoteEvent) {
         if self.keys.len() == self.keys.capacity() {
             return;
         }
-        let order = |e: &NoteEvent| (e.offset, e.kind == NoteEventKind::On);
-        let at = self.keys.partition_point(|e| order(e) <= order(&key));
+        let at = self.keys.partition_point(|e| e.offset <= key.offset);
         self.keys.insert(at, key);
     }
 
@@ -617,7 +616,7 @@ mod tests {
     }
 
     #[test]
-    fn melody_events_reach_the_quantizer_in_time_order_releases_first() {
+    fn melody_events_reach_the_quantizer_in_time_order() {
         let (mut engine, _worker) = engine();
         engine.hear_key(NoteEvent::on(300, 64));
         engine.hear(note(100, 0, 60, true), false);
@@ -628,11 +627,12 @@ mod tests {
             .iter()
             .map(|k| (k.offset, k.pitch, k.kind == NoteEventKind::On))
             .collect();
+        // Same sample: the order they came in.
         assert_eq!(
             order,
             [
-                (100, 59, false),
                 (100, 60, true),
+                (100, 59, false),
                 (100, 62, true),
                 (300, 64, true)
             ]
