@@ -190,10 +190,10 @@ impl Editor for PanelEditor {
     }
 
     fn size(&self) -> NativeSize<u32> {
-        let window_open = lock(&self.size.0.window).is_some();
+        let opened_since_load = lock(&self.size.0.window).is_some();
         match lock(&self.opened).as_ref() {
-            // egui knows the window's scale factor.
-            Some(editor) if window_open => editor.size(),
+            // egui knows that window's size and scale factor.
+            Some(editor) if opened_since_load => editor.size(),
             _ => {
                 let size = self.size.current();
                 NativeSize::from_size(LogicalSize::new(size.width, size.height).into(), 1.0)
