@@ -358,7 +358,7 @@ impl AudioEngine {
     ) {
         let len = left.len().min(right.len());
         let mut rendered = 0;
-        let velocity = settings.velocity.clamp(1, 127);
+        let level = f32::from(settings.velocity.clamp(1, 127)) / 127.0;
         for i in 0..self.events.len() {
             let event = self.events[i];
             let at = (event.offset as usize).min(len);
@@ -379,10 +379,10 @@ impl AudioEngine {
                         channel: Some(settings.channel.min(15)),
                         pitch: event.pitch,
                         on: true,
-                        velocity: f32::from(velocity) / 127.0,
+                        velocity: level,
                     });
                     if settings.synth_on {
-                        self.synth.note_on(event.pitch, f32::from(velocity) / 127.0);
+                        self.synth.note_on(event.pitch, level);
                     }
                 }
                 NoteEventKind::Off => {

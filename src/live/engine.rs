@@ -630,10 +630,10 @@ impl SessionModels<'_> {
         Some(guide)
     }
 
-    /// Chords for the heard frames `from..until` (at most the model's context, ending at
-    /// `until`), sampled with the guide by the offline model when there is one: of `count`
-    /// candidates the one the critic likes best. Returns chords for the frames read, numbered
-    /// from the first of them (see [`Self::model_window`]).
+    /// Chords for the heard `frames` (which the caller fits into the model's context with
+    /// [`Self::model_window`]), sampled with the guide by the offline model when there is one:
+    /// of `count` candidates the one the critic likes best. Returns one chord per frame of
+    /// `frames`.
     fn harmonize_heard(
         &self,
         session: &Session,
@@ -642,8 +642,7 @@ impl SessionModels<'_> {
         params: &SamplingParams,
         rng: &mut StdRng,
     ) -> Result<Vec<ChordFrame>, LiveError> {
-        let until = frames.end;
-        let start = self.model_window(frames);
+        let (start, until) = (frames.start, frames.end);
         let scale = if self.offline.is_some() {
             1.0
         } else {
@@ -683,15 +682,15 @@ impl SessionModels<'_> {
         Ok(chords)
     }
 
-    /// The first frame of `frames` that the harmonizing model reads: the model sees at most its
-    /// context, the frames ending at `frames.end`.
-    fn model_window(&self, frames: std::ops::Range<usize>) -> usize {
+    /// The part of `frames` the harmonizing model can read: at most its context, the frames
+    /// ending at `frames.end`.
+    fn model_window(&self, frames: std::ops::Range<usize>) -> std::ops::Range<usize> {
         let max_frames = self
             .offline
             .map_or(self.decoder.config().max_frames(), |model| {
                 model.config().max_frames()
             });
-        frames.start.max(frames.end.saturating_sub(max_frames))
+        frames.start.max(frames.end.saturating_sub(max_frames))..frames.end
     }
 
     /// Fills the chords of the frames heard before the first plan (context only, never played).
@@ -715,9 +714,9 @@ impl SessionModels<'_> {
             IntroMode::Sampled => {
                 // ReaLJam samples its intro at temperature 1 whatever the live temperature.
                 let params = SamplingParams::default();
-                let start = self.model_window(0..heard);
-                let read = self.harmonize_heard(session, 0..heard, 1, &params, rng)?;
-                session.chords = vec![ChordFrame::Silence; start];
+                let window = self.model_window(0..heard);
+                session.chords = vec![ChordFrame::Silence; window.start];
+                let read = self.harmonize_heard(session, window, 1, &params, rng)?;
                 session.chords.extend(read);
                 session.voicings = vec![Voiced::default(); heard];
                 session.committed_until = heard;
@@ -748,10 +747,11 @@ impl SessionModels<'_> {
         };
         // The last bars are read again: what followed a bar often says what it was. Bars before
         // them keep their last reading, so the cost stays bounded in a long session.
-        let window = HINDSIGHT_BARS * session.meter().bar;
-        let start = self.model_window(until.saturating_sub(window)..until);
-        let count = hindsight_candidates(until - start);
-        let read = self.harmonize_heard(session, start..until, count, &params, rng)?;
+        let bars = HINDSIGHT_BARS * session.meter().bar;
+        let window = self.model_window(until.saturating_sub(bars)..until);
+        let start = window.start;
+        let count = hindsight_candidates(window.len());
+        let read = self.harmonize_heard(session, window, count, &params, rng)?;
         session.hindsight.resize(start, ChordFrame::Silence);
         session.hindsight.extend(read);
         Ok(())
