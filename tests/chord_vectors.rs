@@ -3,8 +3,8 @@
 //!
 //! The fixture is written by `training/make_tokenizer_vectors.py`.
 
-use comper::chord::{ChordError, ChordSymbol, ChordTable};
-use comper::tokens::Vocabulary;
+use comper_music::chord::{ChordError, ChordSymbol, ChordTable};
+use comper_music::tokens::Vocabulary;
 use serde::Deserialize;
 
 #[derive(Deserialize)]

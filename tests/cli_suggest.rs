@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use comper::midi_file::read_midi;
+use comper_music::midi_file::read_midi;
 
 const WEIGHTS: &str = "tests/fixtures/parity/d64_h2_dh32";
 

@@ -6,23 +6,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
-use comper::chord::ChordTable;
-use comper::eval::baselines::{
+use comper_eval::baselines::{
     diatonic_track, find_key, pitch_class_weights, ChordStatistics, Key, TriadLookup,
 };
-use comper::eval::best_of::{best_of, BestOfOptions};
-use comper::eval::data::{evenly_spaced, Split};
-use comper::eval::metrics::{
+use comper_eval::best_of::{best_of, BestOfOptions};
+use comper_eval::data::{evenly_spaced, Split};
+use comper_eval::metrics::{
     chord_durations, chord_masks, entropy_bits, note_in_chord_counts, offbeat_chords, MetricTotals,
 };
-use comper::eval::nll::{offline_log_likelihoods, NllTotals};
-use comper::eval::{evaluate, EvalError, EvalOptions};
-use comper::frames::{ChordFrame, MelodyFrame};
-use comper::model::weights::{
-    expected_offline_shapes, expected_shapes, write_folder, INV_FREQ_KEY,
-};
-use comper::model::{LoadedModel, LoadedOffline, ModelConfig, ModelKind, OfflineConfig};
-use comper::tokens::Vocabulary;
+use comper_eval::nll::{offline_log_likelihoods, NllTotals};
+use comper_eval::{evaluate, EvalError, EvalOptions};
+use comper_model::weights::{expected_offline_shapes, expected_shapes, write_folder, INV_FREQ_KEY};
+use comper_model::{LoadedModel, LoadedOffline, ModelConfig, ModelKind, OfflineConfig};
+use comper_music::chord::ChordTable;
+use comper_music::tokens::Vocabulary;
+use comper_realtime::frames::{ChordFrame, MelodyFrame};
 use rand::SeedableRng;
 
 const ROOTS: [&str; 12] = [
@@ -463,7 +461,7 @@ fn the_offline_model_gets_its_own_rows_and_drives_suggest() {
         max_examples: Some(3),
         seed: 1,
         suggest: true,
-        guide: comper::harmony::GuideSettings::default(),
+        guide: comper_music::harmony::GuideSettings::default(),
     };
     let report = evaluate(&options, |_| {}).unwrap();
     let names: Vec<&str> = report.systems.iter().map(|s| s.name.as_str()).collect();
@@ -652,7 +650,7 @@ fn a_meta_file_that_does_not_match_the_split_is_an_error() {
         max_examples: None,
         seed: 0,
         suggest: true,
-        guide: comper::harmony::GuideSettings::default(),
+        guide: comper_music::harmony::GuideSettings::default(),
     };
     let err = evaluate(&options, |_| {}).unwrap_err();
     assert!(
@@ -680,7 +678,7 @@ fn a_model_with_another_vocabulary_is_refused() {
         max_examples: None,
         seed: 0,
         suggest: true,
-        guide: comper::harmony::GuideSettings::default(),
+        guide: comper_music::harmony::GuideSettings::default(),
     };
     let err = evaluate(&options, |_| {}).unwrap_err();
     assert!(matches!(err, EvalError::VocabularyMismatch { .. }), "{err}");

@@ -3,17 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use comper::eval::cases::read_cases;
-use comper::eval::melody_eval::score_case;
-use comper::frames::Note;
-use comper::harmony::critic::ChordSounds;
-use comper::harmony::GuideSettings;
-use comper::harmony::Triad;
-use comper::live::LiveConfig;
-use comper::model::{LoadedModel, LoadedOffline};
-use comper::runtime::{simulate_jam, JamSettings, ModelPair, ReplanTime};
-use comper::sample::SamplingParams;
-use comper::suggest::{frames_per_bar, suggest, Harmonizer, Phrase};
+use comper_eval::cases::read_cases;
+use comper_eval::melody_eval::score_case;
+use comper_generate::live::LiveConfig;
+use comper_generate::runtime::{simulate_jam, JamSettings, ModelPair, ReplanTime};
+use comper_generate::sample::SamplingParams;
+use comper_generate::suggest::{frames_per_bar, suggest, Harmonizer, Phrase};
+use comper_model::{LoadedModel, LoadedOffline};
+use comper_music::harmony::critic::ChordSounds;
+use comper_music::harmony::GuideSettings;
+use comper_music::harmony::Triad;
+use comper_realtime::frames::Note;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::sync::Arc;
@@ -65,7 +65,7 @@ fn a_broken_case_is_a_clear_error_naming_the_file() {
 fn suggest_on_cases(guide: GuideSettings) -> (f64, f64, usize) {
     let model = LoadedOffline::load(&root().join("weights/comper-offline")).unwrap();
     let harmonizer = Harmonizer::Offline(&model);
-    let sounds = ChordSounds::new(&comper::chord::ChordTable::new(&model.vocabulary));
+    let sounds = ChordSounds::new(&comper_music::chord::ChordTable::new(&model.vocabulary));
     let cases = read_cases(&root().join("training/melodies/progressions")).unwrap();
     let params = SamplingParams {
         temperature: 0.8,
@@ -154,7 +154,9 @@ fn live_on_a_loop(guide: GuideSettings) -> f64 {
             LoadedOffline::load(&root().join("weights/comper-offline")).unwrap(),
         )),
     );
-    let sounds = ChordSounds::new(&comper::chord::ChordTable::new(&models.online.vocabulary));
+    let sounds = ChordSounds::new(&comper_music::chord::ChordTable::new(
+        &models.online.vocabulary,
+    ));
     let (notes, triads) = looped_arpeggios();
     let config = LiveConfig {
         change_grid: 2,
@@ -196,7 +198,7 @@ fn live_brings_back_the_chords_of_a_progression_it_has_heard() {
 
 #[test]
 fn the_key_heard_is_the_labelled_key() {
-    use comper::harmony::melody_key;
+    use comper_music::harmony::melody_key;
     let mut total = 0;
     let mut right = 0;
     let mut wrong = Vec::new();

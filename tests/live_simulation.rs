@@ -7,21 +7,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use comper::bench::random_offline;
-use comper::frames::{ChordFrame, MelodyFrame, Note};
-use comper::live::{IntroMode, LiveConfig};
-use comper::model::{LoadedModel, LoadedOffline, ModelConfig, ModelKind, OfflineConfig};
-use comper::quantize::{
-    Block, ClockSource, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput,
-    TimeSignature, Transport,
-};
-use comper::runtime::link::{command_channel, link};
-use comper::runtime::{
+use comper_generate::live::{IntroMode, LiveConfig};
+use comper_generate::runtime::link::{command_channel, link};
+use comper_generate::runtime::{
     simulate_jam, spawn, AudioLink, FixedHost, JamReport, JamSettings, ModelPair, ReplanTime,
     RuntimeFiles, Settings, Shared, ToAudio,
 };
-use comper::schedule::{PlannedFrame, Scheduler, SchedulerOutput};
-use comper::tokens::Vocabulary;
+use comper_model::random::random_offline;
+use comper_model::{LoadedModel, LoadedOffline, ModelConfig, ModelKind, OfflineConfig};
+use comper_music::tokens::Vocabulary;
+use comper_realtime::frames::{ChordFrame, MelodyFrame, Note};
+use comper_realtime::quantize::{
+    Block, ClockSource, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput,
+    TimeSignature, Transport,
+};
+use comper_realtime::schedule::{PlannedFrame, Scheduler, SchedulerOutput};
 
 #[path = "common/heap_counter.rs"]
 mod heap_counter;

@@ -4,12 +4,12 @@
 
 use std::path::PathBuf;
 
-use comper::frames::Note;
-use comper::midi_file::{
+use comper_music::midi_file::{
     parse_midi, read_melody, write_progression, MelodyChoice, MidiFileError, ProgressionExport,
 };
-use comper::progression::VoicedChord;
-use comper::quantize::TimeSignature;
+use comper_music::progression::VoicedChord;
+use comper_realtime::frames::Note;
+use comper_realtime::quantize::TimeSignature;
 use midly::num::{u15, u28, u4, u7};
 use midly::{
     Format, Fps, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind,
@@ -472,5 +472,5 @@ fn committed_assets_match_their_source() {
 fn smpte_rate_of_minus_128_is_an_error_not_a_panic() {
     let mut bytes = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x80\x00".to_vec();
     bytes.extend_from_slice(b"MTrk\x00\x00\x00\x04\x00\xff\x2f\x00");
-    assert!(comper::midi_file::parse_midi(&bytes).is_err());
+    assert!(comper_music::midi_file::parse_midi(&bytes).is_err());
 }

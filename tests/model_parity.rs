@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use comper::model::{weights, Decoder, LoadedModel, LogitRows};
+use comper_model::{weights, Decoder, LoadedModel, LogitRows};
 
 const TOLERANCE: f32 = 1e-4;
 const CONFIGS: [&str; 2] = ["d64_h2_dh32", "bf16_d32_h2_dh24"];
@@ -208,11 +208,11 @@ fn stored_inv_freq_is_used_not_recomputed() {
 
 // ---- sampling on the parity models -------------------------------------------------------------
 
-use comper::frames::{ChordFrame, MelodyFrame};
-use comper::sample::filter::part_log_prob;
-use comper::sample::{
+use comper_generate::sample::filter::part_log_prob;
+use comper_generate::sample::{
     generate_options, plan_live, LiveRequest, OptionsRequest, Part, SamplingParams,
 };
+use comper_realtime::frames::{ChordFrame, MelodyFrame};
 use rand::SeedableRng;
 
 fn fixture_melody(model: &LoadedModel, fx: &HashMap<String, Tensor>) -> Vec<MelodyFrame> {
@@ -381,8 +381,8 @@ fn live_context_is_trimmed_to_fit_the_model() {
 
 // ---- importing official checkpoint layouts -------------------------------------------------------
 
-use comper::model::import::{import_checkpoint, max_logit_difference};
-use comper::model::weights::AnyModel;
+use comper_model::import::{import_checkpoint, max_logit_difference};
+use comper_model::weights::AnyModel;
 
 fn import_dir(case: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("comper-import-{}-{case}", std::process::id()));
@@ -475,7 +475,7 @@ fn args_disagreeing_with_the_tensors_fail_the_import() {
 
 #[test]
 fn live_planner_reuses_the_context_without_changing_the_plan() {
-    use comper::sample::LivePlanner;
+    use comper_generate::sample::LivePlanner;
     let model = LoadedModel::load(&folder(CONFIGS[0])).unwrap();
     let melody = fixture_melody(&model, &fixture(CONFIGS[0]));
     let chords: Vec<ChordFrame> = (0..24)

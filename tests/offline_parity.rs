@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use comper::frames::{ChordFrame, MelodyFrame};
-use comper::model::import::{import_checkpoint, max_logit_difference, ImportedConfig};
-use comper::model::weights::AnyModel;
-use comper::model::{LoadedModel, LoadedOffline, LogitRows, Stepper, WeightsError};
-use comper::sample::{generate_offline_options, OptionsRequest, SamplingParams};
+use comper_generate::sample::{generate_offline_options, OptionsRequest, SamplingParams};
+use comper_model::import::{import_checkpoint, max_logit_difference, ImportedConfig};
+use comper_model::weights::AnyModel;
+use comper_model::{LoadedModel, LoadedOffline, LogitRows, Stepper, WeightsError};
+use comper_realtime::frames::{ChordFrame, MelodyFrame};
 use rand::SeedableRng;
 
 const TOLERANCE: f32 = 1e-4;

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use comper::frames::MelodyFrame;
-use comper::quantize::{ClockSource, QuantizerOutput, TimeSignature};
-use comper::runtime::link::{command_channel, link};
-use comper::runtime::{
+use comper_generate::runtime::link::{command_channel, link};
+use comper_generate::runtime::{
     spawn, AudioLink, Command, FixedHost, Host, RuntimeFiles, Settings, Shared, ToAudio,
     WorkerStatus, OPTION_COUNT,
 };
-use comper::schedule::PlanUpdate;
+use comper_realtime::frames::MelodyFrame;
+use comper_realtime::quantize::{ClockSource, QuantizerOutput, TimeSignature};
+use comper_realtime::schedule::PlanUpdate;
 use crossbeam_channel::Sender;
 
 #[path = "common/tiny_model.rs"]
@@ -152,9 +152,9 @@ fn suggest_mode_captures_offers_options_and_loops_the_one_chosen() {
 
 #[test]
 fn every_frame_sent_is_reported_done_once_handled() {
-    let mut settings = Settings::live(comper::live::LiveConfig {
+    let mut settings = Settings::live(comper_generate::live::LiveConfig {
         listen_beats: 2,
-        ..comper::live::LiveConfig::default()
+        ..comper_generate::live::LiveConfig::default()
     });
     settings.live.seed = 3;
     let runtime = Running::start(settings);

@@ -7,10 +7,10 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
-use comper::midi_file::parse_midi;
-use comper::model::{LoadedModel, LoadedOffline};
-use comper::runtime::ModelPair;
-use comper::serve::{ServeConfig, Server};
+use comper_generate::runtime::ModelPair;
+use comper_model::{LoadedModel, LoadedOffline};
+use comper_music::midi_file::parse_midi;
+use comper_serve::{ServeConfig, Server};
 use serde_json::{json, Value};
 
 fn root() -> &'static Path {

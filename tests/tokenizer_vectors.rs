@@ -2,11 +2,11 @@
 //!
 //! The fixture is written by `training/make_tokenizer_vectors.py`.
 
-use comper::frames::{ChordFrame, ChordSpan, MelodyFrame, Note};
-use comper::tokens::{
+use comper_music::tokens::{
     chords_to_frames, frames_to_chord_spans, frames_to_notes, melody_to_frames, Token, TokenId,
     Vocabulary,
 };
+use comper_realtime::frames::{ChordFrame, ChordSpan, MelodyFrame, Note};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use comper::model::weights::{CHORD_NAMES_FILE, CONFIG_FILE, MODEL_FILE};
-use comper::model::{LoadedModel, WeightsError};
+use comper_model::weights::{CHORD_NAMES_FILE, CONFIG_FILE, MODEL_FILE};
+use comper_model::{LoadedModel, WeightsError};
 
 const SOURCE: &str = "bf16_d32_h2_dh24";
 

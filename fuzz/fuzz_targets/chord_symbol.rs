@@ -2,7 +2,7 @@
 //! a parsed chord must print back to a name that parses to the same chord.
 #![no_main]
 
-use comper::chord::ChordSymbol;
+use comper_music::chord::ChordSymbol;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! reads must also survive melody picking.
 #![no_main]
 
-use comper::midi_file::{parse_midi, MelodyChoice};
+use comper_music::midi_file::{parse_midi, MelodyChoice};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,8 +3,8 @@
 //! Live screenshot its player). The file is read once, when the plugin is made; `process()` only
 //! walks the loaded notes.
 
-use comper::midi_file::{read_melody, MelodyChoice};
-use comper::quantize::{Block, NoteEvent};
+use comper_music::midi_file::{read_melody, MelodyChoice};
+use comper_realtime::quantize::{Block, NoteEvent};
 
 /// Environment variable naming the `.mid` file to play.
 pub const PLAY_ENV: &str = "COMPER_PLAY";
@@ -119,7 +119,7 @@ impl DemoPlayer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use comper::quantize::{NoteEventKind, TimeSignature, Transport};
+    use comper_realtime::quantize::{NoteEventKind, TimeSignature, Transport};
 
     fn block(beat: f64, len: u32) -> Block {
         Block {

@@ -4,15 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
-use comper::chord::{ChordTable, VoicingRange};
-use comper::frames::ChordFrame;
-use comper::midi_file::{write_progression_to_path, ProgressionExport};
-use comper::progression::{name_chords, voice_progression};
-use comper::tokens::{frames_to_notes, Vocabulary};
+use comper_music::chord::{ChordTable, VoicingRange};
+use comper_music::midi_file::{write_progression_to_path, ProgressionExport};
+use comper_music::progression::{name_chords, voice_progression};
+use comper_music::tokens::{frames_to_notes, Vocabulary};
+use comper_realtime::frames::ChordFrame;
 
-use comper::runtime::loop_plan::transposed;
-use comper::runtime::session::{chords_in_vocabulary, Session};
-use comper::runtime::VoicingChoice;
+use comper_generate::runtime::loop_plan::transposed;
+use comper_generate::runtime::session::{chords_in_vocabulary, Session};
+use comper_generate::runtime::VoicingChoice;
 
 /// What to write.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,7 +31,7 @@ pub enum ExportError {
     #[error("the saved progression is damaged: {0}")]
     Session(String),
     #[error(transparent)]
-    Midi(#[from] comper::midi_file::MidiFileError),
+    Midi(#[from] comper_music::midi_file::MidiFileError),
     #[error("cannot create {path}: {source}")]
     Folder {
         path: PathBuf,
@@ -87,7 +87,7 @@ pub fn drag_clip(
     let export = selected_export(session, settings)?;
     create_dir(dir)?;
     remove_old_clips(dir);
-    let bar = comper::suggest::frames_per_bar(session.time_signature) as i64;
+    let bar = comper_generate::suggest::frames_per_bar(session.time_signature) as i64;
     let first = session.first_frame.div_euclid(bar) + 1;
     let bars = (session.melody.len() as i64 + bar - 1) / bar;
     let bars = bars.max(1);

@@ -3,8 +3,8 @@
 //! synth on its stereo output (for hosts that pass no MIDI out of a plugin).
 //!
 //! Threads: the host's audio thread runs [`audio::AudioEngine`] inside `process()`; the
-//! inference thread ([`worker`]) runs the library's runtime ([`comper::runtime`]), which owns the
-//! models; [`comper::runtime::link`] connects them. Parameters and the saved session live in
+//! inference thread ([`worker`]) runs the library's runtime ([`comper_generate::runtime`]), which owns the
+//! models; [`comper_generate::runtime::link`] connects them. Parameters and the saved session live in
 //! [`params`] and [`session`].
 
 pub mod audio;
@@ -23,14 +23,14 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use comper::frames::FRAMES_PER_BEAT;
-use comper::quantize::{self, Block, TimeSignature};
+use comper_realtime::frames::FRAMES_PER_BEAT;
+use comper_realtime::quantize::{self, Block, TimeSignature};
 use crossbeam_channel::{Receiver, Sender};
 use nice_plug::prelude::*;
 
 use audio::{AudioEngine, BlockSettings};
-use comper::runtime::link;
-use comper::runtime::{Command, Shared, WorkerStatus};
+use comper_generate::runtime::link;
+use comper_generate::runtime::{Command, Shared, WorkerStatus};
 use params::ComperParams;
 
 /// The plugin.
@@ -75,7 +75,7 @@ impl Comper {
         self.join_worker();
         // Leave the host's audio threads a core (before the first generation builds the
         // model's pool; `COMPER_THREADS` overrides it).
-        comper::model::set_default_threads(comper::model::plugin_default_threads());
+        comper_model::set_default_threads(comper_model::plugin_default_threads());
         let (audio_link, worker_link) = link::link(self.command_inbox.clone());
         match self.audio.as_mut() {
             Some(audio) => audio.relink(audio_link),

@@ -6,18 +6,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use comper::model::weights::{AnyModel, CONFIG_FILE};
-use comper::model::{FolderBytes, LoadedModel, LoadedOffline};
-use comper::runtime::ModelPair;
+use comper_generate::runtime::ModelPair;
+use comper_model::weights::{AnyModel, CONFIG_FILE};
+use comper_model::{FolderBytes, LoadedModel, LoadedOffline};
 
 /// The models Comper ships, built into the plugin binary so the bundle is one file.
 mod builtin {
-    pub const ONLINE_NAME: &str = comper::model::weights::DEFAULT_MODEL_NAME;
+    pub const ONLINE_NAME: &str = comper_model::weights::DEFAULT_MODEL_NAME;
     pub const ONLINE_CONFIG: &str = include_str!("../../weights/comper-online/config.json");
     pub const ONLINE_CHORD_NAMES: &str =
         include_str!("../../weights/comper-online/chord_names.json");
     pub const ONLINE_MODEL: &[u8] = include_bytes!("../../weights/comper-online/model.safetensors");
-    pub const OFFLINE_NAME: &str = comper::model::weights::DEFAULT_OFFLINE_NAME;
+    pub const OFFLINE_NAME: &str = comper_model::weights::DEFAULT_OFFLINE_NAME;
     pub const OFFLINE_CONFIG: &str = include_str!("../../weights/comper-offline/config.json");
     pub const OFFLINE_CHORD_NAMES: &str =
         include_str!("../../weights/comper-offline/chord_names.json");
@@ -129,7 +129,7 @@ mod tests {
         assert!(models.offline.is_some(), "the built-in offline model pairs");
         assert!(matches!(
             models.harmonizer(),
-            comper::suggest::Harmonizer::Offline(_)
+            comper_generate::suggest::Harmonizer::Offline(_)
         ));
     }
 

@@ -1,12 +1,12 @@
 //! The host-automatable parameters and the persisted session. Everything a musician sets is here,
 //! so the host saves it with the project.
 
-use comper::chord::VoicingRange;
-use comper::harmony::guide::{strength_for_variety, GuideSettings};
-use comper::live::LiveConfig;
-use comper::progression::VoicingStyle;
-use comper::runtime::{self, Settings, VoicingChoice};
-use comper::sample::SamplingParams;
+use comper_generate::live::LiveConfig;
+use comper_generate::runtime::{self, Settings, VoicingChoice};
+use comper_generate::sample::SamplingParams;
+use comper_music::chord::VoicingRange;
+use comper_music::harmony::guide::{strength_for_variety, GuideSettings};
+use comper_music::progression::VoicingStyle;
 use nice_plug::prelude::*;
 
 use crate::panel::PanelSize;

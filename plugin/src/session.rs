@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use comper::runtime::link::lock;
-use comper::runtime::session::Session;
+use comper_generate::runtime::link::lock;
+use comper_generate::runtime::session::Session;
 use nice_plug::params::persist::PersistentField;
 
 /// The session as a persistent field: the host's save/load goes through here, and
@@ -50,11 +50,11 @@ impl<'a> PersistentField<'a, serde_json::Value> for SessionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use comper::runtime::session::SessionOption;
+    use comper_generate::runtime::session::SessionOption;
 
     fn session() -> Session {
         Session {
-            melody: vec![comper::frames::MelodyFrame::Onset(60)],
+            melody: vec![comper_realtime::frames::MelodyFrame::Onset(60)],
             options: vec![SessionOption {
                 frames: vec![Some(("C".into(), true))],
                 log_likelihood: -1.0,

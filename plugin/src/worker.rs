@@ -1,11 +1,13 @@
-//! The plugin's inference thread: the library's runtime ([`comper::runtime`]) with the plugin's
+//! The plugin's inference thread: the library's runtime ([`comper_generate::runtime`]) with the plugin's
 //! parameters, saved session and built-in models as its [`Host`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, MutexGuard};
 use std::thread::JoinHandle;
 
-use comper::runtime::{self, Host, ModelPair, RuntimeFiles, Session, Settings, Shared, WorkerLink};
+use comper_generate::runtime::{
+    self, Host, ModelPair, RuntimeFiles, Session, Settings, Shared, WorkerLink,
+};
 
 use crate::models::load_models;
 use crate::params::ComperParams;

@@ -2,14 +2,14 @@
 
 use std::collections::BTreeSet;
 
-use comper::chord::ChordSymbol;
-use comper::frames::MelodyFrame;
-use comper::midi_file::read_midi;
-use comper::progression::VoicingStyle;
-use comper::quantize::TimeSignature;
-use comper::runtime::VoicingChoice;
-use comper::runtime::{Session, SessionOption};
+use comper_generate::runtime::VoicingChoice;
+use comper_generate::runtime::{Session, SessionOption};
+use comper_music::chord::ChordSymbol;
+use comper_music::midi_file::read_midi;
+use comper_music::progression::VoicingStyle;
 use comper_plugin::export::{save_selected, ExportSettings};
+use comper_realtime::frames::MelodyFrame;
+use comper_realtime::quantize::TimeSignature;
 
 fn chord(name: &str, frames: usize) -> Vec<Option<(String, bool)>> {
     (0..frames)

@@ -1,6 +1,6 @@
 //! Chord-frame checks shared by the integration tests.
 
-use comper::frames::ChordFrame;
+use comper_realtime::frames::ChordFrame;
 
 /// Whether `next` keeps what `prev` sounds: the same chord held, or silence after silence.
 pub fn continues(prev: ChordFrame, next: ChordFrame) -> bool {

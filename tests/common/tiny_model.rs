@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use comper::bench::random_decoder;
-use comper::model::{LoadedModel, ModelConfig};
-use comper::tokens::Vocabulary;
+use comper_model::random::random_decoder;
+use comper_model::{LoadedModel, ModelConfig};
+use comper_music::tokens::Vocabulary;
 
 pub fn tiny_model() -> Arc<LoadedModel> {
     let names = ["C", "Dm", "Em", "F", "G", "Am", "Bdim", "G7", "C7", "Fmaj7"];

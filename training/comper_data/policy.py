@@ -1,7 +1,7 @@
 """Pieces of the policy-gradient fine-tuning (`training/rl.py`) that need no model: which chord
 tokens may be sampled, the note-in-chord reward per frame, and its advantages.
 
-The masks are the ones Comper's Rust sampler applies (`src/sample/filter.rs::valid_tokens`),
+The masks are the ones Comper's Rust sampler applies (`crates/generate/src/sample/filter.rs::valid_tokens`),
 so the policy is trained on exactly the choices it will be asked to make.
 """
 

@@ -1,13 +1,13 @@
 //! Painting the panel's musical views: the melody roll, the option lanes and the live timeline.
 //! Pure drawing from snapshots; input handling stays in the panel.
 
-use comper::frames::{MelodyFrame, FRAMES_PER_BEAT};
+use comper_realtime::frames::{MelodyFrame, FRAMES_PER_BEAT};
 use egui::{
     Align2, Color32, CornerRadius, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Ui, Vec2,
 };
 
-use comper::runtime::LiveFrame;
-use comper::runtime::SessionOption;
+use comper_generate::runtime::LiveFrame;
+use comper_generate::runtime::SessionOption;
 
 pub const BACKGROUND: Color32 = Color32::from_rgb(24, 26, 31);
 const GRID_BAR: Color32 = Color32::from_rgb(78, 84, 96);

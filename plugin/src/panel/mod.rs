@@ -18,7 +18,7 @@ pub use editor::{PanelEditor, PanelSize, WindowSize};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use comper::suggest::frames_per_bar;
+use comper_generate::suggest::frames_per_bar;
 use crossbeam_channel::Sender;
 use nice_plug::context::gui::GuiContext;
 use nice_plug_egui::baseview::WindowContext;
@@ -28,7 +28,7 @@ use nice_plug_egui::NiceEguiApp;
 use crate::drag::{Drag, DragOutcome};
 use crate::export::{drag_clip, drag_dir, export_dir, save_selected, ExportSettings};
 use crate::params::{ComperParams, Mode};
-use comper::runtime::{Command, Shared, WorkerStatus, OPTION_COUNT};
+use comper_generate::runtime::{Command, Shared, WorkerStatus, OPTION_COUNT};
 
 /// Default editor size in logical pixels.
 pub const SIZE: (u32, u32) = (960, 640);
@@ -158,7 +158,7 @@ impl Panel {
         if melody.iter().all(|f| f.pitch().is_none()) {
             return "–".into();
         }
-        comper::harmony::melody_key(&melody).name()
+        comper_music::harmony::melody_key(&melody).name()
     }
 
     fn bar_beats(&self) -> f64 {
@@ -185,7 +185,7 @@ impl Panel {
     }
 
     /// The captured melody, or what the panel waits for.
-    fn melody_or_waiting(&self, ui: &mut egui::Ui, session: &comper::runtime::Session) {
+    fn melody_or_waiting(&self, ui: &mut egui::Ui, session: &comper_generate::runtime::Session) {
         ui.label("Melody");
         if session.melody.iter().all(|f| f.pitch().is_none()) {
             let hint = format!(
@@ -217,7 +217,7 @@ impl Panel {
     fn session_buttons(
         &mut self,
         ui: &mut egui::Ui,
-        session: &comper::runtime::Session,
+        session: &comper_generate::runtime::Session,
         window: &WindowContext,
     ) {
         ui.horizontal(|ui| {
@@ -350,7 +350,7 @@ impl Panel {
             ui,
             &frames,
             &self.shared.live_melody(),
-            beats * f64::from(comper::frames::FRAMES_PER_BEAT),
+            beats * f64::from(comper_realtime::frames::FRAMES_PER_BEAT),
             bar,
             height,
         );
@@ -508,7 +508,7 @@ struct LaneClicks {
 /// An option's button, description, fit and "new" button.
 fn option_header(
     ui: &mut egui::Ui,
-    session: &comper::runtime::Session,
+    session: &comper_generate::runtime::Session,
     index: usize,
     clicks: &mut LaneClicks,
 ) {
@@ -554,7 +554,7 @@ fn option_header(
 /// An option's chords on the bar grid (clicking selects, right-clicking the playing one locks).
 fn option_chords(
     ui: &mut egui::Ui,
-    session: &comper::runtime::Session,
+    session: &comper_generate::runtime::Session,
     index: usize,
     clicks: &mut LaneClicks,
 ) {
