@@ -474,7 +474,7 @@ fn load_harmonizer(weights: Option<PathBuf>, kind: Option<ModelKind>) -> anyhow:
 struct SuggestInput {
     notes: Vec<comper_realtime::frames::Note>,
     tempo_bpm: f64,
-    time_signature: comper_realtime::quantize::TimeSignature,
+    time_signature: comper_realtime::frames::TimeSignature,
     request: Option<SuggestRequest>,
 }
 

@@ -6,19 +6,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
-use comper_eval::baselines::{
-    diatonic_track, find_key, pitch_class_weights, ChordStatistics, Key, TriadLookup,
-};
+use comper_eval::baselines::{diatonic_track, ChordStatistics, TriadLookup};
 use comper_eval::best_of::{best_of, BestOfOptions};
 use comper_eval::data::{evenly_spaced, Split};
-use comper_eval::metrics::{
-    chord_durations, chord_masks, entropy_bits, note_in_chord_counts, offbeat_chords, MetricTotals,
-};
+use comper_eval::metrics::{chord_durations, entropy_bits, offbeat_chords, MetricTotals};
 use comper_eval::nll::{offline_log_likelihoods, NllTotals};
 use comper_eval::{evaluate, EvalError, EvalOptions};
 use comper_model::weights::{expected_offline_shapes, expected_shapes, write_folder, INV_FREQ_KEY};
 use comper_model::{LoadedModel, LoadedOffline, ModelConfig, ModelKind, OfflineConfig};
 use comper_music::chord::ChordTable;
+use comper_music::fit::{chord_masks, note_in_chord_counts};
+use comper_music::harmony::key::{find_key, pitch_class_weights, Key};
 use comper_music::tokens::Vocabulary;
 use comper_realtime::frames::{ChordFrame, MelodyFrame};
 use rand::SeedableRng;

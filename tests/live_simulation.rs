@@ -8,18 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use comper_generate::live::{IntroMode, LiveConfig};
-use comper_generate::runtime::link::{command_channel, link};
 use comper_generate::runtime::{
-    simulate_jam, spawn, AudioLink, FixedHost, JamReport, JamSettings, ModelPair, ReplanTime,
-    RuntimeFiles, Settings, Shared, ToAudio,
+    simulate_jam, spawn, FixedHost, JamReport, JamSettings, ModelPair, ReplanTime, RuntimeFiles,
+    Settings,
 };
 use comper_model::random::random_offline;
 use comper_model::{LoadedModel, LoadedOffline, ModelConfig, ModelKind, OfflineConfig};
 use comper_music::tokens::Vocabulary;
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::frames::{ChordFrame, MelodyFrame, Note};
+use comper_realtime::link::{command_channel, link};
+use comper_realtime::link::{AudioLink, Shared, ToAudio};
 use comper_realtime::quantize::{
     Block, ClockSource, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput,
-    TimeSignature, Transport,
+    Transport,
 };
 use comper_realtime::schedule::{PlannedFrame, Scheduler, SchedulerOutput};
 

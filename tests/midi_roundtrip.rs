@@ -9,7 +9,7 @@ use comper_music::midi_file::{
 };
 use comper_music::progression::VoicedChord;
 use comper_realtime::frames::Note;
-use comper_realtime::quantize::TimeSignature;
+use comper_realtime::frames::TimeSignature;
 use midly::num::{u15, u28, u4, u7};
 use midly::{
     Format, Fps, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind,

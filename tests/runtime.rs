@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use comper_generate::runtime::link::{command_channel, link};
-use comper_generate::runtime::{
-    spawn, AudioLink, Command, FixedHost, Host, RuntimeFiles, Settings, Shared, ToAudio,
-    WorkerStatus, OPTION_COUNT,
-};
+use comper_generate::runtime::{spawn, FixedHost, Host, RuntimeFiles, Settings, OPTION_COUNT};
 use comper_realtime::frames::MelodyFrame;
-use comper_realtime::quantize::{ClockSource, QuantizerOutput, TimeSignature};
+use comper_realtime::frames::TimeSignature;
+use comper_realtime::link::{command_channel, link};
+use comper_realtime::link::{AudioLink, Command, Shared, ToAudio, WorkerStatus};
+use comper_realtime::quantize::{ClockSource, QuantizerOutput};
 use comper_realtime::schedule::PlanUpdate;
 use crossbeam_channel::Sender;
 

@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use comper_generate::runtime::link::{command_channel, link};
-use comper_generate::runtime::{Shared, ToAudio};
 use comper_plugin::audio::{AudioEngine, BlockSettings, MidiNote};
 use comper_plugin::params::Mode;
 use comper_realtime::frames::ChordFrame;
-use comper_realtime::quantize::{Block, NoteEvent, TimeSignature, Transport};
+use comper_realtime::frames::TimeSignature;
+use comper_realtime::link::{command_channel, link};
+use comper_realtime::link::{Shared, ToAudio};
+use comper_realtime::quantize::{Block, NoteEvent, Transport};
 use comper_realtime::schedule::{PlanUpdate, PlannedFrame, Voiced};
 
 const SAMPLE_RATE: f64 = 48_000.0;

@@ -452,8 +452,9 @@ fn push_note(events: &mut Vec<NoteEvent>, output: SchedulerOutput) {
 mod tests {
     use super::*;
     use comper_realtime::frames::ChordFrame;
+    use comper_realtime::frames::TimeSignature;
     use comper_realtime::link::{command_channel, link, WorkerLink};
-    use comper_realtime::quantize::{TimeSignature, Transport};
+    use comper_realtime::quantize::Transport;
     use comper_realtime::schedule::{PlannedFrame, Voiced};
 
     const LEN: u32 = 6_000; // one frame at 120 BPM, 48 kHz

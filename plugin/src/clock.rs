@@ -19,8 +19,9 @@
 //!
 //! Never allocates; work per block is bounded by the number of note events.
 
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::quantize::{
-    Block, NoteEvent, NoteEventKind, TimeSignature, Transport, MAX_TEMPO_BPM, MIN_TEMPO_BPM,
+    Block, NoteEvent, NoteEventKind, Transport, MAX_TEMPO_BPM, MIN_TEMPO_BPM,
 };
 
 /// Tempo of the own clock when the host never gave one.

@@ -119,7 +119,8 @@ impl DemoPlayer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use comper_realtime::quantize::{NoteEventKind, TimeSignature, Transport};
+    use comper_realtime::frames::TimeSignature;
+    use comper_realtime::quantize::{NoteEventKind, Transport};
 
     fn block(beat: f64, len: u32) -> Block {
         Block {

@@ -4,7 +4,7 @@
 //!
 //! Threads: the host's audio thread runs [`audio::AudioEngine`] inside `process()`; the
 //! inference thread ([`worker`]) runs the library's runtime ([`comper_generate::runtime`]), which owns the
-//! models; [`comper_generate::runtime::link`] connects them. Parameters and the saved session live in
+//! models; [`comper_realtime::link`] connects them. Parameters and the saved session live in
 //! [`params`] and [`session`].
 
 pub mod audio;
@@ -23,14 +23,15 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::frames::FRAMES_PER_BEAT;
-use comper_realtime::quantize::{self, Block, TimeSignature};
+use comper_realtime::quantize::{self, Block};
 use crossbeam_channel::{Receiver, Sender};
 use nice_plug::prelude::*;
 
 use audio::{AudioEngine, BlockSettings};
-use comper_generate::runtime::link;
-use comper_generate::runtime::{Command, Shared, WorkerStatus};
+use comper_realtime::link;
+use comper_realtime::link::{Command, Shared, WorkerStatus};
 use params::ComperParams;
 
 /// The plugin.

@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use comper_generate::runtime::link::lock;
 use comper_generate::runtime::session::Session;
+use comper_realtime::link::lock;
 use nice_plug::params::persist::PersistentField;
 
 /// The session as a persistent field: the host's save/load goes through here, and

@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, MutexGuard};
 use std::thread::JoinHandle;
 
-use comper_generate::runtime::{
-    self, Host, ModelPair, RuntimeFiles, Session, Settings, Shared, WorkerLink,
-};
+use comper_generate::runtime::{self, Host, ModelPair, RuntimeFiles, Session, Settings};
+use comper_realtime::link::{Shared, WorkerLink};
 
 use crate::models::load_models;
 use crate::params::ComperParams;

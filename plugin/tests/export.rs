@@ -9,7 +9,7 @@ use comper_music::midi_file::read_midi;
 use comper_music::progression::VoicingStyle;
 use comper_plugin::export::{save_selected, ExportSettings};
 use comper_realtime::frames::MelodyFrame;
-use comper_realtime::quantize::TimeSignature;
+use comper_realtime::frames::TimeSignature;
 
 fn chord(name: &str, frames: usize) -> Vec<Option<(String, bool)>> {
     (0..frames)

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use rand::Rng;
 
 use comper_music::chord::ChordTable;
-pub use comper_music::harmony::key::{diatonic_triads, find_key, pitch_class_weights, Key};
+use comper_music::harmony::key::{diatonic_triads, find_key, pitch_class_weights};
 use comper_music::tokens::Vocabulary;
 use comper_realtime::frames::{ChordFrame, ChordIndex, MelodyFrame};
 

@@ -25,13 +25,14 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use super::data::{Example, Split};
-use super::metrics::{chord_durations, chord_masks, offbeat_chords};
+use super::metrics::{chord_durations, offbeat_chords};
 use super::nll::offline_log_likelihoods;
 use super::{EvalError, ExampleError};
 use comper_generate::sample::{generate_options, OptionsRequest, SamplingParams};
 use comper_model::weights::read_chord_names;
 use comper_model::{LoadedModel, LoadedOffline};
 use comper_music::chord::ChordTable;
+use comper_music::fit::chord_masks;
 use comper_music::fit::melody_fit;
 use comper_music::tokens::{TokenId, Vocabulary};
 use comper_realtime::frames::ChordFrame;

@@ -14,8 +14,8 @@ use comper_music::midi_file::{
     read_melody, write_progression_to_path, MelodyChoice, ProgressionExport,
 };
 use comper_music::tokens::{frames_to_chord_spans, frames_to_notes, Vocabulary};
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::frames::{MelodyFrame, Note, FRAMES_PER_BEAT};
-use comper_realtime::quantize::TimeSignature;
 
 /// One chord of a case's reference, as written in its JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

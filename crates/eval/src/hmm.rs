@@ -331,8 +331,9 @@ mod tests {
     use super::*;
     use crate::baselines::diatonic_track;
     use crate::data::{evenly_spaced, Split};
-    use crate::metrics::{chord_masks, MetricTotals};
+    use crate::metrics::MetricTotals;
     use comper_model::weights::read_chord_names;
+    use comper_music::fit::chord_masks;
 
     const NAMES: [&str; 9] = ["C", "Dm", "Em", "F", "G", "Am", "Bo", "C7", "Cm7"];
 

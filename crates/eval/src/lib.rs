@@ -43,11 +43,12 @@ use comper_model::{LoadedModel, LoadedOffline, ModelError, WeightsError};
 use comper_music::chord::ChordTable;
 use comper_music::tokens::{TokenError, Vocabulary};
 use comper_realtime::frames::ChordFrame;
-use comper_realtime::quantize::TimeSignature;
+use comper_realtime::frames::TimeSignature;
 
 use baselines::{diatonic_track, ChordStatistics, TriadLookup};
+use comper_music::fit::chord_masks;
 use data::{evenly_spaced, read_datasets, Example, Split};
-use metrics::{chord_masks, FrameMetrics, MetricTotals};
+use metrics::{FrameMetrics, MetricTotals};
 use nll::{Nll, NllTotals};
 
 /// The test split inside the data folder.

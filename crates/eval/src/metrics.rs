@@ -13,7 +13,7 @@ use comper_realtime::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
 /// Frames per 4/4 bar: the unit of "changes per bar" (whatever the piece's metre).
 pub const FRAMES_PER_BAR: usize = 4 * FRAMES_PER_BEAT as usize;
 
-pub use comper_music::fit::{chord_masks, note_in_chord_counts};
+use comper_music::fit::note_in_chord_counts;
 
 /// Length in frames of every chord in a track, in order (a chord cut by the end of the track
 /// counts with the frames it has). A hold that does not continue the chord before it starts a

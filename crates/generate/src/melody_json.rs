@@ -15,8 +15,8 @@ use crate::suggest::Suggestion;
 use comper_music::chord::{ChordTable, VoicingRange};
 use comper_music::midi_file::{write_progression, MidiFileError, ProgressionExport};
 use comper_music::progression::{voice_progression, NamedChord, VoicingStyle};
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::frames::{Note, FRAMES_PER_BEAT};
-use comper_realtime::quantize::TimeSignature;
 
 /// Most options one request may ask for.
 pub const MAX_OPTIONS: usize = 16;

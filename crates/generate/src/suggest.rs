@@ -23,8 +23,9 @@ use comper_music::harmony::{melody_key, ChordGuide, GuideSettings, Key};
 use comper_music::progression::{name_chords, NamedChord};
 use comper_music::tokens::Vocabulary;
 use comper_realtime::frames::Note;
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
-use comper_realtime::quantize::{quantize_notes, TimeSignature};
+use comper_realtime::quantize::quantize_notes;
 
 /// Resampling passes allowed to replace options that duplicate another.
 pub const DUPLICATE_RETRIES: usize = 8;

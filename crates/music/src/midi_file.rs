@@ -18,7 +18,7 @@ use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, T
 
 use crate::progression::VoicedChord;
 use comper_realtime::frames::Note;
-use comper_realtime::quantize::TimeSignature;
+use comper_realtime::frames::TimeSignature;
 
 /// Ticks per quarter note of the files Comper writes.
 pub const WRITE_PPQ: u16 = 480;

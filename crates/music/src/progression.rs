@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::chord::{plain_voicing, voice_led, ChordTable, Voicing, VoicingRange};
 use crate::tokens::{frames_to_chord_spans, Vocabulary};
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::frames::{ChordFrame, ChordIndex, FRAMES_PER_BEAT};
-use comper_realtime::quantize::TimeSignature;
 
 /// A chord as played: its pitches sound together from `start_beat` to `end_beat`.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,8 +7,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::quantize::{
-    Block, NoteEvent, OutputBuffer, Quantizer, QuantizerConfig, TimeSignature, Transport,
+    Block, NoteEvent, OutputBuffer, Quantizer, QuantizerConfig, Transport,
 };
 
 const BLOCK: u32 = 512;

@@ -54,9 +54,7 @@
 //! clamped to [`MIN_TEMPO_BPM`]`..=`[`MAX_TEMPO_BPM`], at most [`MAX_LOOP_WRAPS_PER_BLOCK`] loop
 //! wraps are followed per block, and loops shorter than one frame are ignored.
 
-/// The metre lives with the other music types; the quantizer reports it with each phrase.
-pub use crate::frames::TimeSignature;
-use crate::frames::{MelodyFrame, Note, FRAMES_PER_BEAT};
+use crate::frames::{MelodyFrame, Note, TimeSignature, FRAMES_PER_BEAT};
 
 const FRAMES_PER_BEAT_F64: f64 = FRAMES_PER_BEAT as f64;
 const PITCH_COUNT: usize = 128;

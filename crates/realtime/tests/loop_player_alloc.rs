@@ -3,7 +3,8 @@
 //! switches, plans set, cleared and handed back, tempo changes, jumps, stops, host loops).
 
 use comper_realtime::frames::ChordFrame;
-use comper_realtime::quantize::{Block, NoteEventKind, TimeSignature, Transport};
+use comper_realtime::frames::TimeSignature;
+use comper_realtime::quantize::{Block, NoteEventKind, Transport};
 use comper_realtime::schedule::{LoopPlayer, PlanUpdate, PlannedFrame, SchedulerOutput, Voiced};
 
 #[path = "../../../tests/common/heap_counter.rs"]

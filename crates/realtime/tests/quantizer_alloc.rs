@@ -2,9 +2,10 @@
 //! allocator watches this thread while thousands of blocks go through every code path (notes,
 //! tempo changes, loop wraps, jumps, stops, the free-running clock, MIDI floods).
 
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::quantize::{
     Block, NoteEvent, OutputBuffer, Quantizer, QuantizerConfig, QuantizerOutput, TempoChange,
-    TimeSignature, Transport,
+    Transport,
 };
 
 #[path = "../../../tests/common/heap_counter.rs"]

@@ -1,9 +1,10 @@
 //! The real-time quantizer, fed the same performance in blocks of random sizes, must give exactly
 //! the frames of the offline quantizer on the same timeline in beats.
 
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::quantize::{
     quantize_timeline, Block, IndexedFrame, NoteEvent, NoteEventKind, PhraseEndReason, Quantizer,
-    QuantizerConfig, QuantizerOutput, TimeSignature, TimedNoteEvent, Transport,
+    QuantizerConfig, QuantizerOutput, TimedNoteEvent, Transport,
 };
 use proptest::prelude::*;
 

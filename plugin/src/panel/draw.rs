@@ -6,8 +6,8 @@ use egui::{
     Align2, Color32, CornerRadius, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Ui, Vec2,
 };
 
-use comper_generate::runtime::LiveFrame;
 use comper_generate::runtime::SessionOption;
+use comper_realtime::link::LiveFrame;
 
 pub const BACKGROUND: Color32 = Color32::from_rgb(24, 26, 31);
 const GRID_BAR: Color32 = Color32::from_rgb(78, 84, 96);

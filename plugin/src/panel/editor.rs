@@ -10,7 +10,7 @@
 use std::error::Error;
 use std::sync::{Arc, Mutex};
 
-use comper_generate::runtime::link::lock;
+use comper_realtime::link::lock;
 use nice_plug::context::gui::GuiContext;
 use nice_plug::editor::dpi::{LogicalSize, NativeSize, Size};
 use nice_plug::editor::{HostMethods, SpawnedEditor};

@@ -28,7 +28,8 @@ use nice_plug_egui::NiceEguiApp;
 use crate::drag::{Drag, DragOutcome};
 use crate::export::{drag_clip, drag_dir, export_dir, save_selected, ExportSettings};
 use crate::params::{ComperParams, Mode};
-use comper_generate::runtime::{Command, Shared, WorkerStatus, OPTION_COUNT};
+use comper_generate::runtime::OPTION_COUNT;
+use comper_realtime::link::{Command, Shared, WorkerStatus};
 
 /// Default editor size in logical pixels.
 pub const SIZE: (u32, u32) = (960, 640);

@@ -17,8 +17,9 @@ use comper_music::harmony::meter::Meter;
 use comper_music::harmony::{melody_key, ChordGuide, GuideSettings, Triad};
 use comper_music::progression::VoicingStyle;
 use comper_music::tokens::Vocabulary;
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::frames::{ChordFrame, MelodyFrame, FRAMES_PER_BEAT};
-use comper_realtime::quantize::{PhraseId, QuantizerOutput, TimeSignature};
+use comper_realtime::quantize::{PhraseId, QuantizerOutput};
 use comper_realtime::schedule::{PlanUpdate, PlannedFrame, Voiced};
 
 /// How far the context window jumps when the history outgrows the model (four bars of 4/4; at
@@ -807,7 +808,8 @@ mod tests {
     use super::*;
     use comper_model::random::random_decoder;
     use comper_model::ModelConfig;
-    use comper_realtime::quantize::{ClockSource, TimeSignature};
+    use comper_realtime::frames::TimeSignature;
+    use comper_realtime::quantize::ClockSource;
 
     fn tiny() -> (Decoder, Vocabulary) {
         let names = ["C", "Dm", "Em", "F", "G", "Am", "Bdim", "G7"];

@@ -13,7 +13,8 @@
 
 use crate::suggest::frames_per_bar;
 use comper_realtime::frames::MelodyFrame;
-use comper_realtime::quantize::{PhraseId, QuantizerOutput, TimeSignature};
+use comper_realtime::frames::TimeSignature;
+use comper_realtime::quantize::{PhraseId, QuantizerOutput};
 
 /// A finished capture.
 #[derive(Debug, Clone, PartialEq)]

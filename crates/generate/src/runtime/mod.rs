@@ -11,14 +11,12 @@
 //!   the state machine's capture and session.
 
 pub mod capture;
-pub use comper_realtime::link;
 pub mod loop_plan;
 pub mod models;
 pub mod session;
 pub mod simulate;
 mod worker;
 
-pub use link::{AudioLink, Command, LiveFrame, Shared, ToAudio, WorkerLink, WorkerStatus};
 pub use loop_plan::VoicingChoice;
 pub use models::ModelPair;
 pub use session::{Session, SessionOption};

@@ -12,8 +12,8 @@
 use std::path::PathBuf;
 
 use comper_music::tokens::Vocabulary;
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::frames::{ChordFrame, MelodyFrame};
-use comper_realtime::quantize::TimeSignature;
 use serde::{Deserialize, Serialize};
 
 /// Version of the stored JSON; older or newer states are not guessed at.

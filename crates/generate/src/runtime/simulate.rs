@@ -18,16 +18,16 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 
-use super::link::{command_channel, link, Shared, ToAudio, WorkerStatus};
 use super::models::ModelPair;
 use super::worker::{Engines, FixedHost, Runtime, RuntimeFiles, Settings};
 use crate::live::{LiveConfig, LiveError};
 use comper_music::progression::{name_chords, NamedChord, VoicedChord};
 use comper_music::tokens::Vocabulary;
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::frames::{ChordFrame, Note, FRAMES_PER_BEAT};
+use comper_realtime::link::{command_channel, link, Shared, ToAudio, WorkerStatus};
 use comper_realtime::quantize::{
-    Block, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput, TimeSignature,
-    Transport,
+    Block, NoteEvent, NoteEventKind, Quantizer, QuantizerConfig, QuantizerOutput, Transport,
 };
 use comper_realtime::schedule::{PlanUpdate, Scheduler, SchedulerOutput};
 

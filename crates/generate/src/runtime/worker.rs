@@ -31,7 +31,6 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::capture::{Capture, CaptureProgress, CapturedPhrase};
-use super::link::{lock, Command, LiveFrame, Shared, ToAudio, WorkerLink, WorkerStatus};
 use super::loop_plan::{loop_plan, transpose_plan, VoicingChoice};
 use super::models::ModelPair;
 use super::session::{chords_by_name, chords_in_vocabulary, Session, SessionOption};
@@ -43,6 +42,7 @@ use comper_music::harmony::GuideSettings;
 use comper_music::midi_file::{read_melody, MelodyChoice};
 use comper_music::tokens::Vocabulary;
 use comper_realtime::frames::{ChordFrame, MelodyFrame};
+use comper_realtime::link::{lock, Command, LiveFrame, Shared, ToAudio, WorkerLink, WorkerStatus};
 use comper_realtime::quantize::QuantizerOutput;
 use comper_realtime::schedule::PlanUpdate;
 

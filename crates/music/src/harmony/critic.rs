@@ -264,7 +264,7 @@ pub fn select_diverse(scores: &[f64], beats: &[Vec<Option<Triad>>], count: usize
 mod tests {
     use super::*;
     use crate::tokens::Vocabulary;
-    use comper_realtime::quantize::TimeSignature;
+    use comper_realtime::frames::TimeSignature;
 
     fn setup() -> (ChordSounds, Meter) {
         let vocab = Vocabulary::new(

@@ -110,7 +110,7 @@ mod tests {
     use super::*;
     use crate::chord::ChordTable;
     use crate::tokens::Vocabulary;
-    use comper_realtime::quantize::TimeSignature;
+    use comper_realtime::frames::TimeSignature;
 
     #[test]
     fn a_pop_loop_reads_as_its_numerals() {

@@ -391,7 +391,7 @@ impl ChordProfiles {
 mod tests {
     use super::*;
     use crate::tokens::TokenId;
-    use comper_realtime::quantize::TimeSignature;
+    use comper_realtime::frames::TimeSignature;
 
     fn vocab() -> Vocabulary {
         Vocabulary::new(

@@ -93,7 +93,7 @@ fn period_weights(hindsight: &[Option<Triad>], meter: Meter, phase: usize) -> Ve
 mod tests {
     use super::*;
     use crate::harmony::triad::Quality;
-    use comper_realtime::quantize::TimeSignature;
+    use comper_realtime::frames::TimeSignature;
 
     fn major(root: u8) -> Option<Triad> {
         Some(Triad {

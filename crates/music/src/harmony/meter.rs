@@ -2,8 +2,8 @@
 //! main beats far more than against the 16ths between them, and lead sheets change chords on
 //! strong beats. One weight per frame position, derived from the time signature.
 
+use comper_realtime::frames::TimeSignature;
 use comper_realtime::frames::FRAMES_PER_BEAT;
-use comper_realtime::quantize::TimeSignature;
 
 /// Metric levels of a frame within its bar, strongest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -221,7 +221,7 @@ fn first_boundary_at_or_after(beat: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quantize::TimeSignature;
+    use crate::frames::TimeSignature;
 
     fn block(bpm: f64, rate: f64, len: u32, beat: f64, loop_range: Option<(f64, f64)>) -> Block {
         Block {

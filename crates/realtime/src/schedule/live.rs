@@ -168,7 +168,8 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quantize::{NoteEventKind, PhraseId, TimeSignature, Transport};
+    use crate::frames::TimeSignature;
+    use crate::quantize::{NoteEventKind, PhraseId, Transport};
     use crate::schedule::note_events as notes;
     use crate::schedule::{PlannedFrame, Voiced};
 

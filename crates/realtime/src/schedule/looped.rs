@@ -188,7 +188,8 @@ fn changes_chord(plan: &PlanUpdate, index: i64) -> bool {
 mod tests {
     use super::*;
     use crate::frames::ChordFrame::{Hold, Onset, Silence};
-    use crate::quantize::{NoteEventKind, TimeSignature, Transport};
+    use crate::frames::TimeSignature;
+    use crate::quantize::{NoteEventKind, Transport};
     use crate::schedule::note_events as notes;
     use crate::schedule::Voiced;
     use NoteEventKind::{Off, On};
