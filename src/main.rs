@@ -1,4 +1,5 @@
-//! The `comper` command line: a thin layer over the library.
+//! The `comper` command line: a thin layer over the crates (`comper-generate`, `comper-eval`,
+//! `comper-serve`, …).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

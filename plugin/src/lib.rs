@@ -3,8 +3,8 @@
 //! synth on its stereo output (for hosts that pass no MIDI out of a plugin).
 //!
 //! Threads: the host's audio thread runs [`audio::AudioEngine`] inside `process()`; the
-//! inference thread ([`worker`]) runs the library's runtime ([`comper_generate::runtime`]), which owns the
-//! models; [`comper_realtime::link`] connects them. Parameters and the saved session live in
+//! inference thread ([`worker`]) runs the shared runtime ([`comper_generate::runtime`]), which owns
+//! the models; [`comper_realtime::link`] connects them. Parameters and the saved session live in
 //! [`params`] and [`session`].
 
 pub mod audio;

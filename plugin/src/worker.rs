@@ -1,5 +1,5 @@
-//! The plugin's inference thread: the library's runtime ([`comper_generate::runtime`]) with the plugin's
-//! parameters, saved session and built-in models as its [`Host`].
+//! The plugin's inference thread: the shared runtime ([`comper_generate::runtime`]) with the
+//! plugin's parameters, saved session and built-in models as its [`Host`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, MutexGuard};

@@ -8,9 +8,9 @@
 //!   NLL of the ground truth ([`nll`]);
 //! * **offline model** — the same with the offline encoder–decoder
 //!   ([`comper_generate::sample::generate_offline_options`], the melody encoded whole);
-//! * **suggest** — what `comper suggest` and the plugin offer ([`comper_generate::suggest::suggest`]) with
-//!   the offline model when one is given, else the online one: the best `samples` of several times
-//!   as many candidates by melody fit;
+//! * **suggest** — what `comper suggest` and the plugin offer
+//!   ([`comper_generate::suggest::suggest`]) with the offline model when one is given, else the
+//!   online one: the best `samples` of several times as many candidates by melody fit;
 //! * **training distribution** — random chords and lengths as often as in the training split
 //!   ([`baselines::ChordStatistics`]);
 //! * **diatonic heuristic** — key finding plus the best-covering diatonic triad per bar

@@ -1,11 +1,11 @@
 //! Live jamming: ReaLJam's listen-then-accompany loop, in-process.
 //!
-//! The shape is the plugin's: the audio thread runs the [`comper_realtime::quantize::Quantizer`] and sends
-//! its outputs over a bounded channel (`try_send`, never blocking) to the inference thread
-//! ([`crate::runtime`]), where a [`LiveEngine`] re-plans the next beats after every frame; plans
-//! come back over another channel to the [`comper_realtime::schedule::Scheduler`], which plays them at frame
-//! boundaries. [`crate::runtime::simulate`] drives the same path from a melody file with a
-//! simulated clock (`comper jam`).
+//! The shape is the plugin's: the audio thread runs the [`comper_realtime::quantize::Quantizer`]
+//! and sends its outputs over a bounded channel (`try_send`, never blocking) to the inference
+//! thread ([`crate::runtime`]), where a [`LiveEngine`] re-plans the next beats after every frame;
+//! plans come back over another channel to the [`comper_realtime::schedule::Scheduler`], which
+//! plays them at frame boundaries. [`crate::runtime::simulate`] drives the same path from a melody
+//! file with a simulated clock (`comper jam`).
 //!
 //! # Sessions
 //! A quantizer phrase is a session: the transport starting (or the free clock's first note)

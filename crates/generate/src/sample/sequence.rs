@@ -73,9 +73,9 @@ pub(crate) struct Generated {
 /// On return the cache holds every token that was fed, i.e. all but the trailing forced/sampled
 /// ones never needed.
 ///
-/// The whole run leads a team ([`with_team`]) of rayon's threads: each network step is dozens of small
-/// parallel products, and handing each one to rayon costs a wake-up of a sleeping worker and a
-/// blocking wait, while the team's helpers spin between products for the length of the run.
+/// The whole run leads a team ([`with_team`]) of rayon's threads: each network step is dozens of
+/// small parallel products, and handing each one to rayon costs a wake-up of a sleeping worker and
+/// a blocking wait, while the team's helpers spin between products for the length of the run.
 pub(crate) fn run_cached<M: Stepper, R: Rng + Send>(
     decoder: &M,
     vocab: &Vocabulary,

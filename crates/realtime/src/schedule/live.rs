@@ -1,10 +1,10 @@
 //! The live player: the latest chord plan from the inference thread becomes note on/off events
 //! at 16th-note frame boundaries, at the right sample offsets, without allocating.
 //!
-//! The inference thread (`comper_generate::runtime`) sends [`PlanUpdate`]s: for a run of frames, the chord
-//! and the exact pitches to sound (voiced on the inference thread, so this side only copies
-//! them). The [`Scheduler`] keeps one plan in a single slot; a plan it replaces or refuses is
-//! handed back to the caller, who returns it to the inference thread for reuse, so nothing is
+//! The inference thread (`comper_generate::runtime`) sends [`PlanUpdate`]s: for a run of frames,
+//! the chord and the exact pitches to sound (voiced on the inference thread, so this side only
+//! copies them). The [`Scheduler`] keeps one plan in a single slot; a plan it replaces or refuses
+//! is handed back to the caller, who returns it to the inference thread for reuse, so nothing is
 //! freed here either.
 //!
 //! # Per block
