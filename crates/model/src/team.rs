@@ -313,7 +313,7 @@ thread_local! {
 
 /// Runs `body` on the calling thread, leading a team of as many threads as the model's pool has
 /// (or the rayon pool the caller runs in): `size − 1` helpers are lent by the pool until `body`
-/// returns, and parallel regions inside `body` (those of [`for_each_chunk`]) go to the team.
+/// returns, and parallel regions inside `body` (the network's products) go to the team.
 /// `body` starts at once even when the pool is busy (e.g. helping another plugin instance's
 /// generation); it then runs with fewer helpers.
 pub fn with_team<T>(body: impl FnOnce() -> T) -> T {

@@ -1,6 +1,9 @@
 //! The runtime every product plays through: one inference state machine ([`Runtime`]) fed by
-//! the audio side's quantizer outputs and the user's [`Command`]s over bounded channels, answering
-//! with voiced plans ([`ToAudio`]).
+//! the audio side's quantizer outputs and the user's [`Command`]s over bounded channels
+//! ([`comper_realtime::link`]), answering with voiced plans ([`ToAudio`]).
+//!
+//! [`Command`]: comper_realtime::link::Command
+//! [`ToAudio`]: comper_realtime::link::ToAudio
 //!
 //! * The plugin runs it on its inference thread ([`spawn`]) with its parameters and saved
 //!   session as the [`Host`].
