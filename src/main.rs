@@ -138,7 +138,7 @@ struct ImportArgs {
     /// Folder to write (`model.safetensors`, `config.json`, `chord_names.json`).
     #[arg(long)]
     out: PathBuf,
-    /// Parity fixture (`tokens` i64 [T], `logits` f32 [T, V]) to compare the imported model against.
+    /// Parity fixture (`tokens` i64 `[T]`, `logits` f32 `[T, V]`) to compare the imported model against.
     #[arg(long)]
     check: Option<PathBuf>,
 }

@@ -6,7 +6,7 @@
 //! rule-based diatonic heuristic and the transformer.
 //!
 //! * **States**: 36 triads, 12 roots × {major, minor, diminished}. Every vocabulary chord is
-//!   reduced to root and quality ([`reduce`]); the decoder plays the vocabulary's plain triad of
+//!   reduced to root and quality (`reduce`); the decoder plays the vocabulary's plain triad of
 //!   each state (states the vocabulary lacks are never chosen).
 //! * **Time step**: one beat (4 frames). MySong decides once per bar; the data here changes on
 //!   beats inside bars often enough (≈1.5 chords per bar) that a bar-step model could not match

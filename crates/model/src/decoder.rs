@@ -11,10 +11,10 @@
 //! RoPE at their absolute positions, which equals x-transformers' "cache un-rotated keys, rotate the
 //! whole window" as long as the sequence never exceeds `max_seq_len` (enforced here).
 //!
-//! Weights are loaded with candle and repacked into packed panels ([`super::layers`]); the arithmetic runs on
+//! Weights are loaded with candle and repacked into packed panels (`layers`); the arithmetic runs on
 //! plain `f32` buffers. Every product — the weight matrices, `q·Kᵀ` and `P·V` over the cache, which
 //! is stored in the same panel layout — goes through one register-blocked micro-kernel that reads
-//! each weight once per step (see [`super::packed`]). In the last layer only the rows that become
+//! each weight once per step (see `packed`). In the last layer only the rows that become
 //! logits get the output projection and feed-forward.
 
 use candle_core::{DType, Device, Tensor};
@@ -67,7 +67,7 @@ impl LogitRows {
 }
 
 /// Keys and values of every layer for a batch of sequences, preallocated to `max_seq_len` so
-/// incremental decoding never reallocates. Both are stored as packed panels (see [`KvLayout`]) so
+/// incremental decoding never reallocates. Both are stored as packed panels (see `KvLayout`) so
 /// the two attention products run on the same micro-kernel as the weights. The cache also keeps
 /// the working buffers of a step, so that steps reuse them.
 pub struct KvCache {

@@ -36,7 +36,7 @@ pub const ATTACK_SECONDS: f32 = 0.02;
 pub const DECAY_SECONDS: f32 = 0.6;
 /// Sustain level as a fraction of the velocity's peak.
 pub const SUSTAIN_LEVEL: f32 = 0.7;
-/// Time a released note takes to fall from full level to [`SILENCE_LEVEL`], when it is freed.
+/// Time a released note takes to fall from full level to silence (`SILENCE_LEVEL`), when it is freed.
 pub const RELEASE_SECONDS: f32 = 0.5;
 /// Length of the linear fade-out of a stolen voice before its new note starts.
 pub const STEAL_FADE_SECONDS: f32 = 0.004;

@@ -2,9 +2,9 @@
 //! manager), by the window system's own protocol, on a thread of its own so the panel keeps
 //! drawing. baseview, under the editor, has no drag source on any platform.
 //!
-//! - X11 (Linux, BSD): an XDND source ([`x11`]) on a thread of its own.
+//! - X11 (Linux, BSD): an XDND source (`x11`) on a thread of its own.
 //! - macOS and Windows: the `drag` crate (NSDraggingSource; OLE `DoDragDrop` with `CF_HDROP`),
-//!   started from the panel's window on the panel's thread, as both systems require ([`native`]).
+//!   started from the panel's window on the panel's thread, as both systems require (`native`).
 //!   Built and run only on those systems; CI covers the X11 source.
 
 #[cfg(any(target_os = "macos", target_os = "windows"))]

@@ -1,6 +1,6 @@
 //! Sampling chords from the decoder: the five-options panel and live continuation.
 //!
-//! Both run the same loop ([`sequence`]): an interleaved `[BOS, c0, m0, c1, m1, …]` sequence in
+//! Both run the same loop (`sequence`): an interleaved `[BOS, c0, m0, c1, m1, …]` sequence in
 //! which some slots are forced (the known melody, locked or committed chords, the prompt) and the
 //! others are sampled under ReaLJam's validity rules ([`filter`]). Forced tokens are pushed through
 //! the network together with the token before them, so with a known melody each frame costs one
