@@ -24,10 +24,8 @@ pub fn random_decoder_stored(config: &ModelConfig, dtype: DType) -> Result<Decod
                 .map(|i| 10000f32.powf(-((2 * i) as f32) / (2 * rotary_half) as f32))
                 .collect();
             Tensor::from_vec(freqs, rotary_half, &Device::Cpu)?
-        } else if name.contains("qk_norm") {
-            Tensor::ones(shape, DType::F32, &Device::Cpu)?
         } else {
-            Tensor::randn(0f32, 0.05, shape, &Device::Cpu)?
+            random_weight(&name, shape)?
         };
         tensors.insert(name, tensor.to_dtype(dtype)?);
     }
@@ -49,15 +47,22 @@ pub fn random_offline_stored(
 ) -> Result<OfflineModel, ModelError> {
     let mut tensors = HashMap::new();
     for (name, shape) in expected_offline_shapes(config) {
-        let tensor = if name.contains("qk_norm") {
-            Tensor::ones(shape, DType::F32, &Device::Cpu)?
-        } else {
-            Tensor::randn(0f32, 0.05, shape, &Device::Cpu)?
-        };
+        let tensor = random_weight(&name, shape)?;
         tensors.insert(name, tensor.to_dtype(dtype)?);
     }
     OfflineModel::load(
         config,
         VarBuilder::from_tensors(tensors, dtype, &Device::Cpu),
     )
+}
+
+/// One f32 weight of `shape`: ones for a qk-norm scale (as trained models start), small random
+/// values otherwise.
+fn random_weight(name: &str, shape: Vec<usize>) -> Result<Tensor, ModelError> {
+    let tensor = if name.contains("qk_norm") {
+        Tensor::ones(shape, DType::F32, &Device::Cpu)?
+    } else {
+        Tensor::randn(0f32, 0.05, shape, &Device::Cpu)?
+    };
+    Ok(tensor)
 }
